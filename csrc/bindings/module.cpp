@@ -1,0 +1,100 @@
+// tandem._C: pybind11 bindings only. No logic here: every function forwards to libtandem.
+// torch.Tensor crosses in both directions without copies (pybind11 casters from torch).
+#include <torch/extension.h>
+#include <pybind11/stl.h>
+
+#include "tandem/core/config.h"
+#include "tandem/core/progress.h"
+#include "tandem/core/registry.h"
+#include "tandem/core/runtime.h"
+#include "tandem/core/safetensors.h"
+#include "tandem/experiments/runner.h"
+
+namespace py = pybind11;
+using namespace tandem;
+
+namespace {
+
+Config load_any(const std::string& source, bool is_text, const std::string& name,
+                const std::vector<std::string>& overrides, const std::string& base_dir) {
+  return is_text ? Config::load_string(source, name, overrides, base_dir)
+                 : Config::load_file(source, overrides);
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_C, m) {
+  m.doc() = "tandem C++ core (libtandem) bindings";
+
+  static py::exception<ConfigError> config_error(m, "ConfigError", PyExc_ValueError);
+  static py::exception<SafetensorsError> st_error(m, "SafetensorsError", PyExc_ValueError);
+
+  // ---- core ----
+  m.def("registry_kinds", &RegistryBase::kinds, "Kinds of registered components.");
+  m.def("registry_names", &RegistryBase::names_of, py::arg("kind"), "Names registered under a kind.");
+  m.def(
+      "resolve_config",
+      [](const std::string& source, bool is_text, const std::string& name,
+         const std::vector<std::string>& overrides, const std::string& base_dir) {
+        return load_any(source, is_text, name, overrides, base_dir).dump();
+      },
+      py::arg("source"), py::arg("is_text") = false, py::arg("name") = "<string>",
+      py::arg("overrides") = std::vector<std::string>{}, py::arg("base_dir") = ".",
+      "Loads a config (extends and overrides resolved) and returns it as YAML text.");
+  m.def(
+      "run_experiment",
+      [](const std::string& source, bool is_text, const std::string& name,
+         const std::vector<std::string>& overrides, const std::string& base_dir,
+         const std::string& results_dir, bool echo_log) {
+        RunSummary s;
+        {
+          py::gil_scoped_release release;
+          Config cfg = load_any(source, is_text, name, overrides, base_dir);
+          s = run_experiment(cfg, RunOptions{results_dir, echo_log});
+        }
+        return py::make_tuple(s.run_dir, s.metrics.dump());
+      },
+      py::arg("source"), py::arg("is_text") = false, py::arg("name") = "<string>",
+      py::arg("overrides") = std::vector<std::string>{}, py::arg("base_dir") = ".",
+      py::arg("results_dir") = "results", py::arg("echo_log") = true,
+      "Runs an experiment; returns (run_dir, metrics JSON text).");
+  m.def("parse_device", [](const std::string& s) { return parse_device(s).str(); }, py::arg("text"));
+  m.def("parse_dtype", [](const std::string& s) { return dtype_name(parse_dtype(s)); }, py::arg("text"));
+  m.def("set_threads", &set_threads, py::arg("threads") = 0, "0 = every core this process may use.");
+  m.def("available_cores", &available_cores);
+  m.def("data_root", &data_root);
+  m.def("tensor_data_ptr", [](const at::Tensor& t) { return reinterpret_cast<uintptr_t>(t.data_ptr()); },
+        py::arg("tensor"), "Address of a tensor's data as C++ sees it (zero-copy checks).");
+  m.def("scale_", [](at::Tensor t, double f) { t.mul_(f); return t; }, py::arg("tensor"), py::arg("factor"),
+        "Multiplies in place in C++ and returns the same tensor (zero-copy checks).");
+
+  py::class_<Progress>(m, "Progress")
+      .def(py::init<std::string, int64_t, std::string>(), py::arg("label"), py::arg("total"), py::arg("unit") = "it")
+      .def("update", &Progress::update, py::arg("n") = 1, py::arg("postfix") = "")
+      .def("finish", &Progress::finish)
+      .def("render", &Progress::render)
+      .def_property_readonly("count", &Progress::count);
+
+  // ---- safetensors ----
+  m.def(
+      "load_safetensors",
+      [](const std::string& path, bool mmap) {
+        SafetensorsFile f;
+        {
+          py::gil_scoped_release release;
+          f = load_safetensors(path, mmap);
+        }
+        py::dict tensors;
+        for (auto& [name, t] : f.tensors) tensors[py::str(name)] = t;
+        return py::make_tuple(tensors, f.metadata);
+      },
+      py::arg("path"), py::arg("mmap") = true, "Returns ({name: tensor}, metadata).");
+  m.def(
+      "save_safetensors",
+      [](const std::string& path, const std::vector<std::pair<std::string, at::Tensor>>& tensors,
+         const std::map<std::string, std::string>& metadata) {
+        py::gil_scoped_release release;
+        save_safetensors(path, tensors, metadata);
+      },
+      py::arg("path"), py::arg("tensors"), py::arg("metadata") = std::map<std::string, std::string>{});
+}

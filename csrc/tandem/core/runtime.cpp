@@ -1,0 +1,116 @@
+#include "tandem/core/runtime.h"
+
+#include <sched.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <stdexcept>
+#include <thread>
+
+#include <torch/torch.h>
+
+#include "tandem/core/config.h"
+
+namespace tandem {
+
+c10::Device parse_device(const std::string& text) {
+  if (text == "auto") return torch::cuda::is_available() ? c10::Device(c10::kCUDA, 0) : c10::Device(c10::kCPU);
+  c10::Device dev(c10::kCPU);
+  try {
+    dev = c10::Device(text);
+  } catch (const std::exception&) {
+    throw std::invalid_argument("expected one of cpu, cuda, cuda:N, mps, auto");
+  }
+  if (dev.is_cuda()) {
+    if (!torch::cuda::is_available())
+      throw std::invalid_argument("a device this machine has (cpu or auto); CUDA was requested but this torch "
+                                  "build sees no CUDA device");
+    if (dev.has_index() && dev.index() >= static_cast<int>(torch::cuda::device_count()))
+      throw std::invalid_argument("a CUDA index below " + std::to_string(torch::cuda::device_count()) +
+                                  " (the number of CUDA devices here)");
+  } else if (!dev.is_cpu() && !dev.is_mps()) {
+    throw std::invalid_argument("expected one of cpu, cuda, cuda:N, mps, auto");
+  }
+  return dev;
+}
+
+c10::ScalarType parse_dtype(const std::string& text) {
+  static const std::map<std::string, c10::ScalarType> table = {
+      {"float32", c10::kFloat},   {"fp32", c10::kFloat},    {"float", c10::kFloat},
+      {"bfloat16", c10::kBFloat16}, {"bf16", c10::kBFloat16},
+      {"float16", c10::kHalf},    {"fp16", c10::kHalf},     {"half", c10::kHalf},
+      {"float64", c10::kDouble},  {"fp64", c10::kDouble},
+  };
+  auto it = table.find(text);
+  if (it == table.end()) throw std::invalid_argument("expected one of float32, bfloat16, float16, float64");
+  return it->second;
+}
+
+std::string dtype_name(c10::ScalarType t) {
+  switch (t) {
+    case c10::kFloat: return "float32";
+    case c10::kBFloat16: return "bfloat16";
+    case c10::kHalf: return "float16";
+    case c10::kDouble: return "float64";
+    default: return c10::toString(t);
+  }
+}
+
+void seed_everything(uint64_t seed) {
+  torch::manual_seed(seed);
+  if (torch::cuda::is_available()) torch::cuda::manual_seed_all(seed);
+}
+
+int available_cores() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof(set), &set) == 0) {
+    int n = CPU_COUNT(&set);
+    if (n > 0) return n;
+  }
+  return std::max(1u, std::thread::hardware_concurrency());
+}
+
+int set_threads(int requested) {
+  // torch's cpuinfo can undercount cores on some VMs; we decide the count ourselves.
+  int n = requested > 0 ? requested : available_cores();
+  torch::set_num_threads(n);
+  return n;
+}
+
+std::string data_root() {
+  if (const char* env = std::getenv("TANDEM_DATA"); env && *env) return env;
+  return "../shared/data";
+}
+
+std::string resolve_data_path(const std::string& path) {
+  namespace fs = std::filesystem;
+  if (fs::path(path).is_absolute() || fs::exists(path)) return path;
+  return (fs::path(data_root()) / path).string();
+}
+
+RuntimeOptions RuntimeOptions::from_config(const Config& cfg) {
+  RuntimeOptions o;
+  const std::string dev = cfg.get<std::string>("device", "auto");
+  try {
+    o.device = parse_device(dev);
+  } catch (const std::invalid_argument& e) {
+    cfg.fail("device", e.what());
+  }
+  const std::string dt = cfg.get<std::string>("dtype", "float32");
+  try {
+    o.dtype = parse_dtype(dt);
+  } catch (const std::invalid_argument& e) {
+    cfg.fail("dtype", e.what());
+  }
+  o.seed = static_cast<uint64_t>(cfg.get_nonnegative_int("seed", 0));
+  o.threads = static_cast<int>(cfg.get_nonnegative_int("threads", 0));
+  return o;
+}
+
+void RuntimeOptions::apply() const {
+  seed_everything(seed);
+  set_threads(threads);
+}
+
+}  // namespace tandem

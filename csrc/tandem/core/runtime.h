@@ -1,0 +1,45 @@
+// Runtime settings every run shares: device, dtype, seed, threads, data and model roots.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include <c10/core/Device.h>
+#include <c10/core/ScalarType.h>
+
+namespace tandem {
+
+class Config;
+
+/// Parses "cpu", "cuda", "cuda:N", "mps" or "auto" (CUDA when available, else CPU).
+/// Throws std::invalid_argument saying what was expected, or that the device is absent.
+c10::Device parse_device(const std::string& text);
+/// Parses float32/fp32/float, bfloat16/bf16, float16/fp16/half, float64.
+c10::ScalarType parse_dtype(const std::string& text);
+std::string dtype_name(c10::ScalarType t);
+
+/// Seeds torch (CPU and CUDA) and tandem's own generators; same seed -> same run.
+void seed_everything(uint64_t seed);
+/// Sets torch's intra-op threads; 0 means every core this process may use.
+int set_threads(int requested);
+/// Cores this process may run on (sched_getaffinity), at least 1.
+int available_cores();
+
+/// Root of the datasets: $TANDEM_DATA, else ../shared/data (relative to the working directory).
+std::string data_root();
+/// `path` if absolute or existing relative to the working directory, else under data_root().
+std::string resolve_data_path(const std::string& path);
+
+/// Settings read from the top level of a run config (device, dtype, seed, threads).
+struct RuntimeOptions {
+  c10::Device device{c10::kCPU};
+  c10::ScalarType dtype{c10::kFloat};
+  uint64_t seed{0};
+  int threads{0};
+  /// Reads `device`, `dtype`, `seed`, `threads` from `cfg`; errors name the key and line.
+  static RuntimeOptions from_config(const Config& cfg);
+  /// Applies seed and threads to this process.
+  void apply() const;
+};
+
+}  // namespace tandem

@@ -1,0 +1,137 @@
+#include "tandem/data/text_classification.h"
+
+#include <cctype>
+#include <cmath>
+#include <unordered_map>
+
+#include <nlohmann/json.hpp>
+#include <torch/torch.h>
+
+#include "tandem/core/runtime.h"
+#include "tandem/data/jsonl.h"
+
+namespace tandem {
+
+TANDEM_DEFINE_REGISTRY(TextDataset, const Config&);
+TANDEM_DEFINE_REGISTRY(TextFeaturizer, const Config&);
+
+uint64_t fnv1a(const std::string& s, uint64_t seed) {
+  uint64_t h = 1469598103934665603ULL ^ seed;
+  for (unsigned char c : s) {
+    h ^= c;
+    h *= 1099511628211ULL;
+  }
+  return h;
+}
+
+void split_by_hash(const std::vector<TextExample>& all, double test_fraction,
+                   std::vector<TextExample>& train, std::vector<TextExample>& test) {
+  const uint64_t cut = static_cast<uint64_t>(test_fraction * 10000.0);
+  for (const auto& ex : all) (fnv1a(ex.id) % 10000 < cut ? test : train).push_back(ex);
+}
+
+namespace {
+
+std::string json_field_text(const nlohmann::json& rec, const std::string& field) {
+  if (!rec.contains(field)) throw std::invalid_argument("record has no field '" + field + "'");
+  const auto& v = rec[field];
+  if (v.is_string()) return v.get<std::string>();
+  if (v.is_number_integer()) return std::to_string(v.get<int64_t>());
+  throw std::invalid_argument("field '" + field + "' is neither a string nor an integer");
+}
+
+// Any JSONL file with a text field and a label field (e.g. MMLU-Pro question -> category).
+class JsonlTextDataset : public TextDataset {
+ public:
+  explicit JsonlTextDataset(const Config& cfg)
+      : path_(resolve_data_path(cfg.get<std::string>("path"))),
+        text_field_(cfg.get<std::string>("text_field", "text")),
+        label_field_(cfg.get<std::string>("label_field", "label")),
+        id_field_(cfg.get<std::string>("id_field", "")),
+        test_fraction_(cfg.get_in_range("test_fraction", 0.0, 1.0, 0.2)) {
+    opts_.limit = static_cast<size_t>(cfg.get_nonnegative_int("limit", 0));
+    opts_.skip_bad_lines = cfg.get<bool>("skip_bad_lines", false);
+  }
+
+  std::vector<TextExample> load() override {
+    std::vector<TextExample> out;
+    read_jsonl(
+        path_,
+        [&](const nlohmann::json& rec, size_t line) {
+          TextExample ex;
+          ex.text = json_field_text(rec, text_field_);
+          ex.label = json_field_text(rec, label_field_);
+          ex.id = id_field_.empty() ? std::to_string(line) : json_field_text(rec, id_field_);
+          out.push_back(std::move(ex));
+        },
+        opts_);
+    return out;
+  }
+  double test_fraction() const override { return test_fraction_; }
+
+ private:
+  std::string path_, text_field_, label_field_, id_field_;
+  double test_fraction_;
+  JsonlOptions opts_;
+};
+TANDEM_REGISTER(TextDataset, "jsonl_text_classification", JsonlTextDataset, const Config&);
+
+// Lower-cased alphanumeric words and their n-grams, hashed into `buckets` features,
+// weighted by sublinear term frequency (1 + log tf) and L2-normalised per text.
+class HashedNgrams : public TextFeaturizer {
+ public:
+  explicit HashedNgrams(const Config& cfg)
+      : buckets_(cfg.get_positive_int("buckets", 1 << 15)), max_n_(cfg.get_positive_int("ngram", 2)) {}
+
+  int64_t dim() const override { return buckets_; }
+
+  Bags encode(const std::vector<std::string>& texts) const override {
+    std::vector<int64_t> idx, offs;
+    std::vector<float> w;
+    offs.reserve(texts.size());
+    std::vector<std::string> words;
+    std::unordered_map<int64_t, float> counts;
+    for (const auto& text : texts) {
+      offs.push_back(static_cast<int64_t>(idx.size()));
+      words.clear();
+      std::string cur;
+      for (unsigned char c : text) {
+        if (std::isalnum(c)) {
+          cur += static_cast<char>(std::tolower(c));
+        } else if (!cur.empty()) {
+          words.push_back(std::move(cur));
+          cur.clear();
+        }
+      }
+      if (!cur.empty()) words.push_back(cur);
+      counts.clear();
+      for (size_t i = 0; i < words.size(); ++i) {
+        uint64_t h = 0;
+        for (int64_t n = 0; n < max_n_ && i + n < words.size(); ++n) {
+          h = fnv1a(words[i + n], h * 31 + static_cast<uint64_t>(n));
+          counts[static_cast<int64_t>(h % static_cast<uint64_t>(buckets_))] += 1.0f;
+        }
+      }
+      double norm = 0;
+      for (auto& kv : counts) {
+        kv.second = 1.0f + std::log(kv.second);
+        norm += kv.second * kv.second;
+      }
+      const float inv = norm > 0 ? static_cast<float>(1.0 / std::sqrt(norm)) : 0.0f;
+      for (const auto& kv : counts) {
+        idx.push_back(kv.first);
+        w.push_back(kv.second * inv);
+      }
+    }
+    auto i64 = torch::TensorOptions().dtype(torch::kLong);
+    return Bags{torch::tensor(idx, i64), torch::tensor(offs, i64),
+                torch::tensor(w, torch::TensorOptions().dtype(torch::kFloat))};
+  }
+
+ private:
+  int64_t buckets_, max_n_;
+};
+TANDEM_REGISTER(TextFeaturizer, "hashed_ngrams", HashedNgrams, const Config&);
+
+}  // namespace
+}  // namespace tandem

@@ -1,0 +1,54 @@
+// Text classification data: labelled texts from JSONL, a deterministic hash split, and
+// registered featurizers that turn texts into sparse bags for nn::EmbeddingBag.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <ATen/core/Tensor.h>
+
+#include "tandem/core/config.h"
+#include "tandem/core/registry.h"
+
+namespace tandem {
+
+struct TextExample {
+  std::string id, text, label;
+};
+
+/// A source of labelled texts, picked by `data.type`.
+class TextDataset {
+ public:
+  static constexpr const char* kRegistryKind = "dataset";
+  virtual ~TextDataset() = default;
+  virtual std::vector<TextExample> load() = 0;
+  /// Fraction of examples that go to the test side of split().
+  virtual double test_fraction() const = 0;
+};
+TANDEM_DECLARE_REGISTRY(TextDataset, const Config&);
+
+/// 64-bit FNV-1a: a fixed hash, the same on every machine and run.
+uint64_t fnv1a(const std::string& s, uint64_t seed = 0);
+
+/// Deterministic split by hash of the example id: same ids -> same side, whatever the order.
+void split_by_hash(const std::vector<TextExample>& all, double test_fraction,
+                   std::vector<TextExample>& train, std::vector<TextExample>& test);
+
+/// A batch of bags: `indices` (int64) of all items, `offsets` (int64) where each bag starts,
+/// `weights` (float) per item.
+struct Bags {
+  at::Tensor indices, offsets, weights;
+};
+
+/// Turns texts into bags of feature ids in [0, dim()).
+class TextFeaturizer {
+ public:
+  static constexpr const char* kRegistryKind = "featurizer";
+  virtual ~TextFeaturizer() = default;
+  virtual int64_t dim() const = 0;
+  virtual Bags encode(const std::vector<std::string>& texts) const = 0;
+};
+TANDEM_DECLARE_REGISTRY(TextFeaturizer, const Config&);
+
+}  // namespace tandem

@@ -1,0 +1,104 @@
+#include "tandem/experiments/runner.h"
+
+#include <chrono>
+#include <ctime>
+#include <filesystem>
+
+#include <torch/torch.h>
+
+#include "tandem/experiments/experiment.h"
+
+namespace fs = std::filesystem;
+
+namespace tandem {
+
+TANDEM_DEFINE_REGISTRY(Experiment, const Config&, const RuntimeOptions&);
+
+std::string RunContext::path(const std::string& name) const { return (fs::path(run_dir) / name).string(); }
+
+void RunContext::write_artifact(const std::string& name, std::string_view data) const {
+  write_file_atomic(path(name), data);
+}
+
+void RunContext::write_table(const std::string& stem, const Table& table) const {
+  write_artifact(stem + ".csv", table.to_csv());
+  write_artifact(stem + ".md", table.to_markdown());
+}
+
+void RunContext::info(const std::string& line) const {
+  if (log) log->line(line);
+}
+
+namespace {
+
+std::string timestamp_id() {
+  std::time_t now = std::time(nullptr);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y%m%d-%H%M%S", std::localtime(&now));
+  return buf;
+}
+
+// Experiment and run names become directory names: keep them to a safe alphabet.
+void check_name(const Config& cfg, const std::string& key, const std::string& v) {
+  if (v.empty() || v == "." || v == ".." ||
+      v.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") != std::string::npos)
+    cfg.fail(key, "a name of letters, digits, '.', '_' or '-'");
+}
+
+}  // namespace
+
+RunSummary run_experiment(const Config& cfg, const RunOptions& opts) {
+  const RuntimeOptions runtime = RuntimeOptions::from_config(cfg);
+  const Config exp_cfg = cfg.at("experiment");
+  const std::string type = exp_cfg.type();
+  const std::string name = exp_cfg.get<std::string>("name", type);
+  check_name(exp_cfg, "name", name);
+  const Config run_cfg = cfg.at_or_empty("run");
+  const std::string results_dir = run_cfg.get<std::string>("results_dir", opts.results_dir);
+  std::string run_id = run_cfg.get<std::string>("id", "");
+  if (!run_id.empty()) check_name(run_cfg, "id", run_id);
+
+  // Seeding happens before construction so that initial parameters are reproducible.
+  runtime.apply();
+  auto experiment = ExperimentRegistry::create_named(type, exp_cfg, cfg, runtime);
+  cfg.check_unused();
+
+  fs::path base = fs::path(results_dir) / name;
+  if (run_id.empty()) {
+    run_id = timestamp_id();
+    for (int i = 2; fs::exists(base / run_id); ++i) run_id = timestamp_id() + "-" + std::to_string(i);
+  }
+  const fs::path run_dir = base / run_id;
+  fs::create_directories(run_dir);
+  remove_stale_temporaries(run_dir.string());
+
+  RunLog log((run_dir / "log.txt").string(), opts.echo_log);
+  RunContext ctx{runtime, run_dir.string(), &log};
+  ctx.write_artifact("config.yaml", "# resolved from " + cfg.file() + "\n" + cfg.dump());
+  log.line("run " + name + "/" + run_id + ": experiment=" + type + " device=" + runtime.device.str() +
+           " dtype=" + dtype_name(runtime.dtype) + " threads=" + std::to_string(torch::get_num_threads()) +
+           " seed=" + std::to_string(runtime.seed));
+
+  const auto t0 = std::chrono::steady_clock::now();
+  ExperimentResult result = experiment->run(ctx);
+  const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+
+  nlohmann::json metrics = result.metrics;
+  metrics["run"] = {{"experiment", name},
+                    {"type", type},
+                    {"run_id", run_id},
+                    {"wall_seconds", wall},
+                    {"device", runtime.device.str()},
+                    {"dtype", dtype_name(runtime.dtype)},
+                    {"threads", torch::get_num_threads()},
+                    {"seed", runtime.seed},
+                    {"torch", TORCH_VERSION},
+                    {"config", cfg.file()}};
+  if (!result.table.empty()) ctx.write_table("table", result.table);
+  // metrics.json is written last: its presence marks a finished run.
+  ctx.write_artifact("metrics.json", metrics.dump(2) + "\n");
+  log.line("finished in " + std::to_string(wall) + " s; results in " + run_dir.string());
+  return RunSummary{run_dir.string(), metrics, result.table};
+}
+
+}  // namespace tandem

@@ -1,0 +1,231 @@
+// The "text_classification" experiment: labelled texts -> featurizer -> registered bag
+// classifier, trained with AdamW, evaluated per label. It is tandem's built-in default job
+// (MMLU-Pro question -> subject) and a template for the experiments that follow.
+#include <algorithm>
+#include <chrono>
+#include <map>
+#include <set>
+
+#include <torch/torch.h>
+
+#include "tandem/core/progress.h"
+#include "tandem/core/safetensors.h"
+#include "tandem/data/text_classification.h"
+#include "tandem/experiments/experiment.h"
+
+namespace tandem {
+
+/// A classifier over bags of sparse features, picked by `model.type`.
+class BagClassifier : public torch::nn::Module {
+ public:
+  static constexpr const char* kRegistryKind = "classifier";
+  virtual torch::Tensor forward(const Bags& bags) = 0;
+};
+TANDEM_DECLARE_REGISTRY(BagClassifier, const Config&, int64_t, int64_t);
+TANDEM_DEFINE_REGISTRY(BagClassifier, const Config&, int64_t, int64_t);
+
+namespace {
+
+// Multinomial logistic regression: one weight vector per class over the bag features.
+class BagLinear : public BagClassifier {
+ public:
+  BagLinear(const Config& cfg, int64_t in_dim, int64_t classes) {
+    bag_ = register_module("bag", torch::nn::EmbeddingBag(
+                                      torch::nn::EmbeddingBagOptions(in_dim, classes).mode(torch::kSum)));
+    bias_ = register_parameter("bias", torch::zeros({classes}));
+  }
+  torch::Tensor forward(const Bags& b) override {
+    return bag_(b.indices, b.offsets, b.weights) + bias_;
+  }
+
+ private:
+  torch::nn::EmbeddingBag bag_{nullptr};
+  torch::Tensor bias_;
+};
+TANDEM_REGISTER(BagClassifier, "bag_linear", BagLinear, const Config&, int64_t, int64_t);
+
+// One hidden layer: sparse bag -> dense hidden (ReLU, dropout) -> classes.
+class BagMlp : public BagClassifier {
+ public:
+  BagMlp(const Config& cfg, int64_t in_dim, int64_t classes) {
+    const int64_t hidden = cfg.get_positive_int("hidden", 256);
+    bag_ = register_module("bag", torch::nn::EmbeddingBag(
+                                      torch::nn::EmbeddingBagOptions(in_dim, hidden).mode(torch::kSum)));
+    bias_ = register_parameter("bias", torch::zeros({hidden}));
+    drop_ = register_module("drop", torch::nn::Dropout(cfg.get_in_range("dropout", 0.0, 0.99, 0.1)));
+    out_ = register_module("out", torch::nn::Linear(hidden, classes));
+  }
+  torch::Tensor forward(const Bags& b) override {
+    auto h = torch::relu(bag_(b.indices, b.offsets, b.weights) + bias_);
+    return out_(drop_(h));
+  }
+
+ private:
+  torch::nn::EmbeddingBag bag_{nullptr};
+  torch::Tensor bias_;
+  torch::nn::Dropout drop_{nullptr};
+  torch::nn::Linear out_{nullptr};
+};
+TANDEM_REGISTER(BagClassifier, "bag_mlp", BagMlp, const Config&, int64_t, int64_t);
+
+Bags slice_to(const TextFeaturizer& f, const std::vector<TextExample>& ex, const std::vector<int64_t>& ids,
+              const torch::Device& dev, torch::ScalarType dtype) {
+  std::vector<std::string> texts;
+  texts.reserve(ids.size());
+  for (auto i : ids) texts.push_back(ex[i].text);
+  Bags b = f.encode(texts);
+  return Bags{b.indices.to(dev), b.offsets.to(dev), b.weights.to(dev, dtype)};
+}
+
+class TextClassification : public Experiment {
+ public:
+  TextClassification(const Config& root, const RuntimeOptions& rt) : rt_(rt) {
+    dataset_ = create_from_config<TextDataset>(root.at("data"));
+    featurizer_ = create_from_config<TextFeaturizer>(root.at("features"));
+    model_cfg_ = std::make_unique<Config>(root.at("model"));
+    model_type_ = model_cfg_->type();
+    // Probe-construct once so the model's keys are read (and checked) before the run starts.
+    Registry<BagClassifier, const Config&, int64_t, int64_t>::create_named(model_type_, *model_cfg_, *model_cfg_, 1, 2);
+    const Config train = root.at("train");
+    epochs_ = train.get_positive_int("epochs", 4);
+    batch_ = train.get_positive_int("batch_size", 64);
+    lr_ = train.get_positive("lr", 2e-3);
+    wd_ = train.get_in_range("weight_decay", 0.0, 1.0, 0.01);
+    eval_batch_ = train.get_positive_int("eval_batch_size", 512);
+  }
+
+  ExperimentResult run(RunContext& ctx) override {
+    const auto dev = rt_.device;
+    std::vector<TextExample> all = dataset_->load(), train, test;
+    split_by_hash(all, dataset_->test_fraction(), train, test);
+    if (train.empty() || test.empty())
+      throw std::runtime_error("text_classification: the split left " + std::to_string(train.size()) +
+                               " train and " + std::to_string(test.size()) + " test examples; need both > 0");
+    std::set<std::string> label_set;
+    for (const auto& e : train) label_set.insert(e.label);
+    std::vector<std::string> labels(label_set.begin(), label_set.end());
+    std::map<std::string, int64_t> label_id;
+    for (size_t i = 0; i < labels.size(); ++i) label_id[labels[i]] = static_cast<int64_t>(i);
+    auto targets_of = [&](const std::vector<TextExample>& ex) {
+      std::vector<int64_t> t;
+      for (const auto& e : ex) t.push_back(label_id.count(e.label) ? label_id[e.label] : -1);
+      return torch::tensor(t, torch::kLong);
+    };
+    const torch::Tensor y_train = targets_of(train).to(dev), y_test = targets_of(test);
+    ctx.info("data: " + std::to_string(train.size()) + " train / " + std::to_string(test.size()) +
+             " test examples, " + std::to_string(labels.size()) + " labels");
+
+    auto model = Registry<BagClassifier, const Config&, int64_t, int64_t>::create_named(
+        model_type_, *model_cfg_, *model_cfg_, featurizer_->dim(), static_cast<int64_t>(labels.size()));
+    model->to(dev, rt_.dtype);
+    int64_t n_params = 0;
+    for (const auto& p : model->parameters()) n_params += p.numel();
+    torch::optim::AdamW opt(model->parameters(), torch::optim::AdamWOptions(lr_).weight_decay(wd_));
+
+    const int64_t n = static_cast<int64_t>(train.size());
+    const int64_t steps_per_epoch = (n + batch_ - 1) / batch_;
+    Table curve({"epoch", "train_loss", "test_accuracy"});
+    torch::Tensor pred_test;
+    double last_loss = 0;
+    const auto t0 = std::chrono::steady_clock::now();
+    {
+      Progress bar("train", epochs_ * steps_per_epoch, "step");
+      auto gen = at::detail::createCPUGenerator(rt_.seed);
+      for (int64_t epoch = 1; epoch <= epochs_; ++epoch) {
+        model->train();
+        auto perm = torch::randperm(n, gen, torch::kLong);
+        const int64_t* pp = perm.data_ptr<int64_t>();
+        double loss_sum = 0;
+        for (int64_t s = 0; s < steps_per_epoch; ++s) {
+          std::vector<int64_t> ids(pp + s * batch_, pp + std::min(n, (s + 1) * batch_));
+          Bags b = slice_to(*featurizer_, train, ids, dev, rt_.dtype);
+          auto logits = model->forward(b).to(torch::kFloat);
+          auto loss = torch::nn::functional::cross_entropy(
+              logits, y_train.index_select(0, torch::tensor(ids, torch::kLong).to(dev)));
+          opt.zero_grad();
+          loss.backward();
+          opt.step();
+          loss_sum += loss.item<double>();
+          char post[48];
+          std::snprintf(post, sizeof post, "epoch=%lld loss=%.4f", static_cast<long long>(epoch),
+                        loss.item<double>());
+          bar.update(1, post);
+        }
+        last_loss = loss_sum / steps_per_epoch;
+        pred_test = predict(*model, test, dev);
+        const double acc = (pred_test == y_test).to(torch::kDouble).mean().item<double>();
+        curve.add_row({static_cast<int64_t>(epoch), last_loss, acc});
+        // Written every epoch, atomically: a killed run leaves whole files behind.
+        ctx.write_table("curve", curve);
+        std::vector<std::pair<std::string, torch::Tensor>> state;
+        for (const auto& p : model->named_parameters()) state.emplace_back(p.key(), p.value());
+        save_safetensors(ctx.path("checkpoint.safetensors"), state,
+                         {{"epoch", std::to_string(epoch)}, {"model", model_type_}});
+        ctx.info("epoch " + std::to_string(epoch) + ": train_loss=" + std::to_string(last_loss) +
+                 " test_accuracy=" + std::to_string(acc));
+      }
+    }
+    const double train_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+
+    // Per-label accuracy, plus the majority-label baseline for scale.
+    Table table({"label", "test_examples", "accuracy"});
+    std::map<std::string, int64_t> train_counts;
+    for (const auto& e : train) train_counts[e.label]++;
+    const auto majority = std::max_element(train_counts.begin(), train_counts.end(),
+                                           [](auto& a, auto& b) { return a.second < b.second; })->first;
+    int64_t majority_hits = 0;
+    for (const auto& e : test) majority_hits += e.label == majority;
+    const auto* pr = pred_test.data_ptr<int64_t>();
+    const auto* yt = y_test.data_ptr<int64_t>();
+    double macro = 0;
+    for (size_t l = 0; l < labels.size(); ++l) {
+      int64_t total = 0, hit = 0;
+      for (size_t i = 0; i < test.size(); ++i)
+        if (yt[i] == static_cast<int64_t>(l)) total++, hit += pr[i] == yt[i];
+      const double acc = total ? static_cast<double>(hit) / total : 0.0;
+      macro += acc;
+      table.add_row({labels[l], total, acc});
+    }
+    const double accuracy = (pred_test == y_test).to(torch::kDouble).mean().item<double>();
+    table.add_row({std::string("all"), static_cast<int64_t>(test.size()), accuracy});
+
+    ExperimentResult r;
+    r.table = table;
+    r.metrics = {{"accuracy", accuracy},
+                 {"macro_accuracy", macro / labels.size()},
+                 {"majority_baseline_accuracy", static_cast<double>(majority_hits) / test.size()},
+                 {"final_train_loss", last_loss},
+                 {"train_examples", train.size()},
+                 {"test_examples", test.size()},
+                 {"labels", labels.size()},
+                 {"parameters", n_params},
+                 {"train_seconds", train_s},
+                 {"train_examples_per_second", epochs_ * n / std::max(train_s, 1e-9)}};
+    return r;
+  }
+
+ private:
+  torch::Tensor predict(BagClassifier& model, const std::vector<TextExample>& ex, const torch::Device& dev) {
+    torch::NoGradGuard ng;
+    model.eval();
+    std::vector<torch::Tensor> out;
+    for (size_t s = 0; s < ex.size(); s += eval_batch_) {
+      std::vector<int64_t> ids;
+      for (size_t i = s; i < std::min(ex.size(), s + eval_batch_); ++i) ids.push_back(static_cast<int64_t>(i));
+      out.push_back(model.forward(slice_to(*featurizer_, ex, ids, dev, rt_.dtype)).argmax(1).cpu());
+    }
+    return torch::cat(out);
+  }
+
+  RuntimeOptions rt_;
+  std::unique_ptr<TextDataset> dataset_;
+  std::unique_ptr<TextFeaturizer> featurizer_;
+  std::unique_ptr<Config> model_cfg_;
+  std::string model_type_;
+  int64_t epochs_, batch_, eval_batch_;
+  double lr_, wd_;
+};
+TANDEM_REGISTER(Experiment, "text_classification", TextClassification, const Config&, const RuntimeOptions&);
+
+}  // namespace
+}  // namespace tandem

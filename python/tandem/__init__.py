@@ -1,0 +1,33 @@
+"""tandem: a research framework for collaborating models.
+
+A C++17 core (libtandem, on LibTorch) does the work; this package drives it.
+
+    >>> import tandem
+    >>> result = tandem.run("configs/default.yaml", **{"train.epochs": 2})
+    >>> result.table            # pandas DataFrame
+    >>> result.metrics["accuracy"]
+"""
+from __future__ import annotations
+
+import torch  # noqa: F401  (loads libtorch before the extension that links it)
+
+from . import _C
+from ._paths import data_root, repo_root
+from .config import ConfigError, load_config
+from .registry import registry
+from .results import Result, run
+from .safetensors import SafetensorsError, load_safetensors, save_safetensors
+
+__all__ = [
+    "ConfigError",
+    "Result",
+    "SafetensorsError",
+    "data_root",
+    "load_config",
+    "load_safetensors",
+    "registry",
+    "repo_root",
+    "run",
+    "save_safetensors",
+]
+__version__ = "0.1.0"

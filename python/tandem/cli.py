@@ -1,0 +1,99 @@
+"""The `tandem` command line: run experiments, inspect configs and registries."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+DEFAULT_CONFIG = "configs/default.yaml"
+
+
+def _default_config() -> str:
+    from ._paths import repo_root
+
+    if Path(DEFAULT_CONFIG).exists():
+        return DEFAULT_CONFIG
+    root = repo_root()
+    if root is not None and (root / DEFAULT_CONFIG).exists():
+        return str(root / DEFAULT_CONFIG)
+    return DEFAULT_CONFIG
+
+
+def _cmd_run(args) -> int:
+    import tandem
+
+    cfg = args.config or _default_config()
+    result = tandem.run(cfg, args.overrides, results_dir=args.results_dir, plot=not args.no_plot)
+    md = result.run_dir / "table.md"
+    print()
+    if md.exists():
+        print(md.read_text().rstrip())
+    print()
+    headline = {k: v for k, v in result.metrics.items() if isinstance(v, (int, float))}
+    for k, v in headline.items():
+        print(f"  {k}: {v:.4f}" if isinstance(v, float) else f"  {k}: {v}")
+    print(f"\nresults: {result.run_dir}")
+    for p in result.plots:
+        print(f"plot:    {p}")
+    return 0
+
+
+def _cmd_config(args) -> int:
+    import yaml
+
+    import tandem
+
+    print(yaml.safe_dump(tandem.load_config(args.config, args.overrides), sort_keys=False).rstrip())
+    return 0
+
+
+def _cmd_registry(args) -> int:
+    import tandem
+
+    kinds = [args.kind] if args.kind else tandem.registry.kinds()
+    for kind in kinds:
+        print(f"{kind}: {', '.join(tandem.registry.names(kind))}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="tandem", description="tandem: collaborating-model experiments")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("run", help="run the experiment a YAML config describes")
+    r.add_argument("config", nargs="?", help=f"YAML config (default: {DEFAULT_CONFIG})")
+    r.add_argument("overrides", nargs="*", help="key.path=value overrides, e.g. train.lr=3e-4")
+    r.add_argument("--results-dir", default="results", help="where results/<experiment>/<run-id>/ go")
+    r.add_argument("--no-plot", action="store_true", help="skip plots")
+    r.set_defaults(fn=_cmd_run)
+
+    c = sub.add_parser("config", help="print a config with extends and overrides resolved")
+    c.add_argument("config")
+    c.add_argument("overrides", nargs="*")
+    c.set_defaults(fn=_cmd_config)
+
+    g = sub.add_parser("registry", help="list registered component names")
+    g.add_argument("kind", nargs="?")
+    g.set_defaults(fn=_cmd_registry)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    # `tandem run a=b` (overrides only) means: the default config with those overrides.
+    if getattr(args, "config", None) and "=" in args.config and args.fn is _cmd_run:
+        args.overrides.insert(0, args.config)
+        args.config = None
+    try:
+        return args.fn(args)
+    except Exception as e:  # noqa: BLE001 - one clear line, not a traceback, for user errors
+        from . import _C
+
+        if isinstance(e, (_C.ConfigError, _C.SafetensorsError, FileNotFoundError, ValueError, RuntimeError)):
+            print(f"tandem: error: {e}", file=sys.stderr)
+            return 2
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,62 @@
+"""Plots written next to a run's tables, chosen by experiment type."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable
+
+_PLOTTERS: dict[str, Callable[["Result"], list[Path]]] = {}  # noqa: F821
+
+
+def plotter(experiment_type: str):
+    """Registers a function that draws the plots of one experiment type."""
+
+    def deco(fn):
+        _PLOTTERS[experiment_type] = fn
+        return fn
+
+    return deco
+
+
+def _atomic_savefig(fig, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}.png")
+    fig.savefig(tmp, dpi=120, bbox_inches="tight")
+    os.replace(tmp, path)
+
+
+def plot_run(result) -> list[Path]:
+    """Draws the plots for `result` (if matplotlib is installed); returns their paths."""
+    fn = _PLOTTERS.get(result.metrics.get("run", {}).get("type", ""))
+    if fn is None:
+        return []
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+    except ImportError:
+        return []
+    return fn(result)
+
+
+@plotter("text_classification")
+def _plot_training_curve(result) -> list[Path]:
+    import matplotlib.pyplot as plt
+
+    curve = result.read_table("curve")
+    fig, ax1 = plt.subplots(figsize=(5.5, 3.5))
+    ax1.plot(curve["epoch"], curve["train_loss"], "o-", color="tab:blue", label="train loss")
+    ax1.set_xlabel("epoch")
+    ax1.set_ylabel("train loss", color="tab:blue")
+    ax2 = ax1.twinx()
+    ax2.plot(curve["epoch"], curve["test_accuracy"], "s-", color="tab:orange", label="test accuracy")
+    ax2.set_ylabel("test accuracy", color="tab:orange")
+    base = result.metrics.get("majority_baseline_accuracy")
+    if base is not None:
+        ax2.axhline(base, ls="--", color="gray", lw=1)
+        ax2.annotate("majority label", (curve["epoch"].iloc[0], base), fontsize=8, color="gray",
+                     xytext=(0, 3), textcoords="offset points")
+    ax1.set_title(f"{result.metrics['run']['experiment']}: training curve")
+    path = result.run_dir / "curve.png"
+    _atomic_savefig(fig, path)
+    plt.close(fig)
+    return [path]

@@ -26,8 +26,9 @@ Config load_any(const std::string& source, bool is_text, const std::string& name
 PYBIND11_MODULE(_C, m) {
   m.doc() = "tandem C++ core (libtandem) bindings";
 
-  static py::exception<ConfigError> config_error(m, "ConfigError", PyExc_ValueError);
-  static py::exception<SafetensorsError> st_error(m, "SafetensorsError", PyExc_ValueError);
+  // Registered with translators, so C++ throws arrive as these Python types (ValueError subclasses).
+  py::register_exception<ConfigError>(m, "ConfigError", PyExc_ValueError);
+  py::register_exception<SafetensorsError>(m, "SafetensorsError", PyExc_ValueError);
 
   // ---- core ----
   m.def("registry_kinds", &RegistryBase::kinds, "Kinds of registered components.");

@@ -55,7 +55,9 @@ void merge_into(YAML::Node dst, const YAML::Node& src, const std::string& src_na
       merge_into(existing, value, src_name, p, origin, false);
     } else {
       erase_origins_under(origin, p);
-      dst[key] = value;
+      // Insert the source's own key node so the key keeps its file position.
+      if (existing.IsDefined()) dst.remove(key);
+      dst.force_insert(it->first, value);
       origin[p] = src_name;
     }
   }
@@ -151,15 +153,14 @@ void apply_override(YAML::Node root, const std::string& ov,
   for (size_t i = 0; i + 1 < parts.size(); ++i) {
     path = join(path, parts[i]);
     const YAML::Node& ccur = cur;
-    YAML::Node next = ccur[parts[i]];
-    if (!next.IsDefined() || next.IsNull()) {
+    const YAML::Node probe = ccur[parts[i]];  // const lookup: never inserts
+    if (!probe.IsDefined() || probe.IsNull()) {
       cur[parts[i]] = YAML::Node(YAML::NodeType::Map);
-      const YAML::Node& c2 = cur;
-      next.reset(c2[parts[i]]);
-    } else if (!next.IsMap()) {
-      throw ConfigError(who + ": '" + path + "' holds " + describe_yaml(next) +
+    } else if (!probe.IsMap()) {
+      throw ConfigError(who + ": '" + path + "' holds " + describe_yaml(probe) +
                         ", not a mapping, so it has no key '" + parts[i + 1] + "'");
     }
+    YAML::Node next = cur[parts[i]];  // exists now
     cur.reset(next);
   }
   erase_origins_under(origin, key);

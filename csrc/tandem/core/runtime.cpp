@@ -89,19 +89,27 @@ std::string resolve_data_path(const std::string& path) {
   return (fs::path(data_root()) / path).string();
 }
 
+namespace {
+// parse_* messages read "expected X"; Config::fail adds its own "expected".
+std::string strip_expected(const std::string& msg) {
+  const std::string prefix = "expected ";
+  return msg.rfind(prefix, 0) == 0 ? msg.substr(prefix.size()) : msg;
+}
+}  // namespace
+
 RuntimeOptions RuntimeOptions::from_config(const Config& cfg) {
   RuntimeOptions o;
   const std::string dev = cfg.get<std::string>("device", "auto");
   try {
     o.device = parse_device(dev);
   } catch (const std::invalid_argument& e) {
-    cfg.fail("device", e.what());
+    cfg.fail("device", strip_expected(e.what()));
   }
   const std::string dt = cfg.get<std::string>("dtype", "float32");
   try {
     o.dtype = parse_dtype(dt);
   } catch (const std::invalid_argument& e) {
-    cfg.fail("dtype", e.what());
+    cfg.fail("dtype", strip_expected(e.what()));
   }
   o.seed = static_cast<uint64_t>(cfg.get_nonnegative_int("seed", 0));
   o.threads = static_cast<int>(cfg.get_nonnegative_int("threads", 0));

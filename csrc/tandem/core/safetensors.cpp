@@ -86,9 +86,9 @@ SafetensorsFile load_safetensors(const std::string& path, bool mmap) {
   if (hlen > fsize - 8)
     bad(path, "header length " + std::to_string(hlen) + " exceeds the file size " + std::to_string(fsize) +
                   " (truncated file?)");
-  nlohmann::json header;
+  nlohmann::ordered_json header;  // keeps the file's tensor order
   try {
-    header = nlohmann::json::parse(base + 8, base + 8 + hlen);
+    header = nlohmann::ordered_json::parse(base + 8, base + 8 + hlen);
   } catch (const nlohmann::json::exception& e) {
     bad(path, std::string("header is not valid JSON (") + e.what() + ")");
   }

@@ -16,7 +16,7 @@ TANDEM_DEFINE_REGISTRY(TextDataset, const Config&);
 TANDEM_DEFINE_REGISTRY(TextFeaturizer, const Config&);
 
 uint64_t fnv1a(const std::string& s, uint64_t seed) {
-  uint64_t h = 1469598103934665603ULL ^ seed;
+  uint64_t h = 14695981039346656037ULL ^ seed;  // FNV-1a 64-bit offset basis
   for (unsigned char c : s) {
     h ^= c;
     h *= 1099511628211ULL;

@@ -10,6 +10,8 @@ set(TANDEM_CORE_SOURCES
   csrc/tandem/data/jsonl.cpp
   csrc/tandem/data/text_classification.cpp
   csrc/tandem/eval/table.cpp
+  csrc/tandem/models/gguf.cpp
+  csrc/tandem/models/gguf_quants.cpp
   csrc/tandem/experiments/runner.cpp
   csrc/tandem/experiments/text_classification.cpp
 )

@@ -51,8 +51,11 @@ if [ ! -f "$VENV/.tandem-built" ] || [ "$(cat "$VENV/.tandem-built")" != "$input
    || ! "$VENV/bin/python" -c "import tandem._C" 2>/dev/null || [ ! -x build/tandem_tests ]; then
   say "building tandem (C++ core, bindings, tests, benchmarks)"
   start=$(date +%s)
-  "${PIP[@]}" install --no-build-isolation --no-deps -e . \
-    -Ccmake.define.Python_EXECUTABLE="$VENV/bin/python"
+  # -v lets the compiler's progress through; only ninja's [n/N] lines and errors are shown.
+  set -o pipefail
+  "$VENV/bin/python" -m pip --disable-pip-version-check install -v --no-build-isolation --no-deps -e . \
+    -Ccmake.define.Python_EXECUTABLE="$VENV/bin/python" 2>&1 \
+    | grep --line-buffered -E '^\s*\[[0-9]+/[0-9]+\]|error|Error|FAILED' | sed -u 's/^ *//' | cut -c1-120 >&2
   say "build finished in $(( $(date +%s) - start )) s"
   echo "$inputs" > "$VENV/.tandem-built"
 fi

@@ -9,6 +9,7 @@
 #include "tandem/core/runtime.h"
 #include "tandem/core/safetensors.h"
 #include "tandem/experiments/runner.h"
+#include "tandem/models/gguf.h"
 
 namespace py = pybind11;
 using namespace tandem;
@@ -29,6 +30,7 @@ PYBIND11_MODULE(_C, m) {
   // Registered with translators, so C++ throws arrive as these Python types (ValueError subclasses).
   py::register_exception<ConfigError>(m, "ConfigError", PyExc_ValueError);
   py::register_exception<SafetensorsError>(m, "SafetensorsError", PyExc_ValueError);
+  py::register_exception<gguf::GgufError>(m, "GgufError", PyExc_ValueError);
 
   // ---- core ----
   m.def("registry_kinds", &RegistryBase::kinds, "Kinds of registered components.");
@@ -98,4 +100,37 @@ PYBIND11_MODULE(_C, m) {
         save_safetensors(path, tensors, metadata);
       },
       py::arg("path"), py::arg("tensors"), py::arg("metadata") = std::map<std::string, std::string>{});
+
+  // ---- GGUF ----
+  py::class_<gguf::GgufFile, std::shared_ptr<gguf::GgufFile>>(m, "GgufFile")
+      .def(py::init<const std::string&>(), py::arg("path"))
+      .def_property_readonly("path", &gguf::GgufFile::path)
+      .def_property_readonly("version", &gguf::GgufFile::version)
+      .def("tensor_names",
+           [](const gguf::GgufFile& f) {
+             std::vector<std::string> out;
+             for (const auto& t : f.tensors()) out.push_back(t.name);
+             return out;
+           })
+      .def("tensor_type", [](const gguf::GgufFile& f, const std::string& n) { return gguf::type_name(f.info(n).type); })
+      .def("tensor_shape", [](const gguf::GgufFile& f, const std::string& n) { return f.info(n).shape(); })
+      .def("get_string", &gguf::GgufFile::get_string)
+      .def("get_int", py::overload_cast<const std::string&>(&gguf::GgufFile::get_int, py::const_))
+      .def("get_float", py::overload_cast<const std::string&>(&gguf::GgufFile::get_float, py::const_))
+      .def("get_strings", &gguf::GgufFile::get_strings)
+      .def("has", &gguf::GgufFile::has)
+      .def("metadata_keys",
+           [](const gguf::GgufFile& f) {
+             std::vector<std::string> out;
+             for (const auto& kv : f.metadata()) out.push_back(kv.first);
+             return out;
+           })
+      .def(
+          "load",
+          [](const gguf::GgufFile& f, const std::string& name, const std::string& dtype) {
+            py::gil_scoped_release release;
+            return f.load(name, parse_dtype(dtype));
+          },
+          py::arg("name"), py::arg("dtype") = "float32", "Tensor dequantized to dtype, torch shape order.")
+      .def("raw", &gguf::GgufFile::raw, py::arg("name"), "The stored bytes (uint8 view, no copy).");
 }

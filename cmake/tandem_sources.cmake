@@ -12,6 +12,9 @@ set(TANDEM_CORE_SOURCES
   csrc/tandem/eval/table.cpp
   csrc/tandem/models/gguf.cpp
   csrc/tandem/models/gguf_quants.cpp
+  csrc/tandem/models/llama_model.cpp
+  csrc/tandem/models/model_loader.cpp
+  csrc/tandem/models/generation.cpp
   csrc/tandem/experiments/runner.cpp
   csrc/tandem/experiments/text_classification.cpp
 )

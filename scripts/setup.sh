@@ -55,7 +55,7 @@ if [ ! -f "$VENV/.tandem-built" ] || [ "$(cat "$VENV/.tandem-built")" != "$input
   set -o pipefail
   "$VENV/bin/python" -m pip --disable-pip-version-check install -v --no-build-isolation --no-deps -e . \
     -Ccmake.define.Python_EXECUTABLE="$VENV/bin/python" 2>&1 \
-    | grep --line-buffered -E '^\s*\[[0-9]+/[0-9]+\]|error|Error|FAILED' | sed -u 's/^ *//' | cut -c1-120 >&2
+    | { grep --line-buffered -E '^\s*\[[0-9]+/[0-9]+\]|error|Error|FAILED' || true; } | sed -u 's/^ *//' | cut -c1-120 >&2
   say "build finished in $(( $(date +%s) - start )) s"
   echo "$inputs" > "$VENV/.tandem-built"
 fi

@@ -10,6 +10,8 @@
 #include "tandem/core/safetensors.h"
 #include "tandem/experiments/runner.h"
 #include "tandem/models/gguf.h"
+#include "tandem/models/causal_lm.h"
+#include "tandem/models/generation.h"
 
 namespace py = pybind11;
 using namespace tandem;
@@ -133,4 +135,80 @@ PYBIND11_MODULE(_C, m) {
           },
           py::arg("name"), py::arg("dtype") = "float32", "Tensor dequantized to dtype, torch shape order.")
       .def("raw", &gguf::GgufFile::raw, py::arg("name"), "The stored bytes (uint8 view, no copy).");
+
+  // ---- decoder LMs ----
+  py::class_<CausalLM, std::shared_ptr<CausalLM>>(m, "CausalLM")
+      .def_property_readonly("architecture", [](const CausalLM& lm) { return lm.config().architecture; })
+      .def_property_readonly("vocab_size", [](const CausalLM& lm) { return lm.config().vocab_size; })
+      .def_property_readonly("num_layers", [](const CausalLM& lm) { return lm.config().num_layers; })
+      .def_property_readonly("hidden_size", [](const CausalLM& lm) { return lm.config().hidden_size; })
+      .def_property_readonly("bos_token_id", [](const CausalLM& lm) { return lm.config().bos_token_id; })
+      .def_property_readonly("eos_token_id", [](const CausalLM& lm) { return lm.config().eos_token_id; })
+      .def_property_readonly("pad_token_id", [](const CausalLM& lm) { return lm.config().pad_token_id; })
+      .def("num_parameters", &CausalLM::num_parameters)
+      .def(
+          "forward",
+          [](CausalLM& lm, const at::Tensor& ids, const c10::optional<at::Tensor>& mask,
+             const c10::optional<at::Tensor>& pos, bool hidden) {
+            LMOutput o;
+            {
+              py::gil_scoped_release release;
+              o = lm.forward(ids, mask.value_or(at::Tensor()), pos.value_or(at::Tensor()), nullptr, hidden);
+            }
+            return py::make_tuple(o.logits, o.hidden_states);
+          },
+          py::arg("input_ids"), py::arg("attention_mask") = py::none(), py::arg("position_ids") = py::none(),
+          py::arg("output_hidden_states") = false, "Returns (logits [B,T,V] float32, hidden states list).")
+      .def(
+          "forward_with_cache",
+          [](CausalLM& lm, const at::Tensor& ids, const at::Tensor& mask, const std::vector<int64_t>& chunks) {
+            // Runs the sequence through the KV cache in chunks (a test of cached decoding).
+            py::gil_scoped_release release;
+            KVCache cache;
+            std::vector<at::Tensor> parts;
+            int64_t at_ = 0;
+            for (int64_t c : chunks) {
+              parts.push_back(lm.forward(ids.narrow(1, at_, c), mask.narrow(1, 0, at_ + c), {}, &cache, false).logits);
+              at_ += c;
+            }
+            return torch::cat(parts, 1);
+          },
+          py::arg("input_ids"), py::arg("attention_mask"), py::arg("chunks"))
+      .def(
+          "generate",
+          [](CausalLM& lm, const std::vector<std::vector<int64_t>>& prompts, int64_t max_new_tokens, double temperature,
+             int64_t top_k, double top_p, const std::vector<int64_t>& stop, uint64_t seed, int64_t pad_id) {
+            SamplingOptions o{max_new_tokens, temperature, top_k, top_p, stop, seed};
+            GenerationResult r;
+            {
+              py::gil_scoped_release release;
+              r = generate(lm, prompts, o, pad_id < 0 ? std::max<int64_t>(0, lm.config().pad_token_id) : pad_id);
+            }
+            py::dict d;
+            d["tokens"] = r.tokens;
+            d["finish_reasons"] = r.finish_reasons;
+            d["prompt_tokens"] = r.prompt_tokens;
+            d["generated_tokens"] = r.generated_tokens;
+            d["prefill_seconds"] = r.prefill_seconds;
+            d["decode_seconds"] = r.decode_seconds;
+            return d;
+          },
+          py::arg("prompts"), py::arg("max_new_tokens") = 64, py::arg("temperature") = 0.0, py::arg("top_k") = 0,
+          py::arg("top_p") = 1.0, py::arg("stop_token_ids") = std::vector<int64_t>{}, py::arg("seed") = 0,
+          py::arg("pad_id") = -1)
+      .def(
+          "score",
+          [](CausalLM& lm, const std::vector<std::vector<int64_t>>& prompts,
+             const std::vector<std::vector<int64_t>>& conts) {
+            py::gil_scoped_release release;
+            return score_continuations(lm, prompts, conts, std::max<int64_t>(0, lm.config().pad_token_id));
+          },
+          py::arg("prompts"), py::arg("continuations"));
+  m.def(
+      "load_causal_lm",
+      [](const std::string& path, const std::string& device, const std::string& dtype) {
+        py::gil_scoped_release release;
+        return load_causal_lm(path, parse_device(device), parse_dtype(dtype));
+      },
+      py::arg("path"), py::arg("device") = "cpu", py::arg("dtype") = "float32");
 }

@@ -1,0 +1,90 @@
+// CausalLM: decoder-only language models (Llama family, Qwen2) on LibTorch, with a KV cache,
+// per-layer hidden states on request, and weights from HF safetensors or GGUF.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <torch/torch.h>
+
+#include "tandem/core/registry.h"
+
+namespace tandem {
+
+/// Architecture hyper-parameters, read from HF config.json or GGUF metadata.
+struct ModelConfig {
+  std::string architecture;  ///< registry name, e.g. "llama", "qwen2"
+  int64_t vocab_size = 0, hidden_size = 0, num_layers = 0, num_heads = 0, num_kv_heads = 0;
+  int64_t head_dim = 0, intermediate_size = 0, max_positions = 2048;
+  double rms_norm_eps = 1e-6, rope_theta = 10000.0;
+  bool tie_word_embeddings = false;
+  bool attention_bias = false;  ///< q/k/v projections carry biases (Qwen2)
+  int64_t bos_token_id = -1, eos_token_id = -1, pad_token_id = -1;
+  std::string source;           ///< file it came from, for messages
+};
+
+/// Keys and values of every layer, [batch, kv_heads, capacity, head_dim], grown by doubling.
+class KVCache {
+ public:
+  /// Appends this step's k/v for `layer`; returns views of everything cached so far.
+  std::pair<torch::Tensor, torch::Tensor> append(int64_t layer, const torch::Tensor& k, const torch::Tensor& v);
+  int64_t length() const { return length_; }
+  /// Called once per forward, after every layer appended.
+  void advance(int64_t n) { length_ += n; }
+  void reset();
+  /// Bytes held by the cache tensors.
+  int64_t bytes() const;
+
+ private:
+  std::vector<torch::Tensor> k_, v_;
+  int64_t length_ = 0;
+};
+
+struct LMOutput {
+  torch::Tensor logits;                      ///< [batch, seq, vocab], float32
+  std::vector<torch::Tensor> hidden_states;  ///< embeddings + each layer's output, when asked
+};
+
+/// Source of named weights in HF naming (model.layers.0.self_attn.q_proj.weight, ...).
+class WeightSource {
+ public:
+  virtual ~WeightSource() = default;
+  virtual bool has(const std::string& name) const = 0;
+  /// The tensor in `dtype`; throws naming the file and the missing/mismatched tensor.
+  virtual torch::Tensor get(const std::string& name, c10::ScalarType dtype) const = 0;
+  virtual std::string describe() const = 0;
+};
+
+class CausalLM : public torch::nn::Module {
+ public:
+  static constexpr const char* kRegistryKind = "causal_lm";
+  ~CausalLM() override = default;
+
+  /// input_ids [B, T]; attention_mask [B, past + T] (1 = real token, 0 = padding) or undefined;
+  /// position_ids [B, T] or undefined (then derived from the mask). Updates `cache` when given.
+  virtual LMOutput forward(const torch::Tensor& input_ids, const torch::Tensor& attention_mask,
+                           const torch::Tensor& position_ids, KVCache* cache, bool output_hidden_states) = 0;
+  /// Copies weights from `src`; every parameter must be found with the right shape.
+  virtual void load_weights(const WeightSource& src) = 0;
+
+  const ModelConfig& config() const { return config_; }
+  int64_t num_parameters() const;
+
+ protected:
+  explicit CausalLM(ModelConfig c) : config_(std::move(c)) {}
+  ModelConfig config_;
+};
+
+TANDEM_DECLARE_REGISTRY(CausalLM, const ModelConfig&);
+using CausalLMRegistry = Registry<CausalLM, const ModelConfig&>;
+
+/// Loads a model from an HF directory (config.json + *.safetensors, sharded or not) or a
+/// .gguf file, onto `device` in `dtype`. Errors name the file and what was expected.
+std::shared_ptr<CausalLM> load_causal_lm(const std::string& path, const c10::Device& device, c10::ScalarType dtype);
+
+/// Reads an HF config.json into a ModelConfig (architecture from "model_type").
+ModelConfig read_hf_config(const std::string& config_json_path);
+
+}  // namespace tandem

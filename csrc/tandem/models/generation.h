@@ -1,0 +1,40 @@
+// Batched generation and scoring over a CausalLM: left padding, KV cache, greedy or
+// temperature / top-k / top-p sampling, stop tokens, per-sequence early stop.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "tandem/models/causal_lm.h"
+
+namespace tandem {
+
+struct SamplingOptions {
+  int64_t max_new_tokens = 64;
+  double temperature = 0.0;  ///< 0 = greedy
+  int64_t top_k = 0;         ///< 0 = off
+  double top_p = 1.0;        ///< 1 = off
+  std::vector<int64_t> stop_token_ids;
+  uint64_t seed = 0;
+};
+
+struct GenerationResult {
+  std::vector<std::vector<int64_t>> tokens;  ///< new tokens per prompt (stop token excluded)
+  std::vector<std::string> finish_reasons;   ///< "stop" or "length"
+  int64_t prompt_tokens = 0, generated_tokens = 0;
+  double prefill_seconds = 0, decode_seconds = 0;
+};
+
+/// Generates continuations of `prompts` (token ids) in one batch; `pad_id` fills the left.
+GenerationResult generate(CausalLM& model, const std::vector<std::vector<int64_t>>& prompts,
+                          const SamplingOptions& opts, int64_t pad_id);
+
+/// Sum of log-probabilities of each continuation given its prompt (teacher forcing), batched.
+std::vector<double> score_continuations(CausalLM& model, const std::vector<std::vector<int64_t>>& prompts,
+                                        const std::vector<std::vector<int64_t>>& continuations, int64_t pad_id);
+
+/// Picks the next token from last-position logits [B, V] according to `opts`.
+torch::Tensor sample_next(const torch::Tensor& logits, const SamplingOptions& opts, at::Generator& gen);
+
+}  // namespace tandem

@@ -1,0 +1,215 @@
+// The Llama family decoder (Llama 2/3, SmolLM2, TinyLlama, Mistral-style) and Qwen2 (the same
+// block with q/k/v biases). Numerics follow HF transformers: RMSNorm in float32, rotate-half
+// RoPE, grouped-query attention, SwiGLU MLP.
+#include <cmath>
+
+#include <torch/torch.h>
+
+#include "tandem/models/causal_lm.h"
+
+namespace tandem {
+namespace F = torch::nn::functional;
+
+namespace {
+
+torch::Tensor rms_norm(const torch::Tensor& x, const torch::Tensor& w, double eps) {
+  auto xf = x.to(torch::kFloat);
+  auto var = xf.pow(2).mean(-1, true);
+  return w * (xf * torch::rsqrt(var + eps)).to(x.scalar_type());
+}
+
+torch::Tensor rotate_half(const torch::Tensor& x) {
+  const int64_t h = x.size(-1) / 2;
+  return torch::cat({-x.narrow(-1, h, h), x.narrow(-1, 0, h)}, -1);
+}
+
+torch::Tensor proj(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& b = {}) {
+  return b.defined() ? torch::linear(x, w, b) : torch::linear(x, w);
+}
+
+struct Layer {
+  torch::Tensor ln1, ln2, q, k, v, o, qb, kb, vb, gate, up, down;
+};
+
+class LlamaModel : public CausalLM {
+ public:
+  explicit LlamaModel(const ModelConfig& c) : CausalLM(c) {
+    const auto& cf = config_;
+    const int64_t H = cf.hidden_size, D = cf.head_dim, nh = cf.num_heads, nkv = cf.num_kv_heads;
+    auto p = [&](const std::string& name, std::vector<int64_t> shape) {
+      return register_parameter(name, torch::empty(shape), /*requires_grad=*/false);
+    };
+    embed_ = p("embed_tokens", {cf.vocab_size, H});
+    norm_ = p("norm", {H});
+    if (!cf.tie_word_embeddings) lm_head_ = p("lm_head", {cf.vocab_size, H});
+    for (int64_t i = 0; i < cf.num_layers; ++i) {
+      const std::string s = "layers_" + std::to_string(i) + "_";
+      Layer L;
+      L.ln1 = p(s + "input_layernorm", {H});
+      L.ln2 = p(s + "post_attention_layernorm", {H});
+      L.q = p(s + "q_proj", {nh * D, H});
+      L.k = p(s + "k_proj", {nkv * D, H});
+      L.v = p(s + "v_proj", {nkv * D, H});
+      L.o = p(s + "o_proj", {H, nh * D});
+      if (cf.attention_bias) {
+        L.qb = p(s + "q_proj_bias", {nh * D});
+        L.kb = p(s + "k_proj_bias", {nkv * D});
+        L.vb = p(s + "v_proj_bias", {nkv * D});
+      }
+      L.gate = p(s + "gate_proj", {cf.intermediate_size, H});
+      L.up = p(s + "up_proj", {cf.intermediate_size, H});
+      L.down = p(s + "down_proj", {H, cf.intermediate_size});
+      layers_.push_back(L);
+    }
+    inv_freq_ = 1.0 / torch::pow(cf.rope_theta, torch::arange(0, D, 2, torch::kFloat) / static_cast<double>(D));
+    // Kept outside the module's buffers so a dtype cast of the model never rounds it.
+  }
+
+  void load_weights(const WeightSource& src) override {
+    torch::NoGradGuard ng;
+    auto fill = [&](torch::Tensor& dst, const std::string& name) {
+      torch::Tensor t = src.get(name, dst.scalar_type());
+      if (t.sizes() != dst.sizes())
+        throw std::runtime_error(src.describe() + ": tensor '" + name + "' has shape " + c10::str(t.sizes()) +
+                                 ", expected " + c10::str(dst.sizes()) + " from the model config");
+      dst.copy_(t);
+    };
+    fill(embed_, "model.embed_tokens.weight");
+    fill(norm_, "model.norm.weight");
+    if (lm_head_.defined()) fill(lm_head_, "lm_head.weight");
+    for (size_t i = 0; i < layers_.size(); ++i) {
+      const std::string s = "model.layers." + std::to_string(i) + ".";
+      Layer& L = layers_[i];
+      fill(L.ln1, s + "input_layernorm.weight");
+      fill(L.ln2, s + "post_attention_layernorm.weight");
+      fill(L.q, s + "self_attn.q_proj.weight");
+      fill(L.k, s + "self_attn.k_proj.weight");
+      fill(L.v, s + "self_attn.v_proj.weight");
+      fill(L.o, s + "self_attn.o_proj.weight");
+      if (L.qb.defined()) {
+        fill(L.qb, s + "self_attn.q_proj.bias");
+        fill(L.kb, s + "self_attn.k_proj.bias");
+        fill(L.vb, s + "self_attn.v_proj.bias");
+      }
+      fill(L.gate, s + "mlp.gate_proj.weight");
+      fill(L.up, s + "mlp.up_proj.weight");
+      fill(L.down, s + "mlp.down_proj.weight");
+    }
+  }
+
+  LMOutput forward(const torch::Tensor& input_ids, const torch::Tensor& attention_mask,
+                   const torch::Tensor& position_ids, KVCache* cache, bool output_hidden_states) override {
+    torch::NoGradGuard ng;  // the backbone is frozen everywhere tandem uses it
+    const auto& cf = config_;
+    const int64_t B = input_ids.size(0), T = input_ids.size(1);
+    const int64_t past = cache ? cache->length() : 0, S = past + T;
+    const auto dev = embed_.device();
+    torch::Tensor mask = attention_mask.defined() ? attention_mask.to(dev, torch::kLong)
+                                                  : torch::ones({B, S}, torch::TensorOptions().dtype(torch::kLong).device(dev));
+    TORCH_CHECK(mask.size(1) == S, "attention_mask has ", mask.size(1), " columns, expected past + new = ", S);
+    torch::Tensor pos = position_ids.defined()
+                            ? position_ids.to(dev, torch::kLong)
+                            : (mask.cumsum(-1) - 1).masked_fill(mask == 0, 1).narrow(1, past, T);
+
+    // RoPE tables for these positions: [B, 1, T, D].
+    auto freqs = pos.to(torch::kFloat).unsqueeze(-1) * inv_freq_.to(dev).view({1, 1, -1});
+    auto emb = torch::cat({freqs, freqs}, -1);
+    const auto dt = embed_.scalar_type();
+    auto cos = emb.cos().to(dt).unsqueeze(1), sin = emb.sin().to(dt).unsqueeze(1);
+
+    // Boolean attention mask [B, 1, T, S]: causal and not padding; a query row with nothing to
+    // attend to (a padded position) attends to itself so its (ignored) output stays finite.
+    auto qpos = torch::arange(past, S, torch::TensorOptions().dtype(torch::kLong).device(dev)).view({T, 1});
+    auto kpos = torch::arange(0, S, torch::TensorOptions().dtype(torch::kLong).device(dev)).view({1, S});
+    auto allowed = (kpos <= qpos).unsqueeze(0) & (mask.unsqueeze(1) != 0);  // [B, T, S]
+    allowed = allowed | (kpos == qpos).unsqueeze(0);
+    allowed = allowed.unsqueeze(1);
+
+    const int64_t nh = cf.num_heads, nkv = cf.num_kv_heads, D = cf.head_dim, rep = nh / nkv;
+    LMOutput out;
+    torch::Tensor x = F::embedding(input_ids.to(dev), embed_);
+    if (output_hidden_states) out.hidden_states.push_back(x);
+    for (size_t i = 0; i < layers_.size(); ++i) {
+      const Layer& L = layers_[i];
+      auto h = rms_norm(x, L.ln1, cf.rms_norm_eps);
+      auto q = proj(h, L.q, L.qb).view({B, T, nh, D}).transpose(1, 2);
+      auto k = proj(h, L.k, L.kb).view({B, T, nkv, D}).transpose(1, 2);
+      auto v = proj(h, L.v, L.vb).view({B, T, nkv, D}).transpose(1, 2);
+      q = q * cos + rotate_half(q) * sin;
+      k = k * cos + rotate_half(k) * sin;
+      if (cache) std::tie(k, v) = cache->append(static_cast<int64_t>(i), k, v);
+      if (rep > 1) {
+        k = k.unsqueeze(2).expand({B, nkv, rep, S, D}).reshape({B, nh, S, D});
+        v = v.unsqueeze(2).expand({B, nkv, rep, S, D}).reshape({B, nh, S, D});
+      }
+      auto a = at::scaled_dot_product_attention(q, k, v, allowed);
+      a = a.transpose(1, 2).reshape({B, T, nh * D});
+      x = x + proj(a, L.o);
+      h = rms_norm(x, L.ln2, cf.rms_norm_eps);
+      x = x + proj(torch::silu(proj(h, L.gate)) * proj(h, L.up), L.down);
+      if (output_hidden_states) out.hidden_states.push_back(x);
+    }
+    if (cache) cache->advance(T);
+    x = rms_norm(x, norm_, cf.rms_norm_eps);
+    out.logits = proj(x, lm_head_.defined() ? lm_head_ : embed_).to(torch::kFloat);
+    return out;
+  }
+
+ private:
+  torch::Tensor embed_, norm_, lm_head_, inv_freq_;
+  std::vector<Layer> layers_;
+};
+
+}  // namespace
+
+TANDEM_DEFINE_REGISTRY(CausalLM, const ModelConfig&);
+TANDEM_REGISTER(CausalLM, "llama", LlamaModel, const ModelConfig&);
+TANDEM_REGISTER(CausalLM, "mistral", LlamaModel, const ModelConfig&);
+TANDEM_REGISTER(CausalLM, "qwen2", LlamaModel, const ModelConfig&);
+
+int64_t CausalLM::num_parameters() const {
+  int64_t n = 0;
+  for (const auto& p : parameters()) n += p.numel();
+  return n;
+}
+
+std::pair<torch::Tensor, torch::Tensor> KVCache::append(int64_t layer, const torch::Tensor& k, const torch::Tensor& v) {
+  if (static_cast<int64_t>(k_.size()) <= layer) {
+    k_.resize(layer + 1);
+    v_.resize(layer + 1);
+  }
+  const int64_t T = k.size(2), need = length_ + T;
+  auto& K = k_[layer];
+  auto& V = v_[layer];
+  if (!K.defined() || K.size(2) < need) {
+    const int64_t cap = std::max<int64_t>(need, K.defined() ? 2 * K.size(2) : need + 64);
+    auto nk = torch::empty({k.size(0), k.size(1), cap, k.size(3)}, k.options());
+    auto nv = torch::empty({v.size(0), v.size(1), cap, v.size(3)}, v.options());
+    if (K.defined() && length_ > 0) {
+      nk.narrow(2, 0, length_).copy_(K.narrow(2, 0, length_));
+      nv.narrow(2, 0, length_).copy_(V.narrow(2, 0, length_));
+    }
+    K = nk;
+    V = nv;
+  }
+  K.narrow(2, length_, T).copy_(k);
+  V.narrow(2, length_, T).copy_(v);
+  return {K.narrow(2, 0, need), V.narrow(2, 0, need)};
+}
+
+void KVCache::reset() {
+  k_.clear();
+  v_.clear();
+  length_ = 0;
+}
+
+int64_t KVCache::bytes() const {
+  int64_t n = 0;
+  for (const auto& t : k_)
+    if (t.defined()) n += t.numel() * t.element_size();
+  for (const auto& t : v_)
+    if (t.defined()) n += t.numel() * t.element_size();
+  return n;
+}
+
+}  // namespace tandem

@@ -1,0 +1,231 @@
+// Loading decoder LMs: HF directories (config.json + safetensors, sharded or single) and GGUF
+// files (metadata -> ModelConfig, llama.cpp tensor names -> HF names, dequantized on load).
+#include <filesystem>
+#include <fstream>
+#include <set>
+
+#include <nlohmann/json.hpp>
+#include <torch/torch.h>
+
+#include "tandem/core/files.h"
+#include "tandem/core/safetensors.h"
+#include "tandem/models/causal_lm.h"
+#include "tandem/models/gguf.h"
+
+namespace fs = std::filesystem;
+
+namespace tandem {
+namespace {
+
+[[noreturn]] void bad_config(const std::string& file, const std::string& what) {
+  throw std::runtime_error(file + ": " + what);
+}
+
+template <class T>
+T json_get(const nlohmann::json& j, const std::string& file, const char* key, const T& fallback, bool required) {
+  if (!j.contains(key) || j[key].is_null()) {
+    if (required) bad_config(file, std::string("missing key \"") + key + "\"");
+    return fallback;
+  }
+  try {
+    return j[key].get<T>();
+  } catch (const nlohmann::json::exception&) {
+    bad_config(file, std::string("key \"") + key + "\" has the wrong type (" + j[key].dump() + ")");
+  }
+}
+
+std::string known_architectures() {
+  std::string list;
+  for (const auto& n : CausalLMRegistry::instance().names()) list += (list.empty() ? "" : ", ") + n;
+  return list;
+}
+
+// ---- HF safetensors ----
+class HfWeights : public WeightSource {
+ public:
+  explicit HfWeights(const std::string& dir) : dir_(dir) {
+    const fs::path index = fs::path(dir) / "model.safetensors.index.json";
+    std::vector<std::string> shards;
+    if (fs::exists(index)) {
+      nlohmann::json j;
+      try {
+        j = nlohmann::json::parse(read_file(index.string()));
+      } catch (const nlohmann::json::exception& e) {
+        bad_config(index.string(), std::string("not valid JSON (") + e.what() + ")");
+      }
+      if (!j.contains("weight_map") || !j["weight_map"].is_object()) bad_config(index.string(), "missing \"weight_map\"");
+      std::set<std::string> files;
+      for (auto it = j["weight_map"].begin(); it != j["weight_map"].end(); ++it) files.insert(it.value().get<std::string>());
+      shards.assign(files.begin(), files.end());
+    } else if (fs::exists(fs::path(dir) / "model.safetensors")) {
+      shards.push_back("model.safetensors");
+    } else {
+      throw std::runtime_error(dir + ": no model.safetensors or model.safetensors.index.json (expected an HF model directory)");
+    }
+    for (const auto& s : shards) {
+      files_.push_back(load_safetensors((fs::path(dir) / s).string(), true));
+      for (const auto& kv : files_.back().tensors) where_[kv.first] = &kv.second;
+    }
+  }
+  bool has(const std::string& name) const override { return where_.count(name) > 0; }
+  torch::Tensor get(const std::string& name, c10::ScalarType dtype) const override {
+    auto it = where_.find(name);
+    if (it == where_.end()) throw std::runtime_error(describe() + ": missing tensor '" + name + "'");
+    return it->second->to(dtype);
+  }
+  std::string describe() const override { return dir_; }
+
+ private:
+  std::string dir_;
+  std::vector<SafetensorsFile> files_;
+  std::map<std::string, const at::Tensor*> where_;
+};
+
+// ---- GGUF ----
+class GgufWeights : public WeightSource {
+ public:
+  GgufWeights(std::shared_ptr<gguf::GgufFile> f, const ModelConfig& c) : f_(std::move(f)) {
+    auto map = [&](const std::string& hf, const std::string& gg, int64_t permute_heads = 0) {
+      if (f_->has_tensor(gg)) names_[hf] = {gg, permute_heads};
+    };
+    map("model.embed_tokens.weight", "token_embd.weight");
+    map("model.norm.weight", "output_norm.weight");
+    map("lm_head.weight", "output.weight");
+    // llama.cpp's converter permutes Q and K rows of "llama" models for its interleaved RoPE;
+    // tandem uses HF's rotate-half RoPE, so those rows are permuted back on load.
+    const bool permuted = c.architecture == "llama";
+    for (int64_t i = 0; i < c.num_layers; ++i) {
+      const std::string h = "model.layers." + std::to_string(i) + ".", g = "blk." + std::to_string(i) + ".";
+      map(h + "input_layernorm.weight", g + "attn_norm.weight");
+      map(h + "post_attention_layernorm.weight", g + "ffn_norm.weight");
+      map(h + "self_attn.q_proj.weight", g + "attn_q.weight", permuted ? c.num_heads : 0);
+      map(h + "self_attn.k_proj.weight", g + "attn_k.weight", permuted ? c.num_kv_heads : 0);
+      map(h + "self_attn.v_proj.weight", g + "attn_v.weight");
+      map(h + "self_attn.o_proj.weight", g + "attn_output.weight");
+      map(h + "self_attn.q_proj.bias", g + "attn_q.bias");
+      map(h + "self_attn.k_proj.bias", g + "attn_k.bias");
+      map(h + "self_attn.v_proj.bias", g + "attn_v.bias");
+      map(h + "mlp.gate_proj.weight", g + "ffn_gate.weight");
+      map(h + "mlp.up_proj.weight", g + "ffn_up.weight");
+      map(h + "mlp.down_proj.weight", g + "ffn_down.weight");
+    }
+  }
+  bool has(const std::string& name) const override { return names_.count(name) > 0; }
+  torch::Tensor get(const std::string& name, c10::ScalarType dtype) const override {
+    auto it = names_.find(name);
+    if (it == names_.end()) throw std::runtime_error(describe() + ": missing tensor for '" + name + "'");
+    torch::Tensor t = f_->load(it->second.first, torch::kFloat);
+    if (const int64_t heads = it->second.second) {
+      // Inverse of the converter's reshape(heads, 2, rows/heads/2, cols).swapaxes(1, 2).
+      const int64_t rows = t.size(0);
+      t = t.reshape({heads, rows / heads / 2, 2, -1}).transpose(1, 2).reshape(t.sizes());
+    }
+    return t.to(dtype).contiguous();
+  }
+  std::string describe() const override { return f_->path(); }
+
+ private:
+  std::shared_ptr<gguf::GgufFile> f_;
+  std::map<std::string, std::pair<std::string, int64_t>> names_;
+};
+
+ModelConfig config_from_gguf(const gguf::GgufFile& f) {
+  ModelConfig c;
+  c.source = f.path();
+  c.architecture = f.get_string("general.architecture");
+  if (!CausalLMRegistry::instance().contains(c.architecture))
+    throw std::runtime_error(f.path() + ": unknown architecture '" + c.architecture + "' (known: " + known_architectures() + ")");
+  const std::string a = c.architecture + ".";
+  c.hidden_size = f.get_int(a + "embedding_length");
+  c.num_layers = f.get_int(a + "block_count");
+  c.num_heads = f.get_int(a + "attention.head_count");
+  c.num_kv_heads = f.get_int(a + "attention.head_count_kv", c.num_heads);
+  c.intermediate_size = f.get_int(a + "feed_forward_length");
+  c.head_dim = f.get_int(a + "attention.key_length", c.hidden_size / c.num_heads);
+  c.rms_norm_eps = f.get_float(a + "attention.layer_norm_rms_epsilon", 1e-6);
+  c.rope_theta = f.get_float(a + "rope.freq_base", 10000.0);
+  c.max_positions = f.get_int(a + "context_length", 2048);
+  c.vocab_size = f.has(a + "vocab_size") ? f.get_int(a + "vocab_size")
+                                        : f.info("token_embd.weight").shape()[0];
+  c.tie_word_embeddings = !f.has_tensor("output.weight");
+  c.attention_bias = f.has_tensor("blk.0.attn_q.bias");
+  c.bos_token_id = f.get_int("tokenizer.ggml.bos_token_id", -1);
+  c.eos_token_id = f.get_int("tokenizer.ggml.eos_token_id", -1);
+  c.pad_token_id = f.get_int("tokenizer.ggml.padding_token_id", c.eos_token_id);
+  return c;
+}
+
+}  // namespace
+
+ModelConfig read_hf_config(const std::string& path) {
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(read_file(path));
+  } catch (const nlohmann::json::exception& e) {
+    bad_config(path, std::string("not valid JSON (") + e.what() + ")");
+  }
+  ModelConfig c;
+  c.source = path;
+  c.architecture = json_get<std::string>(j, path, "model_type", "", true);
+  if (!CausalLMRegistry::instance().contains(c.architecture))
+    bad_config(path, "unknown architecture model_type \"" + c.architecture + "\" (known: " + known_architectures() + ")");
+  c.vocab_size = json_get<int64_t>(j, path, "vocab_size", 0, true);
+  c.hidden_size = json_get<int64_t>(j, path, "hidden_size", 0, true);
+  c.num_layers = json_get<int64_t>(j, path, "num_hidden_layers", 0, true);
+  c.num_heads = json_get<int64_t>(j, path, "num_attention_heads", 0, true);
+  c.num_kv_heads = json_get<int64_t>(j, path, "num_key_value_heads", c.num_heads, false);
+  c.intermediate_size = json_get<int64_t>(j, path, "intermediate_size", 0, true);
+  c.head_dim = json_get<int64_t>(j, path, "head_dim", c.hidden_size / std::max<int64_t>(1, c.num_heads), false);
+  c.rms_norm_eps = json_get<double>(j, path, "rms_norm_eps", 1e-6, false);
+  c.max_positions = json_get<int64_t>(j, path, "max_position_embeddings", 2048, false);
+  c.tie_word_embeddings = json_get<bool>(j, path, "tie_word_embeddings", false, false);
+  c.attention_bias = c.architecture == "qwen2" || json_get<bool>(j, path, "attention_bias", false, false);
+  // rope_theta sits at the top level (older configs) or under rope_parameters (newer ones).
+  c.rope_theta = json_get<double>(j, path, "rope_theta", 10000.0, false);
+  for (const char* key : {"rope_parameters", "rope_scaling"}) {
+    if (j.contains(key) && j[key].is_object()) {
+      const auto& r = j[key];
+      if (r.contains("rope_theta")) c.rope_theta = r["rope_theta"].get<double>();
+      const std::string type = r.value("rope_type", r.value("type", std::string("default")));
+      if (type != "default")
+        bad_config(path, std::string(key) + ".rope_type \"" + type + "\" is not supported yet (expected \"default\")");
+    }
+  }
+  auto token_id = [&](const char* key) -> int64_t {
+    if (!j.contains(key) || j[key].is_null()) return -1;
+    if (j[key].is_array()) return j[key].empty() ? -1 : j[key][0].get<int64_t>();
+    return j[key].get<int64_t>();
+  };
+  c.bos_token_id = token_id("bos_token_id");
+  c.eos_token_id = token_id("eos_token_id");
+  c.pad_token_id = token_id("pad_token_id");
+  if (c.num_heads <= 0 || c.num_kv_heads <= 0 || c.num_heads % c.num_kv_heads != 0)
+    bad_config(path, "num_attention_heads must be a positive multiple of num_key_value_heads");
+  return c;
+}
+
+std::shared_ptr<CausalLM> load_causal_lm(const std::string& path, const c10::Device& device, c10::ScalarType dtype) {
+  std::unique_ptr<WeightSource> src;
+  ModelConfig cfg;
+  if (fs::is_directory(path)) {
+    const auto cj = (fs::path(path) / "config.json").string();
+    if (!fs::exists(cj)) throw std::runtime_error(path + ": no config.json (expected an HF model directory or a .gguf file)");
+    cfg = read_hf_config(cj);
+    src = std::make_unique<HfWeights>(path);
+  } else if (fs::exists(path)) {
+    auto f = std::make_shared<gguf::GgufFile>(path);
+    cfg = config_from_gguf(*f);
+    src = std::make_unique<GgufWeights>(f, cfg);
+  } else {
+    throw std::runtime_error(path + ": no such model file or directory");
+  }
+  std::shared_ptr<CausalLM> model(CausalLMRegistry::instance().create_named(
+      cfg.architecture, Config::load_string("type: " + cfg.architecture + "\n", cfg.source), cfg).release());
+  model->to(dtype);
+  model->load_weights(*src);
+  model->to(device);
+  model->eval();
+  return model;
+}
+
+}  // namespace tandem

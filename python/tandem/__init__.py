@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch  # noqa: F401  (loads libtorch before the extension that links it)
 
 from . import _C
+from . import models
 from ._paths import data_root, repo_root
 from .config import ConfigError, load_config
 from .registry import registry
@@ -25,6 +26,7 @@ __all__ = [
     "data_root",
     "load_config",
     "load_safetensors",
+    "models",
     "registry",
     "repo_root",
     "run",

@@ -56,6 +56,17 @@ def _cmd_registry(args) -> int:
     return 0
 
 
+def _cmd_generate(args) -> int:
+    import tandem
+
+    lm = tandem.models.load(args.model, device=args.device, dtype=args.dtype)
+    outs = lm.generate(args.prompt, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
+                       top_k=args.top_k, top_p=args.top_p, chat=not args.raw, seed=args.seed)
+    for prompt, out in zip(args.prompt, outs):
+        print(f">>> {prompt}\n{out}\n")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tandem", description="tandem: collaborating-model experiments")
     sub = p.add_subparsers(dest="command", required=True)
@@ -71,6 +82,19 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("config")
     c.add_argument("overrides", nargs="*")
     c.set_defaults(fn=_cmd_config)
+
+    gen = sub.add_parser("generate", help="generate text with a pretrained model")
+    gen.add_argument("--model", default="smollm2-135m", help="short name, .gguf file or HF directory")
+    gen.add_argument("--prompt", action="append", required=True, help="a prompt (repeat for a batch)")
+    gen.add_argument("--max-new-tokens", type=int, default=64)
+    gen.add_argument("--temperature", type=float, default=0.0)
+    gen.add_argument("--top-k", type=int, default=0)
+    gen.add_argument("--top-p", type=float, default=1.0)
+    gen.add_argument("--seed", type=int, default=0)
+    gen.add_argument("--device", default="cpu")
+    gen.add_argument("--dtype", default="float32")
+    gen.add_argument("--raw", action="store_true", help="no chat template around the prompt")
+    gen.set_defaults(fn=_cmd_generate)
 
     g = sub.add_parser("registry", help="list registered component names")
     g.add_argument("kind", nargs="?")

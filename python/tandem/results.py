@@ -9,7 +9,7 @@ from typing import Any, Mapping, Sequence
 import pandas as pd
 
 from . import _C
-from ._paths import ensure_data_root_env
+from ._paths import ensure_data_root_env, ensure_models_root_env
 from .config import config_source, format_overrides
 
 
@@ -61,6 +61,7 @@ def run(
     Raises ConfigError (naming file, line and key) before any work for a bad config.
     """
     ensure_data_root_env()
+    ensure_models_root_env()
     source, is_text, name, base = config_source(config)
     ovs = format_overrides(overrides) + format_overrides(kw_overrides)
     run_dir, metrics_text = _C.run_experiment(source, is_text, name, ovs, base, str(results_dir), echo_log)

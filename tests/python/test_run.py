@@ -59,12 +59,23 @@ def test_cli_config_and_registry():
     assert proc.stdout.strip() == "featurizer: hashed_ngrams"
 
 
-def test_default_config_runs_on_real_data(tmp_path):
-    """The README's main job, shortened: real MMLU-Pro questions, subject classification."""
+def test_mmlu_subject_classification_on_real_data(tmp_path):
+    """Real MMLU-Pro questions, subject classification, trained in C++."""
     data = tandem.data_root() / "mmlu_pro" / "test.jsonl"
     assert data.exists(), f"real data missing at {data}: set TANDEM_DATA"
-    res = tandem.run(REPO / "configs" / "default.yaml", train__epochs=2, results_dir=tmp_path, echo_log=False)
+    res = tandem.run(REPO / "configs" / "text_classification" / "mmlu_subjects.yaml", train__epochs=2,
+                     results_dir=tmp_path, echo_log=False)
     assert res.metrics["labels"] == 14
     assert res.metrics["train_examples"] + res.metrics["test_examples"] == 12030
     # Far above the majority-label baseline (~11%): the loop really learns.
     assert res.metrics["accuracy"] > 3 * res.metrics["majority_baseline_accuracy"]
+
+
+def test_default_config_answers_real_questions_with_a_real_model(tmp_path):
+    """The README's main job, shortened: SmolLM2-135M answers real SciQ questions by log-likelihood."""
+    res = tandem.run(REPO / "configs" / "default.yaml", data__limit=24, results_dir=tmp_path, echo_log=False)
+    assert res.metrics["questions"] == 24
+    assert res.metrics["chance_accuracy"] == 0.25
+    assert list(res.table["method"]) == ["log-likelihood (sum)", "log-likelihood (per token)", "chance"]
+    # A real model, not a coin: well above chance even on 24 questions (binomial p < 1e-3 at >= 0.55).
+    assert res.metrics["accuracy"] >= 0.55

@@ -64,8 +64,11 @@ class CausalLM : public torch::nn::Module {
 
   /// input_ids [B, T]; attention_mask [B, past + T] (1 = real token, 0 = padding) or undefined;
   /// position_ids [B, T] or undefined (then derived from the mask). Updates `cache` when given.
+  /// logits_to_keep > 0 computes logits for the last that many positions only (the vocabulary
+  /// projection dominates small models: generation needs 1, scoring the continuation's length).
   virtual LMOutput forward(const torch::Tensor& input_ids, const torch::Tensor& attention_mask,
-                           const torch::Tensor& position_ids, KVCache* cache, bool output_hidden_states) = 0;
+                           const torch::Tensor& position_ids, KVCache* cache, bool output_hidden_states,
+                           int64_t logits_to_keep = 0) = 0;
   /// Copies weights from `src`; every parameter must be found with the right shape.
   virtual void load_weights(const WeightSource& src) = 0;
 

@@ -70,7 +70,7 @@ GenerationResult generate(CausalLM& model, const std::vector<std::vector<int64_t
   int64_t live = B;
 
   auto t0 = Clock::now();
-  LMOutput out = model.forward(ids, mask, {}, &cache, false);
+  LMOutput out = model.forward(ids, mask, {}, &cache, false, /*logits_to_keep=*/1);
   r.prefill_seconds = since(t0);
   t0 = Clock::now();
   for (int64_t step = 0; step < opts.max_new_tokens && live > 0; ++step) {
@@ -90,7 +90,7 @@ GenerationResult generate(CausalLM& model, const std::vector<std::vector<int64_t
     }
     if (live == 0 || step + 1 == opts.max_new_tokens) break;
     mask = torch::cat({mask, torch::ones({B, 1}, mask.options())}, 1);
-    out = model.forward(next.view({B, 1}).to(dev), mask, {}, &cache, false);
+    out = model.forward(next.view({B, 1}).to(dev), mask, {}, &cache, false, 1);
   }
   r.decode_seconds = since(t0);
   return r;
@@ -104,20 +104,26 @@ std::vector<double> score_continuations(CausalLM& model, const std::vector<std::
                                 std::to_string(continuations.size()) + " continuations");
   std::vector<std::vector<int64_t>> full(prompts.size());
   for (size_t i = 0; i < prompts.size(); ++i) {
+    if (prompts[i].empty()) throw std::invalid_argument("score_continuations: prompt " + std::to_string(i) + " is empty");
     full[i] = prompts[i];
     full[i].insert(full[i].end(), continuations[i].begin(), continuations[i].end());
   }
   auto [ids, mask] = left_pad(full, pad_id);
   const auto dev = model.parameters().front().device();
-  auto logp = model.forward(ids.to(dev), mask.to(dev), {}, nullptr, false).logits.log_softmax(-1).cpu();
+  int64_t longest = 0;
+  for (const auto& c : continuations) longest = std::max<int64_t>(longest, static_cast<int64_t>(c.size()));
+  // Continuations end at the right edge (left padding): the last longest+1 positions suffice.
+  const int64_t keep = std::min<int64_t>(ids.size(1), longest + 1);
+  const auto logits = model.forward(ids.to(dev), mask.to(dev), {}, nullptr, false, keep).logits;
   std::vector<double> out(prompts.size(), 0.0);
-  const int64_t L = ids.size(1);
+  const int64_t L = keep;
   for (size_t i = 0; i < prompts.size(); ++i) {
     const int64_t n = static_cast<int64_t>(continuations[i].size());
-    for (int64_t j = 0; j < n; ++j) {
-      const int64_t pos = L - n + j;  // position of continuation token j
-      out[i] += logp[i][pos - 1][continuations[i][j]].item<double>();
-    }
+    if (n == 0) continue;
+    // Only the n positions that predict the continuation need a softmax over the vocabulary.
+    auto logp = logits[static_cast<int64_t>(i)].narrow(0, L - n - 1, n).log_softmax(-1);
+    auto tgt = torch::tensor(continuations[i], torch::kLong).to(logp.device()).view({n, 1});
+    out[i] = logp.gather(1, tgt).sum().item<double>();
   }
   return out;
 }

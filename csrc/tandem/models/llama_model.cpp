@@ -98,7 +98,8 @@ class LlamaModel : public CausalLM {
   }
 
   LMOutput forward(const torch::Tensor& input_ids, const torch::Tensor& attention_mask,
-                   const torch::Tensor& position_ids, KVCache* cache, bool output_hidden_states) override {
+                   const torch::Tensor& position_ids, KVCache* cache, bool output_hidden_states,
+                   int64_t logits_to_keep) override {
     torch::NoGradGuard ng;  // the backbone is frozen everywhere tandem uses it
     const auto& cf = config_;
     const int64_t B = input_ids.size(0), T = input_ids.size(1);
@@ -150,6 +151,7 @@ class LlamaModel : public CausalLM {
       if (output_hidden_states) out.hidden_states.push_back(x);
     }
     if (cache) cache->advance(T);
+    if (logits_to_keep > 0 && logits_to_keep < T) x = x.narrow(1, T - logits_to_keep, logits_to_keep);
     x = rms_norm(x, norm_, cf.rms_norm_eps);
     out.logits = proj(x, lm_head_.defined() ? lm_head_ : embed_).to(torch::kFloat);
     return out;

@@ -1,0 +1,205 @@
+// The "lm_multiple_choice" experiment: a pretrained LM answers multiple-choice questions by
+// log-likelihood: each option is scored as a continuation of the question, the best wins.
+// Reported: accuracy with summed and with per-token log-probabilities, against chance.
+#include <algorithm>
+#include <chrono>
+#include <numeric>
+
+#include <nlohmann/json.hpp>
+#include <torch/torch.h>
+
+#include "tandem/core/progress.h"
+#include "tandem/data/jsonl.h"
+#include "tandem/data/text_classification.h"
+#include "tandem/experiments/experiment.h"
+#include "tandem/models/causal_lm.h"
+#include "tandem/models/generation.h"
+#include "tandem/models/model_paths.h"
+#include "tandem/text/tokenizer.h"
+
+namespace tandem {
+
+struct ChoiceQuestion {
+  std::string id, context, question;
+  std::vector<std::string> options;
+  int64_t answer = 0;
+};
+
+/// A source of multiple-choice questions, picked by `data.type`.
+class ChoiceDataset {
+ public:
+  static constexpr const char* kRegistryKind = "choice_dataset";
+  virtual ~ChoiceDataset() = default;
+  virtual std::vector<ChoiceQuestion> load() = 0;
+};
+TANDEM_DECLARE_REGISTRY(ChoiceDataset, const Config&);
+TANDEM_DEFINE_REGISTRY(ChoiceDataset, const Config&);
+
+namespace {
+
+std::string field(const nlohmann::json& r, const char* k) {
+  if (!r.contains(k) || !r[k].is_string()) throw std::invalid_argument(std::string("expected a string field '") + k + "'");
+  return r[k].get<std::string>();
+}
+
+// SciQ: question, correct_answer, distractor1..3, support. Option order is a fixed hash of the
+// id, so the gold answer is not always first.
+class SciQ : public ChoiceDataset {
+ public:
+  explicit SciQ(const Config& c)
+      : path_(resolve_data_path(c.get<std::string>("path", "sciq/test.jsonl"))),
+        with_support_(c.get<bool>("with_support", false)) {
+    opts_.limit = static_cast<size_t>(c.get_nonnegative_int("limit", 0));
+    opts_.skip_bad_lines = c.get<bool>("skip_bad_lines", false);
+  }
+  std::vector<ChoiceQuestion> load() override {
+    std::vector<ChoiceQuestion> out;
+    read_jsonl(path_, [&](const nlohmann::json& r, size_t) {
+      ChoiceQuestion q;
+      q.id = field(r, "id");
+      q.question = field(r, "question");
+      if (with_support_) q.context = field(r, "support");
+      std::vector<std::string> opts = {field(r, "correct_answer"), field(r, "distractor1"), field(r, "distractor2"),
+                                       field(r, "distractor3")};
+      const size_t shift = fnv1a(q.id) % 4;
+      std::rotate(opts.begin(), opts.begin() + static_cast<long>(shift), opts.end());
+      q.answer = static_cast<int64_t>((4 - shift) % 4);
+      q.options = std::move(opts);
+      out.push_back(std::move(q));
+    }, opts_);
+    return out;
+  }
+
+ private:
+  std::string path_;
+  bool with_support_;
+  JsonlOptions opts_;
+};
+TANDEM_REGISTER(ChoiceDataset, "sciq", SciQ, const Config&);
+
+// MMLU-Pro: question, options (3-10), answer_index.
+class MmluPro : public ChoiceDataset {
+ public:
+  explicit MmluPro(const Config& c) : path_(resolve_data_path(c.get<std::string>("path", "mmlu_pro/test.jsonl"))) {
+    opts_.limit = static_cast<size_t>(c.get_nonnegative_int("limit", 0));
+    opts_.skip_bad_lines = c.get<bool>("skip_bad_lines", false);
+  }
+  std::vector<ChoiceQuestion> load() override {
+    std::vector<ChoiceQuestion> out;
+    read_jsonl(path_, [&](const nlohmann::json& r, size_t) {
+      ChoiceQuestion q;
+      q.id = std::to_string(r.at("question_id").get<int64_t>());
+      q.question = field(r, "question");
+      q.options = r.at("options").get<std::vector<std::string>>();
+      q.answer = r.at("answer_index").get<int64_t>();
+      if (q.answer < 0 || q.answer >= static_cast<int64_t>(q.options.size()))
+        throw std::invalid_argument("answer_index out of range");
+      out.push_back(std::move(q));
+    }, opts_);
+    return out;
+  }
+
+ private:
+  std::string path_;
+  JsonlOptions opts_;
+};
+TANDEM_REGISTER(ChoiceDataset, "mmlu_pro", MmluPro, const Config&);
+
+class LmMultipleChoice : public Experiment {
+ public:
+  LmMultipleChoice(const Config& root, const RuntimeOptions& rt) : rt_(rt) {
+    const Config m = root.at("model");
+    model_name_ = m.get<std::string>("path");
+    dataset_ = create_from_config<ChoiceDataset>(root.at("data"));
+    const Config e = root.at_or_empty("eval");
+    batch_ = e.get_positive_int("batch_size", 8);
+    template_ = e.get<std::string>("prompt", "{context}Question: {question}\nAnswer:");
+  }
+
+  ExperimentResult run(RunContext& ctx) override {
+    const std::string path = resolve_model_path(model_name_);
+    auto t_load = std::chrono::steady_clock::now();
+    auto model = load_causal_lm(path, rt_.device, rt_.dtype);
+    auto tok = text::load_tokenizer(path);
+    const double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_load).count();
+    ctx.info("model " + model_name_ + " (" + path + "): " + std::to_string(model->num_parameters()) +
+             " parameters, loaded in " + std::to_string(load_s) + " s");
+    const auto qs = dataset_->load();
+    if (qs.empty()) throw std::runtime_error("lm_multiple_choice: the dataset is empty");
+    const int64_t pad = std::max<int64_t>(0, model->config().pad_token_id);
+
+    int64_t hit_sum = 0, hit_mean = 0, n_options = 0, tokens = 0;
+    auto t0 = std::chrono::steady_clock::now();
+    Progress bar("score", static_cast<int64_t>(qs.size()), "q");
+    for (size_t s = 0; s < qs.size(); s += batch_) {
+      std::vector<std::vector<int64_t>> prompts, conts;
+      std::vector<size_t> owner;
+      for (size_t i = s; i < std::min(qs.size(), s + batch_); ++i) {
+        const auto p = tok->encode(render(qs[i]));
+        for (const auto& o : qs[i].options) {
+          prompts.push_back(p);
+          conts.push_back(tok->encode(" " + o));
+          owner.push_back(i);
+          tokens += static_cast<int64_t>(p.size() + conts.back().size());
+        }
+      }
+      const auto scores = score_continuations(*model, prompts, conts, pad);
+      size_t k = 0;
+      for (size_t i = s; i < std::min(qs.size(), s + batch_); ++i) {
+        const size_t n = qs[i].options.size();
+        size_t best_sum = 0, best_mean = 0;
+        for (size_t j = 0; j < n; ++j) {
+          const double v = scores[k + j], vm = v / std::max<size_t>(1, conts[k + j].size());
+          if (v > scores[k + best_sum]) best_sum = j;
+          if (vm > scores[k + best_mean] / std::max<size_t>(1, conts[k + best_mean].size())) best_mean = j;
+        }
+        hit_sum += static_cast<int64_t>(best_sum) == qs[i].answer;
+        hit_mean += static_cast<int64_t>(best_mean) == qs[i].answer;
+        n_options += static_cast<int64_t>(n);
+        k += n;
+        bar.update(1);
+      }
+    }
+    bar.finish();
+    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const double n = static_cast<double>(qs.size());
+    const double chance = static_cast<double>(qs.size()) / n_options;  // mean of 1/options
+    Table t({"method", "questions", "accuracy"});
+    t.add_row({std::string("log-likelihood (sum)"), static_cast<int64_t>(qs.size()), hit_sum / n});
+    t.add_row({std::string("log-likelihood (per token)"), static_cast<int64_t>(qs.size()), hit_mean / n});
+    t.add_row({std::string("chance"), static_cast<int64_t>(qs.size()), chance});
+    ExperimentResult r;
+    r.table = t;
+    r.metrics = {{"accuracy", hit_sum / n},
+                 {"accuracy_per_token", hit_mean / n},
+                 {"chance_accuracy", chance},
+                 {"questions", qs.size()},
+                 {"model", model_name_},
+                 {"model_parameters", model->num_parameters()},
+                 {"load_seconds", load_s},
+                 {"eval_seconds", secs},
+                 {"tokens_scored", tokens},
+                 {"tokens_per_second", tokens / std::max(secs, 1e-9)}};
+    return r;
+  }
+
+ private:
+  std::string render(const ChoiceQuestion& q) const {
+    std::string out = template_;
+    auto sub = [&](const std::string& key, const std::string& val) {
+      for (size_t p; (p = out.find(key)) != std::string::npos;) out.replace(p, key.size(), val);
+    };
+    sub("{context}", q.context.empty() ? "" : q.context + "\n");
+    sub("{question}", q.question);
+    return out;
+  }
+
+  RuntimeOptions rt_;
+  std::string model_name_, template_;
+  std::unique_ptr<ChoiceDataset> dataset_;
+  int64_t batch_;
+};
+TANDEM_REGISTER(Experiment, "lm_multiple_choice", LmMultipleChoice, const Config&, const RuntimeOptions&);
+
+}  // namespace
+}  // namespace tandem

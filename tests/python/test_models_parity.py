@@ -30,16 +30,27 @@ def tiny(kind: str):
             for layer in model.model.layers:
                 for proj in (layer.self_attn.q_proj, layer.self_attn.k_proj, layer.self_attn.v_proj):
                     proj.bias.normal_(0, 0.5)
+    elif kind == "gemma3":
+        # Head dim 16 with query_pre_attn_scalar 20 (so the scale is not head_dim's), a sliding
+        # window of 8 keys (shorter than the test sequences) on layers 0 and 2, layer 1 global.
+        cfg = transformers.Gemma3TextConfig(
+            vocab_size=211, hidden_size=64, intermediate_size=112, num_hidden_layers=3, num_attention_heads=4,
+            num_key_value_heads=2, head_dim=16, max_position_embeddings=256, rms_norm_eps=1e-6,
+            query_pre_attn_scalar=20, sliding_window=8,
+            layer_types=["sliding_attention", "full_attention", "sliding_attention"],
+            rope_parameters={"full_attention": {"rope_type": "default", "rope_theta": 1000000.0},
+                             "sliding_attention": {"rope_type": "default", "rope_theta": 10000.0}})
+        model = transformers.Gemma3ForCausalLM(cfg)
     else:
         raise ValueError(kind)
     with torch.no_grad():  # random norms too (HF initialises them to ones)
         for name, p in model.named_parameters():
-            if "norm" in name:
-                p.normal_(1.0, 0.2)
+            if "norm" in name:  # Gemma norms hold w in (1 + w): centre those at 0
+                p.normal_(0.0 if "gemma" in type(model).__name__.lower() else 1.0, 0.2)
     return model.eval()
 
 
-@pytest.fixture(scope="module", params=["llama", "llama_tied", "qwen2"])
+@pytest.fixture(scope="module", params=["llama", "llama_tied", "qwen2", "gemma3"])
 def pair(request, tmp_path_factory):
     hf = tiny(request.param)
     path = tmp_path_factory.mktemp(request.param)

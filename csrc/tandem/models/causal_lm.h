@@ -22,6 +22,12 @@ struct ModelConfig {
   bool tie_word_embeddings = false;
   bool attention_bias = false;  ///< q/k/v projections carry biases (Qwen2)
   int64_t bos_token_id = -1, eos_token_id = -1, pad_token_id = -1;
+  // Gemma 3 (and later families): sliding-window layers with their own RoPE base, q/k norms.
+  std::vector<bool> sliding_layers;      ///< per layer: sliding-window attention (else global)
+  int64_t sliding_window = 0;            ///< keys a sliding layer sees back (0 = all)
+  double rope_local_theta = 10000.0;     ///< RoPE base of sliding layers
+  double query_pre_attn_scalar = 0.0;    ///< attention scale = this^-0.5 (0 = head_dim)
+  double final_logit_softcapping = 0.0;  ///< logits = cap * tanh(logits / cap) when > 0
   std::string source;           ///< file it came from, for messages
 };
 

@@ -6,26 +6,14 @@
 #include <torch/torch.h>
 
 #include "tandem/models/causal_lm.h"
+#include "tandem/models/decoder_common.h"
 
 namespace tandem {
 namespace F = torch::nn::functional;
+using decoder::proj;
+using decoder::rms_norm;
 
 namespace {
-
-torch::Tensor rms_norm(const torch::Tensor& x, const torch::Tensor& w, double eps) {
-  auto xf = x.to(torch::kFloat);
-  auto var = xf.pow(2).mean(-1, true);
-  return w * (xf * torch::rsqrt(var + eps)).to(x.scalar_type());
-}
-
-torch::Tensor rotate_half(const torch::Tensor& x) {
-  const int64_t h = x.size(-1) / 2;
-  return torch::cat({-x.narrow(-1, h, h), x.narrow(-1, 0, h)}, -1);
-}
-
-torch::Tensor proj(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& b = {}) {
-  return b.defined() ? torch::linear(x, w, b) : torch::linear(x, w);
-}
 
 struct Layer {
   torch::Tensor ln1, ln2, q, k, v, o, qb, kb, vb, gate, up, down;
@@ -61,12 +49,13 @@ class LlamaModel : public CausalLM {
       L.down = p(s + "down_proj", {H, cf.intermediate_size});
       layers_.push_back(L);
     }
-    inv_freq_ = 1.0 / torch::pow(cf.rope_theta, torch::arange(0, D, 2, torch::kFloat) / static_cast<double>(D));
+    inv_freq_ = decoder::rope_inv_freq(cf.rope_theta, D);
     // Kept outside the module's buffers so a dtype cast of the model never rounds it.
   }
 
   void load_weights(const WeightSource& src) override {
     torch::NoGradGuard ng;
+    head_t_.reset();
     auto fill = [&](torch::Tensor& dst, const std::string& name) {
       torch::Tensor t = src.get(name, dst.scalar_type());
       if (t.sizes() != dst.sizes())
@@ -108,25 +97,12 @@ class LlamaModel : public CausalLM {
     torch::Tensor mask = attention_mask.defined() ? attention_mask.to(dev, torch::kLong)
                                                   : torch::ones({B, S}, torch::TensorOptions().dtype(torch::kLong).device(dev));
     TORCH_CHECK(mask.size(1) == S, "attention_mask has ", mask.size(1), " columns, expected past + new = ", S);
-    torch::Tensor pos = position_ids.defined()
-                            ? position_ids.to(dev, torch::kLong)
-                            : (mask.cumsum(-1) - 1).masked_fill(mask == 0, 1).narrow(1, past, T);
-
-    // RoPE tables for these positions: [B, 1, T, D].
-    auto freqs = pos.to(torch::kFloat).unsqueeze(-1) * inv_freq_.to(dev).view({1, 1, -1});
-    auto emb = torch::cat({freqs, freqs}, -1);
-    const auto dt = embed_.scalar_type();
-    auto cos = emb.cos().to(dt).unsqueeze(1), sin = emb.sin().to(dt).unsqueeze(1);
-
-    // Boolean attention mask [B, 1, T, S]: causal and not padding; a query row with nothing to
-    // attend to (a padded position) attends to itself so its (ignored) output stays finite.
-    auto qpos = torch::arange(past, S, torch::TensorOptions().dtype(torch::kLong).device(dev)).view({T, 1});
-    auto kpos = torch::arange(0, S, torch::TensorOptions().dtype(torch::kLong).device(dev)).view({1, S});
-    auto allowed = (kpos <= qpos).unsqueeze(0) & (mask.unsqueeze(1) != 0);  // [B, T, S]
-    allowed = allowed | (kpos == qpos).unsqueeze(0);
-    allowed = allowed.unsqueeze(1);
-
-    const int64_t nh = cf.num_heads, nkv = cf.num_kv_heads, D = cf.head_dim, rep = nh / nkv;
+    torch::Tensor pos = position_ids.defined() ? position_ids.to(dev, torch::kLong)
+                                                : decoder::positions_from_mask(mask, past, T);
+    const auto cs = decoder::rope_tables(pos, inv_freq_, embed_.scalar_type());
+    const bool padded = attention_mask.defined() && (mask == 0).any().item<bool>();
+    const auto am = decoder::attention_mask(mask, padded, past, T);
+    const int64_t nh = cf.num_heads, nkv = cf.num_kv_heads, D = cf.head_dim;
     LMOutput out;
     torch::Tensor x = F::embedding(input_ids.to(dev), embed_);
     if (output_hidden_states) out.hidden_states.push_back(x);
@@ -136,14 +112,10 @@ class LlamaModel : public CausalLM {
       auto q = proj(h, L.q, L.qb).view({B, T, nh, D}).transpose(1, 2);
       auto k = proj(h, L.k, L.kb).view({B, T, nkv, D}).transpose(1, 2);
       auto v = proj(h, L.v, L.vb).view({B, T, nkv, D}).transpose(1, 2);
-      q = q * cos + rotate_half(q) * sin;
-      k = k * cos + rotate_half(k) * sin;
+      q = decoder::apply_rope(q, cs);
+      k = decoder::apply_rope(k, cs);
       if (cache) std::tie(k, v) = cache->append(static_cast<int64_t>(i), k, v);
-      if (rep > 1) {
-        k = k.unsqueeze(2).expand({B, nkv, rep, S, D}).reshape({B, nh, S, D});
-        v = v.unsqueeze(2).expand({B, nkv, rep, S, D}).reshape({B, nh, S, D});
-      }
-      auto a = at::scaled_dot_product_attention(q, k, v, allowed);
+      auto a = decoder::attend(q, k, v, am, 1.0 / std::sqrt(static_cast<double>(D)));
       a = a.transpose(1, 2).reshape({B, T, nh * D});
       x = x + proj(a, L.o);
       h = rms_norm(x, L.ln2, cf.rms_norm_eps);
@@ -153,12 +125,13 @@ class LlamaModel : public CausalLM {
     if (cache) cache->advance(T);
     if (logits_to_keep > 0 && logits_to_keep < T) x = x.narrow(1, T - logits_to_keep, logits_to_keep);
     x = rms_norm(x, norm_, cf.rms_norm_eps);
-    out.logits = proj(x, lm_head_.defined() ? lm_head_ : embed_).to(torch::kFloat);
+    out.logits = torch::matmul(x, head_t_.of(lm_head_.defined() ? lm_head_ : embed_)).to(torch::kFloat);
     return out;
   }
 
  private:
   torch::Tensor embed_, norm_, lm_head_, inv_freq_;
+  decoder::TransposedHead head_t_;
   std::vector<Layer> layers_;
 };
 

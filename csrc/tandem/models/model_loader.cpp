@@ -84,20 +84,30 @@ class HfWeights : public WeightSource {
 // ---- GGUF ----
 class GgufWeights : public WeightSource {
  public:
-  GgufWeights(std::shared_ptr<gguf::GgufFile> f, const ModelConfig& c) : f_(std::move(f)) {
+  GgufWeights(std::shared_ptr<gguf::GgufFile> f, const ModelConfig& c)
+      : f_(std::move(f)), norm_shift_(c.architecture == "gemma3") {
     auto map = [&](const std::string& hf, const std::string& gg, int64_t permute_heads = 0) {
       if (f_->has_tensor(gg)) names_[hf] = {gg, permute_heads};
     };
     map("model.embed_tokens.weight", "token_embd.weight");
     map("model.norm.weight", "output_norm.weight");
     map("lm_head.weight", "output.weight");
+    const bool gemma = c.architecture == "gemma3";
     // llama.cpp's converter permutes Q and K rows of "llama" models for its interleaved RoPE;
     // tandem uses HF's rotate-half RoPE, so those rows are permuted back on load.
     const bool permuted = c.architecture == "llama";
     for (int64_t i = 0; i < c.num_layers; ++i) {
       const std::string h = "model.layers." + std::to_string(i) + ".", g = "blk." + std::to_string(i) + ".";
       map(h + "input_layernorm.weight", g + "attn_norm.weight");
-      map(h + "post_attention_layernorm.weight", g + "ffn_norm.weight");
+      if (gemma) {
+        map(h + "post_attention_layernorm.weight", g + "post_attention_norm.weight");
+        map(h + "pre_feedforward_layernorm.weight", g + "ffn_norm.weight");
+        map(h + "post_feedforward_layernorm.weight", g + "post_ffw_norm.weight");
+        map(h + "self_attn.q_norm.weight", g + "attn_q_norm.weight");
+        map(h + "self_attn.k_norm.weight", g + "attn_k_norm.weight");
+      } else {
+        map(h + "post_attention_layernorm.weight", g + "ffn_norm.weight");
+      }
       map(h + "self_attn.q_proj.weight", g + "attn_q.weight", permuted ? c.num_heads : 0);
       map(h + "self_attn.k_proj.weight", g + "attn_k.weight", permuted ? c.num_kv_heads : 0);
       map(h + "self_attn.v_proj.weight", g + "attn_v.weight");
@@ -120,12 +130,15 @@ class GgufWeights : public WeightSource {
       const int64_t rows = t.size(0);
       t = t.reshape({heads, rows / heads / 2, 2, -1}).transpose(1, 2).reshape(t.sizes());
     }
+    // Gemma's converter stores RMSNorm weights as 1 + w; the HF layout holds w.
+    if (norm_shift_ && name.find("norm.weight") != std::string::npos) t = t - 1.0;
     return t.to(dtype).contiguous();
   }
   std::string describe() const override { return f_->path(); }
 
  private:
   std::shared_ptr<gguf::GgufFile> f_;
+  bool norm_shift_;
   std::map<std::string, std::pair<std::string, int64_t>> names_;
 };
 
@@ -152,6 +165,15 @@ ModelConfig config_from_gguf(const gguf::GgufFile& f) {
   c.bos_token_id = f.get_int("tokenizer.ggml.bos_token_id", -1);
   c.eos_token_id = f.get_int("tokenizer.ggml.eos_token_id", -1);
   c.pad_token_id = f.get_int("tokenizer.ggml.padding_token_id", c.eos_token_id);
+  if (c.architecture == "gemma3") {
+    // As llama.cpp reads Gemma 3: every 6th layer global, the rest sliding with RoPE base 10^4,
+    // attention scaled by head_dim^-0.5, embeddings tied.
+    c.sliding_window = f.get_int(a + "attention.sliding_window", 0);
+    for (int64_t i = 0; i < c.num_layers; ++i) c.sliding_layers.push_back((i + 1) % 6 != 0);
+    c.rope_local_theta = 10000.0;
+    c.query_pre_attn_scalar = static_cast<double>(c.head_dim);
+    c.tie_word_embeddings = true;
+  }
   return c;
 }
 
@@ -182,6 +204,33 @@ ModelConfig read_hf_config(const std::string& path) {
   c.attention_bias = c.architecture == "qwen2" || json_get<bool>(j, path, "attention_bias", false, false);
   // rope_theta sits at the top level (older configs) or under rope_parameters (newer ones).
   c.rope_theta = json_get<double>(j, path, "rope_theta", 10000.0, false);
+  if (c.architecture == "gemma3_text") {
+    c.tie_word_embeddings = json_get<bool>(j, path, "tie_word_embeddings", true, false);
+    c.query_pre_attn_scalar = json_get<double>(j, path, "query_pre_attn_scalar", static_cast<double>(c.head_dim), false);
+    c.sliding_window = json_get<int64_t>(j, path, "sliding_window", 0, false);
+    c.final_logit_softcapping = json_get<double>(j, path, "final_logit_softcapping", 0.0, false);
+    if (json_get<double>(j, path, "attn_logit_softcapping", 0.0, false) > 0)
+      bad_config(path, "attn_logit_softcapping is not supported (expected null)");
+    const std::string act = json_get<std::string>(j, path, "hidden_activation", "gelu_pytorch_tanh", false);
+    if (act != "gelu_pytorch_tanh") bad_config(path, "hidden_activation \"" + act + "\" is not supported (expected gelu_pytorch_tanh)");
+    if (j.contains("layer_types") && j["layer_types"].is_array()) {
+      for (const auto& t : j["layer_types"]) c.sliding_layers.push_back(t.get<std::string>() == "sliding_attention");
+    } else {
+      const int64_t pattern = json_get<int64_t>(j, path, "sliding_window_pattern", 6, false);
+      for (int64_t i = 0; i < c.num_layers; ++i) c.sliding_layers.push_back((i + 1) % pattern != 0);
+    }
+    c.rope_local_theta = json_get<double>(j, path, "rope_local_base_freq", 10000.0, false);
+    if (j.contains("rope_parameters") && j["rope_parameters"].is_object() && j["rope_parameters"].contains("full_attention")) {
+      for (const char* kind : {"full_attention", "sliding_attention"}) {
+        const auto& r = j["rope_parameters"].value(kind, nlohmann::json::object());
+        const std::string type = r.value("rope_type", std::string("default"));
+        if (type != "default")
+          bad_config(path, std::string("rope_parameters.") + kind + ".rope_type \"" + type + "\" is not supported yet (expected \"default\")");
+        if (r.contains("rope_theta")) (std::string(kind) == "full_attention" ? c.rope_theta : c.rope_local_theta) = r["rope_theta"].get<double>();
+      }
+      j.erase("rope_parameters");  // handled here, not by the generic reader below
+    }
+  }
   for (const char* key : {"rope_parameters", "rope_scaling"}) {
     if (j.contains(key) && j[key].is_object()) {
       const auto& r = j[key];

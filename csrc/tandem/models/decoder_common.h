@@ -1,0 +1,109 @@
+// Pieces every decoder family shares: RMSNorm, rotate-half RoPE tables, projections, the
+// attention mask with padding / causality / sliding window, and grouped-query attention.
+#pragma once
+
+#include <torch/torch.h>
+
+#include "tandem/models/causal_lm.h"
+
+namespace tandem::decoder {
+
+/// HF RMSNorm: normalise in float32; `w` multiplies after the cast back (Llama convention).
+inline torch::Tensor rms_norm(const torch::Tensor& x, const torch::Tensor& w, double eps) {
+  auto xf = x.to(torch::kFloat);
+  return w * (xf * torch::rsqrt(xf.pow(2).mean(-1, true) + eps)).to(x.scalar_type());
+}
+
+/// Gemma RMSNorm: `scale` (= 1 + w, float32) multiplies in float32, then the cast (Gemma convention).
+inline torch::Tensor rms_norm_scaled(const torch::Tensor& x, const torch::Tensor& scale, double eps) {
+  auto xf = x.to(torch::kFloat);
+  return (xf * torch::rsqrt(xf.pow(2).mean(-1, true) + eps) * scale).to(x.scalar_type());
+}
+
+inline torch::Tensor rotate_half(const torch::Tensor& x) {
+  const int64_t h = x.size(-1) / 2;
+  return torch::cat({-x.narrow(-1, h, h), x.narrow(-1, 0, h)}, -1);
+}
+
+inline torch::Tensor proj(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& b = {}) {
+  return b.defined() ? torch::linear(x, w, b) : torch::linear(x, w);
+}
+
+/// 1 / theta^(2i/d), float32, as HF's default RoPE.
+inline torch::Tensor rope_inv_freq(double theta, int64_t head_dim) {
+  return 1.0 / torch::pow(theta, torch::arange(0, head_dim, 2, torch::kFloat) / static_cast<double>(head_dim));
+}
+
+/// cos and sin [B, 1, T, D] for positions [B, T], cast to `dtype`.
+inline std::pair<torch::Tensor, torch::Tensor> rope_tables(const torch::Tensor& pos, const torch::Tensor& inv_freq,
+                                                            c10::ScalarType dtype) {
+  auto freqs = pos.to(torch::kFloat).unsqueeze(-1) * inv_freq.to(pos.device()).view({1, 1, -1});
+  auto emb = torch::cat({freqs, freqs}, -1);
+  return {emb.cos().to(dtype).unsqueeze(1), emb.sin().to(dtype).unsqueeze(1)};
+}
+
+inline torch::Tensor apply_rope(const torch::Tensor& x, const std::pair<torch::Tensor, torch::Tensor>& cs) {
+  return x * cs.first + rotate_half(x) * cs.second;
+}
+
+/// Which keys each query may see. Undefined `allowed` with `causal` says SDPA's own causal
+/// (or, for one query, unmasked) path suffices, the fast case without padding or window.
+struct AttentionMask {
+  torch::Tensor allowed;  ///< bool [B, 1, T, S] or undefined
+  bool causal = false;
+};
+
+/// mask [B, S] (1 = token): causal, not padding, and within `window` (0 = unlimited) keys back.
+/// A query with nothing to see (a padded position) sees itself, so its ignored output is finite.
+inline AttentionMask attention_mask(const torch::Tensor& mask, bool has_padding, int64_t past, int64_t T,
+                                    int64_t window = 0) {
+  const int64_t S = past + T;
+  AttentionMask m;
+  if (!has_padding && (window == 0 || S <= window) && (T == 1 || past == 0)) {
+    m.causal = T > 1;
+    return m;
+  }
+  auto opts = torch::TensorOptions().dtype(torch::kLong).device(mask.device());
+  auto q = torch::arange(past, S, opts).view({T, 1});
+  auto k = torch::arange(0, S, opts).view({1, S});
+  auto ok = (k <= q);
+  if (window > 0) ok = ok & (q - k < window);
+  auto allowed = ok.unsqueeze(0) & (mask.unsqueeze(1) != 0);
+  m.allowed = (allowed | (k == q).unsqueeze(0)).unsqueeze(1);
+  return m;
+}
+
+/// Scaled dot-product attention with grouped-query heads; q [B, nh, T, D], k/v [B, nkv, S, D].
+inline torch::Tensor attend(const torch::Tensor& q, torch::Tensor k, torch::Tensor v, const AttentionMask& m,
+                            double scale) {
+  const int64_t B = q.size(0), nh = q.size(1), nkv = k.size(1), S = k.size(2), D = k.size(3);
+  if (nh != nkv) {
+    const int64_t rep = nh / nkv;
+    k = k.unsqueeze(2).expand({B, nkv, rep, S, D}).reshape({B, nh, S, D});
+    v = v.unsqueeze(2).expand({B, nkv, rep, S, D}).reshape({B, nh, S, D});
+  }
+  return m.allowed.defined() ? at::scaled_dot_product_attention(q, k, v, m.allowed, 0.0, false, scale)
+                             : at::scaled_dot_product_attention(q, k, v, {}, 0.0, m.causal, scale);
+}
+
+/// Positions from the mask, as HF's generate does for left padding: cumsum - 1, pads at 1.
+inline torch::Tensor positions_from_mask(const torch::Tensor& mask, int64_t past, int64_t T) {
+  return (mask.cumsum(-1) - 1).masked_fill(mask == 0, 1).narrow(1, past, T);
+}
+
+/// The vocabulary projection as a contiguous [hidden, vocab] copy: x @ W^T laid out this way
+/// runs ~1.8x faster on CPU BLAS than linear(x, W) for one row (measured), and it is the largest
+/// matrix of a small model. Made on first use; reset() when the weights change.
+class TransposedHead {
+ public:
+  const torch::Tensor& of(const torch::Tensor& w) {
+    if (!t_.defined() || t_.device() != w.device() || t_.scalar_type() != w.scalar_type()) t_ = w.t().contiguous();
+    return t_;
+  }
+  void reset() { t_ = torch::Tensor(); }
+
+ private:
+  torch::Tensor t_;
+};
+
+}  // namespace tandem::decoder

@@ -1,0 +1,158 @@
+// Gemma 3 (text): Llama-like blocks with "sandwich" norms (before and after attention and MLP),
+// RMSNorm scaled by (1 + w) in float32, q/k RMSNorm per head, embeddings scaled by sqrt(hidden),
+// GELU-tanh MLP, and a repeating pattern of sliding-window layers (local RoPE base) and global
+// layers. Numerics follow HF transformers' Gemma3ForCausalLM.
+#include <cmath>
+
+#include <torch/torch.h>
+
+#include "tandem/models/causal_lm.h"
+#include "tandem/models/decoder_common.h"
+
+namespace tandem {
+namespace F = torch::nn::functional;
+using decoder::proj;
+using decoder::rms_norm_scaled;
+
+namespace {
+
+struct GemmaLayer {
+  torch::Tensor ln_in, ln_post_attn, ln_pre_ff, ln_post_ff, q_norm, k_norm;  // stored as 1 + w
+  torch::Tensor q, k, v, o, gate, up, down;
+  bool sliding = false;
+};
+
+class Gemma3Model : public CausalLM {
+ public:
+  explicit Gemma3Model(const ModelConfig& c) : CausalLM(c) {
+    const auto& cf = config_;
+    const int64_t H = cf.hidden_size, D = cf.head_dim, nh = cf.num_heads, nkv = cf.num_kv_heads;
+    auto p = [&](const std::string& name, std::vector<int64_t> shape) {
+      return register_parameter(name, torch::empty(shape), /*requires_grad=*/false);
+    };
+    embed_ = p("embed_tokens", {cf.vocab_size, H});
+    norm_ = p("norm", {H});
+    for (int64_t i = 0; i < cf.num_layers; ++i) {
+      const std::string s = "layers_" + std::to_string(i) + "_";
+      GemmaLayer L;
+      L.ln_in = p(s + "input_layernorm", {H});
+      L.ln_post_attn = p(s + "post_attention_layernorm", {H});
+      L.ln_pre_ff = p(s + "pre_feedforward_layernorm", {H});
+      L.ln_post_ff = p(s + "post_feedforward_layernorm", {H});
+      L.q_norm = p(s + "q_norm", {D});
+      L.k_norm = p(s + "k_norm", {D});
+      L.q = p(s + "q_proj", {nh * D, H});
+      L.k = p(s + "k_proj", {nkv * D, H});
+      L.v = p(s + "v_proj", {nkv * D, H});
+      L.o = p(s + "o_proj", {H, nh * D});
+      L.gate = p(s + "gate_proj", {cf.intermediate_size, H});
+      L.up = p(s + "up_proj", {cf.intermediate_size, H});
+      L.down = p(s + "down_proj", {H, cf.intermediate_size});
+      L.sliding = i < static_cast<int64_t>(cf.sliding_layers.size()) && cf.sliding_layers[i];
+      layers_.push_back(L);
+    }
+    inv_freq_global_ = decoder::rope_inv_freq(cf.rope_theta, D);
+    inv_freq_local_ = decoder::rope_inv_freq(cf.rope_local_theta, D);
+    scale_ = std::pow(cf.query_pre_attn_scalar > 0 ? cf.query_pre_attn_scalar : static_cast<double>(D), -0.5);
+  }
+
+  void load_weights(const WeightSource& src) override {
+    torch::NoGradGuard ng;
+    head_t_.reset();
+    auto fill = [&](torch::Tensor& dst, const std::string& name, bool norm) {
+      // Norm weights are kept as (1 + w) in float32, exactly what HF computes at run time.
+      torch::Tensor t = norm ? src.get(name, torch::kFloat) + 1.0 : src.get(name, dst.scalar_type());
+      if (t.sizes() != dst.sizes())
+        throw std::runtime_error(src.describe() + ": tensor '" + name + "' has shape " + c10::str(t.sizes()) +
+                                 ", expected " + c10::str(dst.sizes()) + " from the model config");
+      if (norm) dst.set_data(t);  // stays float32 whatever the model dtype
+      else dst.copy_(t);
+    };
+    fill(embed_, "model.embed_tokens.weight", false);
+    fill(norm_, "model.norm.weight", true);
+    for (size_t i = 0; i < layers_.size(); ++i) {
+      const std::string s = "model.layers." + std::to_string(i) + ".";
+      GemmaLayer& L = layers_[i];
+      fill(L.ln_in, s + "input_layernorm.weight", true);
+      fill(L.ln_post_attn, s + "post_attention_layernorm.weight", true);
+      fill(L.ln_pre_ff, s + "pre_feedforward_layernorm.weight", true);
+      fill(L.ln_post_ff, s + "post_feedforward_layernorm.weight", true);
+      fill(L.q_norm, s + "self_attn.q_norm.weight", true);
+      fill(L.k_norm, s + "self_attn.k_norm.weight", true);
+      fill(L.q, s + "self_attn.q_proj.weight", false);
+      fill(L.k, s + "self_attn.k_proj.weight", false);
+      fill(L.v, s + "self_attn.v_proj.weight", false);
+      fill(L.o, s + "self_attn.o_proj.weight", false);
+      fill(L.gate, s + "mlp.gate_proj.weight", false);
+      fill(L.up, s + "mlp.up_proj.weight", false);
+      fill(L.down, s + "mlp.down_proj.weight", false);
+    }
+  }
+
+  LMOutput forward(const torch::Tensor& input_ids, const torch::Tensor& attention_mask,
+                   const torch::Tensor& position_ids, KVCache* cache, bool output_hidden_states,
+                   int64_t logits_to_keep) override {
+    torch::NoGradGuard ng;
+    const auto& cf = config_;
+    const int64_t B = input_ids.size(0), T = input_ids.size(1);
+    const int64_t past = cache ? cache->length() : 0, S = past + T;
+    const auto dev = embed_.device();
+    const auto dt = embed_.scalar_type();
+    torch::Tensor mask = attention_mask.defined() ? attention_mask.to(dev, torch::kLong)
+                                                  : torch::ones({B, S}, torch::TensorOptions().dtype(torch::kLong).device(dev));
+    TORCH_CHECK(mask.size(1) == S, "attention_mask has ", mask.size(1), " columns, expected past + new = ", S);
+    torch::Tensor pos = position_ids.defined() ? position_ids.to(dev, torch::kLong)
+                                                : decoder::positions_from_mask(mask, past, T);
+    const auto cs_global = decoder::rope_tables(pos, inv_freq_global_, dt);
+    const auto cs_local = decoder::rope_tables(pos, inv_freq_local_, dt);
+    const bool padded = attention_mask.defined() && (mask == 0).any().item<bool>();
+    const auto m_global = decoder::attention_mask(mask, padded, past, T);
+    const auto m_local = decoder::attention_mask(mask, padded, past, T, cf.sliding_window);
+    const int64_t nh = cf.num_heads, nkv = cf.num_kv_heads, D = cf.head_dim;
+
+    LMOutput out;
+    // The embedding scale is rounded to the model dtype first, as HF does.
+    const auto embed_scale = torch::tensor(std::sqrt(static_cast<double>(cf.hidden_size)), torch::kFloat).to(dt);
+    torch::Tensor x = F::embedding(input_ids.to(dev), embed_) * embed_scale.to(dev);
+    if (output_hidden_states) out.hidden_states.push_back(x);
+    const double eps = cf.rms_norm_eps;
+    for (size_t i = 0; i < layers_.size(); ++i) {
+      const GemmaLayer& L = layers_[i];
+      auto h = rms_norm_scaled(x, L.ln_in, eps);
+      auto q = rms_norm_scaled(proj(h, L.q).view({B, T, nh, D}).transpose(1, 2), L.q_norm, eps);
+      auto k = rms_norm_scaled(proj(h, L.k).view({B, T, nkv, D}).transpose(1, 2), L.k_norm, eps);
+      auto v = proj(h, L.v).view({B, T, nkv, D}).transpose(1, 2);
+      const auto& cs = L.sliding ? cs_local : cs_global;
+      q = decoder::apply_rope(q, cs);
+      k = decoder::apply_rope(k, cs);
+      if (cache) std::tie(k, v) = cache->append(static_cast<int64_t>(i), k, v);
+      auto a = decoder::attend(q, k, v, L.sliding ? m_local : m_global, scale_);
+      a = proj(a.transpose(1, 2).reshape({B, T, nh * D}), L.o);
+      x = x + rms_norm_scaled(a, L.ln_post_attn, eps);
+      h = rms_norm_scaled(x, L.ln_pre_ff, eps);
+      h = proj(torch::gelu(proj(h, L.gate), "tanh") * proj(h, L.up), L.down);
+      x = x + rms_norm_scaled(h, L.ln_post_ff, eps);
+      if (output_hidden_states) out.hidden_states.push_back(x);
+    }
+    if (cache) cache->advance(T);
+    if (logits_to_keep > 0 && logits_to_keep < T) x = x.narrow(1, T - logits_to_keep, logits_to_keep);
+    x = rms_norm_scaled(x, norm_, eps);
+    out.logits = torch::matmul(x, head_t_.of(embed_)).to(torch::kFloat);
+    if (cf.final_logit_softcapping > 0)
+      out.logits = torch::tanh(out.logits / cf.final_logit_softcapping) * cf.final_logit_softcapping;
+    return out;
+  }
+
+ private:
+  torch::Tensor embed_, norm_, inv_freq_global_, inv_freq_local_;
+  std::vector<GemmaLayer> layers_;
+  double scale_ = 1.0;
+  decoder::TransposedHead head_t_;
+};
+
+}  // namespace
+
+TANDEM_REGISTER(CausalLM, "gemma3_text", Gemma3Model, const ModelConfig&);
+TANDEM_REGISTER(CausalLM, "gemma3", Gemma3Model, const ModelConfig&);
+
+}  // namespace tandem

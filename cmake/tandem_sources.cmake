@@ -19,6 +19,7 @@ set(TANDEM_CORE_SOURCES
   csrc/tandem/models/model_paths.cpp
   csrc/tandem/text/unicode.cpp
   csrc/tandem/text/bpe_tokenizer.cpp
+  csrc/tandem/text/spm_tokenizer.cpp
   csrc/tandem/experiments/runner.cpp
   csrc/tandem/experiments/text_classification.cpp
   csrc/tandem/experiments/lm_multiple_choice.cpp

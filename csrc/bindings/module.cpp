@@ -229,7 +229,10 @@ PYBIND11_MODULE(_C, m) {
       .def_property_readonly("vocab_size", &text::Tokenizer::vocab_size)
       .def_readonly("bos_id", &text::Tokenizer::bos_id)
       .def_readonly("eos_id", &text::Tokenizer::eos_id)
-      .def_readonly("pad_id", &text::Tokenizer::pad_id);
+      .def_readonly("pad_id", &text::Tokenizer::pad_id)
+      .def_readonly("add_bos", &text::Tokenizer::add_bos)
+      .def("encode_for_model", &text::Tokenizer::encode_for_model, py::arg("text"),
+           "encode() with BOS first when the model expects it.");
   m.def("load_tokenizer", &text::load_tokenizer, py::arg("path"),
         "Loads a tokenizer.json, an HF model directory, or a .gguf file's vocabulary.");
 }

@@ -109,8 +109,12 @@ class LanguageModel:
     tokenizer: _C.Tokenizer
     path: Path
 
-    def encode(self, texts: Sequence[str]) -> list[list[int]]:
-        return self.tokenizer.encode_batch(list(texts))
+    def encode(self, texts: Sequence[str], bos: bool = True) -> list[list[int]]:
+        """Token ids; with `bos`, the BOS token first when the model expects one (Gemma)."""
+        ids = self.tokenizer.encode_batch(list(texts))
+        if bos and self.tokenizer.add_bos and self.tokenizer.bos_id >= 0:
+            ids = [[self.tokenizer.bos_id, *x] for x in ids]
+        return ids
 
     def generate(self, prompts: Sequence[str], *, max_new_tokens: int = 64, temperature: float = 0.0,
                  top_k: int = 0, top_p: float = 1.0, stop: Sequence[str] = (), seed: int = 0,
@@ -131,7 +135,7 @@ class LanguageModel:
 
     def score(self, prompts: Sequence[str], continuations: Sequence[str]) -> list[float]:
         """Sum of log-probabilities of each continuation given its prompt."""
-        return self.model.score(self.encode(prompts), self.encode(continuations))
+        return self.model.score(self.encode(prompts), self.encode(continuations, bos=False))
 
     def logits(self, texts: Sequence[str]) -> torch.Tensor:
         """Next-token logits [B, T, V] for left-padded `texts`."""

@@ -45,3 +45,20 @@ def test_scoring_prefers_the_true_continuation(smol):
 def test_unknown_model_name_is_a_clear_error():
     with pytest.raises(FileNotFoundError, match=r"no model 'gpt-17': .*not a known name \(.*smollm2-135m"):
         tandem.models.load("gpt-17")
+
+
+def test_gemma3_matches_transformers_on_the_same_gguf():
+    """Gemma 3 270M (GGUF Q4_K_M, assembled from its chunk packages): logits and greedy text."""
+    gemma = tandem.models.load("gemma3-270m")
+    path = gemma.path.resolve()
+    hf = transformers.AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name,
+                                                           dtype=torch.float32).eval()
+    ids = gemma.encode(["The Eiffel Tower is located in the city of"])[0]
+    assert ids[0] == 2  # BOS, as Gemma expects
+    with torch.no_grad():
+        ref = hf(input_ids=torch.tensor([ids])).logits[0]
+        ref_gen = hf.generate(torch.tensor([ids]), max_new_tokens=12, do_sample=False)[0, len(ids):].tolist()
+    got = gemma.model.forward(torch.tensor([ids]))[0][0]
+    assert (got - ref).abs().max().item() <= 1e-3
+    assert gemma.model.generate([ids], max_new_tokens=12)["tokens"][0] == ref_gen
+    assert "Paris" in gemma.tokenizer.decode(ref_gen)

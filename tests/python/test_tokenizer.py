@@ -99,3 +99,19 @@ def test_unsupported_tokenizer_files_are_clear_errors(tmp_path):
         _C.load_tokenizer(str(bad))
     with pytest.raises(RuntimeError, match="no such tokenizer file"):
         _C.load_tokenizer(str(tmp_path / "absent.json"))
+
+
+def test_gemma3_sentencepiece_vocab_matches_tokenizers(texts):
+    """Gemma 3's GGUF vocabulary (SentencePiece-style, scores + byte fallback) against the
+    `tokenizers` BPE that transformers builds from the same file."""
+    path = tandem.models.resolve("gemma3-270m")
+    ref = transformers.AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name).backend_tokenizer
+    extra = ["<start_of_turn>user\nhi<end_of_turn>", "  two leading", "a   b", "tab\there", "ünï©ødé ½ 日本語 🙂"]
+    ours = _C.load_tokenizer(str(path))
+    assert (ours.add_bos, ours.bos_id, ours.eos_id, ours.vocab_size) == (True, 2, 1, 262144)
+    got = ours.encode_batch(texts + extra)
+    want = [e.ids for e in ref.encode_batch(texts + extra, add_special_tokens=False)]
+    bad = [t for t, a, b in zip(texts + extra, got, want) if a != b]
+    assert not bad, f"{len(bad)} texts differ, first: {bad[0][:200]!r}"
+    assert [ours.decode(ids) for ids in got] == texts + extra
+    assert ours.encode_for_model("hi")[0] == 2

@@ -135,7 +135,7 @@ class LmMultipleChoice : public Experiment {
       std::vector<std::vector<int64_t>> prompts, conts;
       std::vector<size_t> owner;
       for (size_t i = s; i < std::min(qs.size(), s + batch_); ++i) {
-        const auto p = tok->encode(render(qs[i]));
+        const auto p = tok->encode_for_model(render(qs[i]));
         for (const auto& o : qs[i].options) {
           prompts.push_back(p);
           conts.push_back(tok->encode(" " + o));

@@ -207,6 +207,12 @@ double GgufFile::get_float(const std::string& key, double fallback) const {
   return has(key) ? get_float(key) : fallback;
 }
 
+bool GgufFile::get_bool(const std::string& key) const {
+  const Value& v = find(meta_, path_, key);
+  if (auto* b = std::get_if<bool>(&v.v)) return *b;
+  bad_key(path_, key, "true or false");
+}
+
 std::vector<std::string> GgufFile::get_strings(const std::string& key) const {
   const Value& v = find(meta_, path_, key);
   const auto* arr = std::get_if<std::vector<Value>>(&v.v);

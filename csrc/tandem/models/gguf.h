@@ -59,6 +59,7 @@ class GgufFile {
   int64_t get_int(const std::string& key, int64_t fallback) const;
   double get_float(const std::string& key) const;
   double get_float(const std::string& key, double fallback) const;
+  bool get_bool(const std::string& key) const;
   std::vector<std::string> get_strings(const std::string& key) const;
   std::vector<double> get_floats(const std::string& key) const;
   std::vector<int64_t> get_ints(const std::string& key) const;

@@ -14,6 +14,7 @@
 
 #include "tandem/core/files.h"
 #include "tandem/models/gguf.h"
+#include "tandem/text/spm_tokenizer.h"
 #include "tandem/text/tokenizer.h"
 #include "tandem/text/unicode.h"
 
@@ -312,8 +313,9 @@ std::shared_ptr<Tokenizer> from_tokenizer_json(const std::string& path) {
 std::shared_ptr<Tokenizer> from_gguf(const std::string& path) {
   gguf::GgufFile f(path);
   const std::string model = f.get_string("tokenizer.ggml.model");
+  if (model == "llama") return spm_from_gguf(f);
   if (model != "gpt2")
-    throw std::runtime_error(path + ": GGUF tokenizer model \"" + model + "\" is not supported yet (expected \"gpt2\")");
+    throw std::runtime_error(path + ": GGUF tokenizer model \"" + model + "\" is not supported yet (expected gpt2 or llama)");
   const std::string pre = f.has("tokenizer.ggml.pre") ? f.get_string("tokenizer.ggml.pre") : "default";
   ByteLevelBpe::Options opt;
   if (pre == "smollm") opt.split_digits = true;  // SmolLM's tokenizer.json: Digits(individual) + ByteLevel
@@ -332,6 +334,7 @@ std::shared_ptr<Tokenizer> from_gguf(const std::string& path) {
   tok->bos_id = f.get_int("tokenizer.ggml.bos_token_id", -1);
   tok->eos_id = f.get_int("tokenizer.ggml.eos_token_id", -1);
   tok->pad_id = f.get_int("tokenizer.ggml.padding_token_id", tok->eos_id);
+  tok->add_bos = f.has("tokenizer.ggml.add_bos_token") && f.get_bool("tokenizer.ggml.add_bos_token");
   return tok;
 }
 

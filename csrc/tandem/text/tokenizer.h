@@ -19,7 +19,14 @@ class Tokenizer {
   /// Id of a token string, or -1.
   virtual int64_t token_to_id(const std::string& token) const = 0;
   virtual std::string id_to_token(int64_t id) const = 0;
+  /// Token ids a model expects for `text`: encode() with BOS first when the model wants one.
+  std::vector<int64_t> encode_for_model(const std::string& text) const {
+    std::vector<int64_t> ids = encode(text);
+    if (add_bos && bos_id >= 0) ids.insert(ids.begin(), bos_id);
+    return ids;
+  }
   int64_t bos_id = -1, eos_id = -1, pad_id = -1;
+  bool add_bos = false;  ///< the model was trained with BOS before every text
 };
 
 /// Loads `path`: a tokenizer.json, an HF model directory holding one, or a .gguf file.

@@ -14,12 +14,14 @@ set(TANDEM_CORE_SOURCES
   csrc/tandem/models/gguf_quants.cpp
   csrc/tandem/models/llama_model.cpp
   csrc/tandem/models/gemma3_model.cpp
+  csrc/tandem/models/bert_encoder.cpp
   csrc/tandem/models/model_loader.cpp
   csrc/tandem/models/generation.cpp
   csrc/tandem/models/model_paths.cpp
   csrc/tandem/text/unicode.cpp
   csrc/tandem/text/bpe_tokenizer.cpp
   csrc/tandem/text/spm_tokenizer.cpp
+  csrc/tandem/text/wordpiece_tokenizer.cpp
   csrc/tandem/experiments/runner.cpp
   csrc/tandem/experiments/text_classification.cpp
   csrc/tandem/experiments/lm_multiple_choice.cpp

@@ -11,6 +11,7 @@
 #include "tandem/experiments/runner.h"
 #include "tandem/models/gguf.h"
 #include "tandem/models/causal_lm.h"
+#include "tandem/models/encoder.h"
 #include "tandem/models/generation.h"
 #include "tandem/text/tokenizer.h"
 
@@ -235,4 +236,21 @@ PYBIND11_MODULE(_C, m) {
            "encode() with BOS first when the model expects it.");
   m.def("load_tokenizer", &text::load_tokenizer, py::arg("path"),
         "Loads a tokenizer.json, an HF model directory, or a .gguf file's vocabulary.");
+
+  // ---- encoders ----
+  py::class_<Encoder, std::shared_ptr<Encoder>>(m, "Encoder")
+      .def_property_readonly("hidden_size", [](const Encoder& e) { return e.config().hidden_size; })
+      .def_property_readonly("pooling", [](const Encoder& e) { return e.config().pooling; })
+      .def_property_readonly("normalize", [](const Encoder& e) { return e.config().normalize; })
+      .def("forward", &Encoder::forward, py::arg("input_ids"), py::arg("attention_mask"),
+           py::call_guard<py::gil_scoped_release>(), "Token states [B, T, H].")
+      .def("embed", &Encoder::embed, py::arg("input_ids"), py::arg("attention_mask"),
+           py::call_guard<py::gil_scoped_release>(), "Sentence embeddings [B, H] (pooled, maybe normalised).");
+  m.def(
+      "load_encoder",
+      [](const std::string& dir, const std::string& device, const std::string& dtype) {
+        py::gil_scoped_release release;
+        return load_encoder(dir, parse_device(device), parse_dtype(dtype));
+      },
+      py::arg("path"), py::arg("device") = "cpu", py::arg("dtype") = "float32");
 }

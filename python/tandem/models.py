@@ -153,3 +153,30 @@ def load(name_or_path: str, device: str = "cpu", dtype: str = "float32") -> Lang
     model = _C.load_causal_lm(str(path), device, dtype)
     tokenizer = _C.load_tokenizer(str(path))
     return LanguageModel(model, tokenizer, path)
+
+
+@dataclass
+class SentenceEncoder:
+    """A text encoder (tandem._C.Encoder) with its tokenizer, for sentence embeddings."""
+
+    model: _C.Encoder
+    tokenizer: _C.Tokenizer
+    path: Path
+
+    def encode(self, texts: Sequence[str], batch_size: int = 64) -> torch.Tensor:
+        """Embeddings [N, H] (pooled and normalised as the checkpoint's sentence-transformers
+        configuration says), batched with right padding."""
+        out = []
+        for s in range(0, len(texts), batch_size):
+            ids = self.tokenizer.encode_batch(list(texts[s : s + batch_size]))
+            L = max(len(x) for x in ids)
+            batch = torch.tensor([x + [self.tokenizer.pad_id] * (L - len(x)) for x in ids])
+            mask = torch.tensor([[1] * len(x) + [0] * (L - len(x)) for x in ids])
+            out.append(self.model.embed(batch, mask))
+        return torch.cat(out) if out else torch.empty(0, self.model.hidden_size)
+
+
+def load_encoder(name_or_path: str = "minilm-l6", device: str = "cpu", dtype: str = "float32") -> SentenceEncoder:
+    """Loads a BERT-family encoder by short name (e.g. "minilm-l6") or HF directory."""
+    path = resolve(name_or_path)
+    return SentenceEncoder(_C.load_encoder(str(path), device, dtype), _C.load_tokenizer(str(path)), path)

@@ -17,6 +17,7 @@
 #include "tandem/text/spm_tokenizer.h"
 #include "tandem/text/tokenizer.h"
 #include "tandem/text/unicode.h"
+#include "tandem/text/wordpiece_tokenizer.h"
 
 namespace fs = std::filesystem;
 
@@ -266,8 +267,9 @@ std::shared_ptr<Tokenizer> from_tokenizer_json(const std::string& path) {
   }
   const auto& model = j.value("model", nlohmann::json::object());
   const std::string type = model.value("type", std::string());
+  if (type == "WordPiece") return wordpiece_from_json(j, path);
   if (type != "BPE")
-    throw std::runtime_error(path + ": tokenizer model type \"" + type + "\" is not supported (expected \"BPE\")");
+    throw std::runtime_error(path + ": tokenizer model type \"" + type + "\" is not supported (expected BPE or WordPiece)");
   ByteLevelBpe::Options opt;
   bool byte_level = false;
   std::function<void(const nlohmann::json&)> scan = [&](const nlohmann::json& pt) {

@@ -75,3 +75,58 @@ std::string utf8_encode(const std::vector<uint32_t>& cps, size_t begin, size_t e
 }
 
 }  // namespace tandem::text
+
+namespace tandem::text {
+namespace {
+
+// Looks `cp` up in a flat (cp, n, replacement...) table sorted by cp.
+const uint32_t* find_mapping(const uint32_t* table, size_t size, uint32_t cp) {
+  // The table is small enough per lookup to index once into a sorted vector of offsets.
+  static thread_local std::vector<std::pair<const uint32_t*, std::vector<size_t>>> index;
+  std::vector<size_t>* offs = nullptr;
+  for (auto& e : index)
+    if (e.first == table) offs = &e.second;
+  if (!offs) {
+    index.emplace_back(table, std::vector<size_t>{});
+    offs = &index.back().second;
+    for (size_t i = 0; i < size; i += 2 + table[i + 1]) offs->push_back(i);
+  }
+  auto it = std::lower_bound(offs->begin(), offs->end(), cp, [&](size_t o, uint32_t v) { return table[o] < v; });
+  return it != offs->end() && table[*it] == cp ? table + *it : nullptr;
+}
+
+}  // namespace
+
+bool is_mark_nonspacing(uint32_t cp) { return in(kMarkNonspacing, cp); }
+bool is_control_or_format(uint32_t cp) { return in(kControlFormat, cp); }
+bool is_punctuation(uint32_t cp) { return in(kPunctuation, cp); }
+bool is_space_separator(uint32_t cp) { return in(kSpaceSeparator, cp); }
+
+void append_stripped(uint32_t cp, std::vector<uint32_t>& out) {
+  if (cp >= 0xAC00 && cp <= 0xD7A3) {  // Hangul syllable -> L V (T) jamo, the Unicode formula
+    const uint32_t s = cp - 0xAC00;
+    out.push_back(0x1100 + s / (21 * 28));
+    out.push_back(0x1161 + (s % (21 * 28)) / 28);
+    if (s % 28) out.push_back(0x11A7 + s % 28);
+    return;
+  }
+  if (const uint32_t* m = find_mapping(kStripAccents, sizeof(kStripAccents) / 4, cp)) {
+    out.insert(out.end(), m + 2, m + 2 + m[1]);
+    return;
+  }
+  if (!is_mark_nonspacing(cp)) out.push_back(cp);
+}
+
+void append_lower(uint32_t cp, std::vector<uint32_t>& out) {
+  if (cp < 0x80) {
+    out.push_back(cp >= 'A' && cp <= 'Z' ? cp + 32 : cp);
+    return;
+  }
+  if (const uint32_t* m = find_mapping(kLowercase, sizeof(kLowercase) / 4, cp)) {
+    out.insert(out.end(), m + 2, m + 2 + m[1]);
+    return;
+  }
+  out.push_back(cp);
+}
+
+}  // namespace tandem::text

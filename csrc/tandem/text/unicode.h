@@ -17,3 +17,16 @@ bool is_number(uint32_t cp);
 bool is_whitespace(uint32_t cp);
 
 }  // namespace tandem::text
+
+namespace tandem::text {
+
+bool is_mark_nonspacing(uint32_t cp);
+bool is_control_or_format(uint32_t cp);
+bool is_punctuation(uint32_t cp);
+bool is_space_separator(uint32_t cp);
+/// NFD decomposition with nonspacing marks removed (BERT's strip_accents), appended to `out`.
+void append_stripped(uint32_t cp, std::vector<uint32_t>& out);
+/// Full Unicode lowercase mapping, appended to `out`.
+void append_lower(uint32_t cp, std::vector<uint32_t>& out);
+
+}  // namespace tandem::text

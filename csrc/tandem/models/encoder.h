@@ -1,0 +1,45 @@
+// Encoder: bidirectional text encoders (BERT family: MiniLM, BGE) for sentence embeddings.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include <torch/torch.h>
+
+#include "tandem/core/registry.h"
+
+namespace tandem {
+
+struct EncoderConfig {
+  std::string architecture;  ///< registry name, e.g. "bert"
+  int64_t vocab_size = 0, hidden_size = 0, num_layers = 0, num_heads = 0, intermediate_size = 0;
+  int64_t max_positions = 512, type_vocab_size = 2;
+  double layer_norm_eps = 1e-12;
+  std::string pooling = "mean";  ///< "mean" or "cls" (sentence-transformers' 1_Pooling)
+  bool normalize = false;        ///< L2-normalise embeddings (sentence-transformers' Normalize)
+  std::string source;
+};
+
+class Encoder : public torch::nn::Module {
+ public:
+  static constexpr const char* kRegistryKind = "encoder";
+  /// Token states [B, T, H] for ids [B, T] with mask [B, T] (1 = token).
+  virtual torch::Tensor forward(const torch::Tensor& input_ids, const torch::Tensor& attention_mask) = 0;
+  virtual void load_weights(const std::string& dir) = 0;
+  /// Sentence embeddings [B, H]: pooled (mean over real tokens, or [CLS]), optionally normalised.
+  torch::Tensor embed(const torch::Tensor& input_ids, const torch::Tensor& attention_mask);
+  const EncoderConfig& config() const { return config_; }
+
+ protected:
+  explicit Encoder(EncoderConfig c) : config_(std::move(c)) {}
+  EncoderConfig config_;
+};
+
+TANDEM_DECLARE_REGISTRY(Encoder, const EncoderConfig&);
+using EncoderRegistry = Registry<Encoder, const EncoderConfig&>;
+
+/// Loads an HF encoder directory (config.json + model.safetensors; sentence-transformers'
+/// 1_Pooling/config.json and modules.json, when present, choose pooling and normalisation).
+std::shared_ptr<Encoder> load_encoder(const std::string& dir, const c10::Device& device, c10::ScalarType dtype);
+
+}  // namespace tandem

@@ -14,6 +14,7 @@ set(TANDEM_CORE_SOURCES
   csrc/tandem/models/gguf_quants.cpp
   csrc/tandem/models/llama_model.cpp
   csrc/tandem/models/gemma3_model.cpp
+  csrc/tandem/models/gpt2_model.cpp
   csrc/tandem/models/bert_encoder.cpp
   csrc/tandem/models/model_loader.cpp
   csrc/tandem/models/generation.cpp

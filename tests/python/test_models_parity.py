@@ -30,6 +30,14 @@ def tiny(kind: str):
             for layer in model.model.layers:
                 for proj in (layer.self_attn.q_proj, layer.self_attn.k_proj, layer.self_attn.v_proj):
                     proj.bias.normal_(0, 0.5)
+    elif kind == "gpt2":
+        cfg = transformers.GPT2Config(vocab_size=211, n_positions=64, n_embd=64, n_layer=3, n_head=4,
+                                      bos_token_id=1, eos_token_id=2)
+        model = transformers.GPT2LMHeadModel(cfg)
+        with torch.no_grad():  # random biases and LayerNorm shifts, so their use is visible
+            for name, p in model.named_parameters():
+                if name.endswith("bias"):
+                    p.normal_(0, 0.1)
     elif kind == "gemma3":
         # Head dim 16 with query_pre_attn_scalar 20 (so the scale is not head_dim's), a sliding
         # window of 8 keys (shorter than the test sequences) on layers 0 and 2, layer 1 global.
@@ -45,12 +53,12 @@ def tiny(kind: str):
         raise ValueError(kind)
     with torch.no_grad():  # random norms too (HF initialises them to ones)
         for name, p in model.named_parameters():
-            if "norm" in name:  # Gemma norms hold w in (1 + w): centre those at 0
+            if "norm" in name or ".ln_" in name:  # Gemma norms hold w in (1 + w): centre those at 0
                 p.normal_(0.0 if "gemma" in type(model).__name__.lower() else 1.0, 0.2)
     return model.eval()
 
 
-@pytest.fixture(scope="module", params=["llama", "llama_tied", "qwen2", "gemma3"])
+@pytest.fixture(scope="module", params=["llama", "llama_tied", "qwen2", "gemma3", "gpt2"])
 def pair(request, tmp_path_factory):
     hf = tiny(request.param)
     path = tmp_path_factory.mktemp(request.param)

@@ -191,6 +191,25 @@ ModelConfig read_hf_config(const std::string& path) {
   c.architecture = json_get<std::string>(j, path, "model_type", "", true);
   if (!CausalLMRegistry::instance().contains(c.architecture))
     bad_config(path, "unknown architecture model_type \"" + c.architecture + "\" (known: " + known_architectures() + ")");
+  if (c.architecture == "gpt2") {
+    // GPT-2's config.json has its own names; the layer norm epsilon goes to rms_norm_eps.
+    c.vocab_size = json_get<int64_t>(j, path, "vocab_size", 0, true);
+    c.hidden_size = json_get<int64_t>(j, path, "n_embd", 0, true);
+    c.num_layers = json_get<int64_t>(j, path, "n_layer", 0, true);
+    c.num_heads = c.num_kv_heads = json_get<int64_t>(j, path, "n_head", 0, true);
+    c.head_dim = c.hidden_size / c.num_heads;
+    c.intermediate_size = json_get<int64_t>(j, path, "n_inner", 4 * c.hidden_size, false);
+    c.max_positions = json_get<int64_t>(j, path, "n_positions", 1024, false);
+    c.rms_norm_eps = json_get<double>(j, path, "layer_norm_epsilon", 1e-5, false);
+    c.tie_word_embeddings = true;
+    const std::string act = json_get<std::string>(j, path, "activation_function", "gelu_new", false);
+    if (act != "gelu_new") bad_config(path, "activation_function \"" + act + "\" is not supported (expected gelu_new)");
+    for (const char* flag : {"scale_attn_by_inverse_layer_idx", "reorder_and_upcast_attn"})
+      if (json_get<bool>(j, path, flag, false, false)) bad_config(path, std::string(flag) + " = true is not supported");
+    c.bos_token_id = json_get<int64_t>(j, path, "bos_token_id", -1, false);
+    c.eos_token_id = json_get<int64_t>(j, path, "eos_token_id", -1, false);
+    return c;
+  }
   c.vocab_size = json_get<int64_t>(j, path, "vocab_size", 0, true);
   c.hidden_size = json_get<int64_t>(j, path, "hidden_size", 0, true);
   c.num_layers = json_get<int64_t>(j, path, "num_hidden_layers", 0, true);

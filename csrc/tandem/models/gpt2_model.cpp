@@ -1,0 +1,119 @@
+// GPT-2: learned absolute positions, pre-LayerNorm (with bias) blocks, fused q/k/v projection,
+// GELU-tanh MLP, tied head. HF stores its projections as Conv1D weights [in, out], used as is.
+#include <cmath>
+
+#include <torch/torch.h>
+
+#include "tandem/models/causal_lm.h"
+#include "tandem/models/decoder_common.h"
+
+namespace tandem {
+namespace F = torch::nn::functional;
+
+namespace {
+
+struct Gpt2Layer {
+  torch::Tensor ln1, ln1b, attn, attnb, aproj, aprojb, ln2, ln2b, fc, fcb, mproj, mprojb;
+};
+
+class Gpt2Model : public CausalLM {
+ public:
+  explicit Gpt2Model(const ModelConfig& c) : CausalLM(c) {
+    const int64_t H = c.hidden_size, I = c.intermediate_size;
+    auto p = [&](const std::string& n, std::vector<int64_t> s) { return register_parameter(n, torch::empty(s), false); };
+    wte_ = p("wte", {c.vocab_size, H});
+    wpe_ = p("wpe", {c.max_positions, H});
+    lnf_ = p("ln_f", {H});
+    lnfb_ = p("ln_f_bias", {H});
+    for (int64_t l = 0; l < c.num_layers; ++l) {
+      const std::string s = "h_" + std::to_string(l) + "_";
+      layers_.push_back({p(s + "ln1", {H}), p(s + "ln1b", {H}), p(s + "attn", {H, 3 * H}), p(s + "attnb", {3 * H}),
+                         p(s + "aproj", {H, H}), p(s + "aprojb", {H}), p(s + "ln2", {H}), p(s + "ln2b", {H}),
+                         p(s + "fc", {H, I}), p(s + "fcb", {I}), p(s + "mproj", {I, H}), p(s + "mprojb", {H})});
+    }
+  }
+
+  void load_weights(const WeightSource& src) override {
+    torch::NoGradGuard ng;
+    head_t_.reset();
+    // Checkpoints of GPT2LMHeadModel prefix names with "transformer.", bare GPT2Model ones do not.
+    const std::string pre = src.has("transformer.wte.weight") ? "transformer." : "";
+    auto fill = [&](torch::Tensor& dst, const std::string& name) {
+      torch::Tensor t = src.get(pre + name, dst.scalar_type());
+      if (t.sizes() != dst.sizes())
+        throw std::runtime_error(src.describe() + ": tensor '" + pre + name + "' has shape " + c10::str(t.sizes()) +
+                                 ", expected " + c10::str(dst.sizes()));
+      dst.copy_(t);
+    };
+    fill(wte_, "wte.weight");
+    fill(wpe_, "wpe.weight");
+    fill(lnf_, "ln_f.weight");
+    fill(lnfb_, "ln_f.bias");
+    for (size_t l = 0; l < layers_.size(); ++l) {
+      const std::string s = "h." + std::to_string(l) + ".";
+      auto& L = layers_[l];
+      fill(L.ln1, s + "ln_1.weight");
+      fill(L.ln1b, s + "ln_1.bias");
+      fill(L.attn, s + "attn.c_attn.weight");
+      fill(L.attnb, s + "attn.c_attn.bias");
+      fill(L.aproj, s + "attn.c_proj.weight");
+      fill(L.aprojb, s + "attn.c_proj.bias");
+      fill(L.ln2, s + "ln_2.weight");
+      fill(L.ln2b, s + "ln_2.bias");
+      fill(L.fc, s + "mlp.c_fc.weight");
+      fill(L.fcb, s + "mlp.c_fc.bias");
+      fill(L.mproj, s + "mlp.c_proj.weight");
+      fill(L.mprojb, s + "mlp.c_proj.bias");
+    }
+  }
+
+  LMOutput forward(const torch::Tensor& input_ids, const torch::Tensor& attention_mask,
+                   const torch::Tensor& position_ids, KVCache* cache, bool output_hidden_states,
+                   int64_t logits_to_keep) override {
+    torch::NoGradGuard ng;
+    const auto& c = config_;
+    const int64_t B = input_ids.size(0), T = input_ids.size(1), H = c.hidden_size, nh = c.num_heads, D = H / nh;
+    const int64_t past = cache ? cache->length() : 0, S = past + T;
+    const auto dev = wte_.device();
+    TORCH_CHECK(S <= c.max_positions, "GPT-2 sees at most ", c.max_positions, " positions, got ", S);
+    torch::Tensor mask = attention_mask.defined() ? attention_mask.to(dev, torch::kLong)
+                                                  : torch::ones({B, S}, torch::TensorOptions().dtype(torch::kLong).device(dev));
+    torch::Tensor pos = position_ids.defined() ? position_ids.to(dev, torch::kLong)
+                                                : decoder::positions_from_mask(mask, past, T);
+    const bool padded = attention_mask.defined() && (mask == 0).any().item<bool>();
+    const auto am = decoder::attention_mask(mask, padded, past, T);
+    auto ln = [&](const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& b) {
+      return torch::layer_norm(x, {H}, w, b, c.rms_norm_eps);
+    };
+    LMOutput out;
+    torch::Tensor x = F::embedding(input_ids.to(dev), wte_) + F::embedding(pos, wpe_);
+    if (output_hidden_states) out.hidden_states.push_back(x);
+    for (size_t l = 0; l < layers_.size(); ++l) {
+      const auto& L = layers_[l];
+      auto qkv = torch::addmm(L.attnb, ln(x, L.ln1, L.ln1b).view({B * T, H}), L.attn).view({B, T, 3, nh, D});
+      auto q = qkv.select(2, 0).transpose(1, 2), k = qkv.select(2, 1).transpose(1, 2), v = qkv.select(2, 2).transpose(1, 2);
+      if (cache) std::tie(k, v) = cache->append(static_cast<int64_t>(l), k.contiguous(), v.contiguous());
+      auto a = decoder::attend(q, k, v, am, 1.0 / std::sqrt(static_cast<double>(D))).transpose(1, 2).reshape({B * T, H});
+      x = x + torch::addmm(L.aprojb, a, L.aproj).view({B, T, H});
+      auto h = torch::gelu(torch::addmm(L.fcb, ln(x, L.ln2, L.ln2b).view({B * T, H}), L.fc), "tanh");
+      x = x + torch::addmm(L.mprojb, h, L.mproj).view({B, T, H});
+      if (output_hidden_states) out.hidden_states.push_back(x);
+    }
+    if (cache) cache->advance(T);
+    if (logits_to_keep > 0 && logits_to_keep < T) x = x.narrow(1, T - logits_to_keep, logits_to_keep);
+    x = ln(x, lnf_, lnfb_);
+    out.logits = torch::matmul(x, head_t_.of(wte_)).to(torch::kFloat);
+    return out;
+  }
+
+ private:
+  torch::Tensor wte_, wpe_, lnf_, lnfb_;
+  std::vector<Gpt2Layer> layers_;
+  decoder::TransposedHead head_t_;
+};
+
+}  // namespace
+
+TANDEM_REGISTER(CausalLM, "gpt2", Gpt2Model, const ModelConfig&);
+
+}  // namespace tandem

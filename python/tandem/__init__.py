@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch  # noqa: F401  (loads libtorch before the extension that links it)
 
 from . import _C
-from . import models
+from . import models, text
 from ._paths import data_root, repo_root
 from .config import ConfigError, load_config
 from .registry import registry
@@ -31,5 +31,6 @@ __all__ = [
     "repo_root",
     "run",
     "save_safetensors",
+    "text",
 ]
 __version__ = "0.1.0"

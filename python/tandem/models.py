@@ -93,12 +93,9 @@ def resolve(name_or_path: str) -> Path:
 
 def chatml(messages: Sequence[dict[str, str]], system: str | None = None) -> str:
     """The ChatML prompt SmolLM2 and Qwen2 are tuned on, ending where the assistant speaks."""
-    out = ""
-    if system is not None:
-        out += f"<|im_start|>system\n{system}<|im_end|>\n"
-    for m in messages:
-        out += f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n"
-    return out + "<|im_start|>assistant\n"
+    from .text import chat_prompt
+
+    return chat_prompt("qwen2", messages, system)
 
 
 @dataclass
@@ -120,8 +117,12 @@ class LanguageModel:
                  top_k: int = 0, top_p: float = 1.0, stop: Sequence[str] = (), seed: int = 0,
                  chat: bool = False) -> list[str]:
         """Continues each prompt (batched, left-padded). `chat` wraps prompts as a user turn."""
-        texts = [chatml([{"role": "user", "content": p}]) if chat else p for p in prompts]
-        stop_ids = [i for i in {self.tokenizer.eos_id, self.tokenizer.token_to_id("<|im_end|>")} if i >= 0]
+        from .text import chat_prompt
+
+        arch = self.model.architecture
+        texts = [chat_prompt(arch, [{"role": "user", "content": p}]) if chat else p for p in prompts]
+        ends = ("<|im_end|>", "<end_of_turn>")
+        stop_ids = [i for i in {self.tokenizer.eos_id, *(self.tokenizer.token_to_id(e) for e in ends)} if i >= 0]
         out = self.model.generate(self.encode(texts), max_new_tokens=max_new_tokens, temperature=temperature,
                                   top_k=top_k, top_p=top_p, stop_token_ids=stop_ids, seed=seed)
         results = []

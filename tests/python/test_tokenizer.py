@@ -115,3 +115,18 @@ def test_gemma3_sentencepiece_vocab_matches_tokenizers(texts):
     assert not bad, f"{len(bad)} texts differ, first: {bad[0][:200]!r}"
     assert [ours.decode(ids) for ids in got] == texts + extra
     assert ours.encode_for_model("hi")[0] == 2
+
+
+def test_chat_templates_match_the_models_own_jinja_templates():
+    """tandem's ChatML and Gemma prompts against the Jinja chat template stored in each GGUF,
+    rendered by transformers."""
+    # Gemma's template writes "<bos>" as text; tandem adds BOS as a token (encode_for_model).
+    for name, arch, bos_text in (("smollm2-135m", "llama", ""), ("gemma3-270m", "gemma3", "<bos>")):
+        path = tandem.models.resolve(name)
+        ref = transformers.AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+        msgs = [{"role": "user", "content": "What is 2+2?"}]
+        want = ref.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
+        got = tandem.text.chat_prompt(arch, msgs, system=None)
+        if name == "smollm2-135m":  # its template adds a default system turn
+            got = tandem.text.chat_prompt(arch, msgs, system="You are a helpful AI assistant named SmolLM, trained by Hugging Face")
+        assert want == bos_text + got

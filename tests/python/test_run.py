@@ -88,3 +88,30 @@ def test_default_config_answers_real_questions_with_a_real_model(tmp_path):
     # binomial test at 1%).
     right = round(res.metrics["accuracy"] * n)
     assert binomial_tail(n, right, 0.25) < 0.01, f"{right}/{n} right is not clearly above chance"
+
+
+def test_default_config_runs_unchanged_on_an_hf_checkpoint_directory(tmp_path):
+    """What a GPU user does with a real checkpoint, at toy size on the CPU: only model.path (and
+    device) change. The checkpoint: a random Llama saved by transformers, with a byte-level BPE
+    tokenizer.json trained here by HF tokenizers."""
+    transformers = __import__("pytest").importorskip("transformers")
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    texts = [json.loads(line)["question"] for line in open(tandem.data_root() / "sciq" / "test.jsonl")][:300]
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=400, special_tokens=["<|endoftext|>"],
+                                                       initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    ckpt = tmp_path / "tiny-llama"
+    ckpt.mkdir()
+    tok.save(str(ckpt / "tokenizer.json"))
+    cfg = transformers.LlamaConfig(vocab_size=tok.get_vocab_size(), hidden_size=32, intermediate_size=64,
+                                   num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2)
+    hf = transformers.LlamaForCausalLM(cfg)
+    hf.save_pretrained(ckpt)
+    res = tandem.run(REPO / "configs" / "default.yaml", results_dir=tmp_path / "results", echo_log=False,
+                     **{"model.path": str(ckpt), "device": "cpu", "data.limit": 8})
+    assert res.metrics["questions"] == 8
+    assert res.metrics["model_parameters"] == sum(p.numel() for p in hf.parameters())
+    assert 0.0 <= res.metrics["accuracy"] <= 1.0

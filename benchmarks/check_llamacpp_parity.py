@@ -42,7 +42,7 @@ def main() -> int:
     docs = [json.loads(line)["document"] for line in open(tandem.data_root() / "xsum" / "test.jsonl")]
     rows = []
     for i, doc in enumerate(docs[: args.passages]):
-        ids = lm.tokenizer.encode(doc)[: args.tokens]
+        ids = lm.encode([doc])[0][: args.tokens]  # with BOS where the model expects one (Gemma)
         ours = lm.model.forward(torch.tensor([ids]))[0][0].argmax(-1).numpy()
         llm.reset()
         llm.eval(ids)
@@ -57,8 +57,8 @@ def main() -> int:
     csv_text = "passage,positions,agreement\n" + "".join(f"{i},{n},{a:.4f}\n" for i, n, a in rows)
     md = (f"# Teacher-forcing agreement with llama.cpp: {args.model}\n\n"
           f"{len(rows)} XSum passages, {total} positions, first {args.tokens} tokens each. "
-          f"Next-token argmax of tandem (float32) equals llama.cpp's (native {path.name.split('.')[-2] if '.' in path.name else 'GGUF'} "
-          f"kernels) at **{100 * overall:.2f}%** of positions (worst passage {100 * min(a for *_, a in rows):.1f}%).\n\n"
+          f"Next-token argmax of tandem (float32) equals llama.cpp's (its native kernels "
+          f"for the quantized weights of {path.name}) at **{100 * overall:.2f}%** of positions (worst passage {100 * min(a for *_, a in rows):.1f}%).\n\n"
           f"Command: `python benchmarks/check_llamacpp_parity.py --model {args.model} --passages {args.passages} "
           f"--tokens {args.tokens}`\n")
     for name, text in ((f"llamacpp_parity_{args.model}.csv", csv_text), (f"llamacpp_parity_{args.model}.md", md)):

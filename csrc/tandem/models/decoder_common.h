@@ -3,6 +3,7 @@
 #pragma once
 
 #include <torch/torch.h>
+#include <torch/version.h>
 
 #include "tandem/models/causal_lm.h"
 
@@ -74,16 +75,24 @@ inline AttentionMask attention_mask(const torch::Tensor& mask, bool has_padding,
 }
 
 /// Scaled dot-product attention with grouped-query heads; q [B, nh, T, D], k/v [B, nkv, S, D].
+/// LibTorch >= 2.5 shares each k/v head across its query heads inside SDPA (enable_gqa);
+/// older ones get the heads repeated, which copies the whole cache every step.
 inline torch::Tensor attend(const torch::Tensor& q, torch::Tensor k, torch::Tensor v, const AttentionMask& m,
                             double scale) {
-  const int64_t B = q.size(0), nh = q.size(1), nkv = k.size(1), S = k.size(2), D = k.size(3);
+  const int64_t nh = q.size(1), nkv = k.size(1);
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 5)
+  const bool gqa = nh != nkv;
+  return m.allowed.defined() ? at::scaled_dot_product_attention(q, k, v, m.allowed, 0.0, false, scale, gqa)
+                             : at::scaled_dot_product_attention(q, k, v, {}, 0.0, m.causal, scale, gqa);
+#else
   if (nh != nkv) {
-    const int64_t rep = nh / nkv;
+    const int64_t B = q.size(0), S = k.size(2), D = k.size(3), rep = nh / nkv;
     k = k.unsqueeze(2).expand({B, nkv, rep, S, D}).reshape({B, nh, S, D});
     v = v.unsqueeze(2).expand({B, nkv, rep, S, D}).reshape({B, nh, S, D});
   }
   return m.allowed.defined() ? at::scaled_dot_product_attention(q, k, v, m.allowed, 0.0, false, scale)
                              : at::scaled_dot_product_attention(q, k, v, {}, 0.0, m.causal, scale);
+#endif
 }
 
 /// Positions from the mask, as HF's generate does for left padding: cumsum - 1, pads at 1.

@@ -37,6 +37,14 @@ TANDEM_DEFINE_REGISTRY(ChoiceDataset, const Config&);
 
 namespace {
 
+// Reading options every JSONL question file takes: data.limit and data.skip_bad_lines.
+JsonlOptions jsonl_options(const Config& c) {
+  JsonlOptions o;
+  o.limit = static_cast<size_t>(c.get_nonnegative_int("limit", 0));
+  o.skip_bad_lines = c.get<bool>("skip_bad_lines", false);
+  return o;
+}
+
 std::string field(const nlohmann::json& r, const char* k) {
   if (!r.contains(k) || !r[k].is_string()) throw std::invalid_argument(std::string("expected a string field '") + k + "'");
   return r[k].get<std::string>();
@@ -48,10 +56,8 @@ class SciQ : public ChoiceDataset {
  public:
   explicit SciQ(const Config& c)
       : path_(resolve_data_path(c.get<std::string>("path", "sciq/test.jsonl"))),
-        with_support_(c.get<bool>("with_support", false)) {
-    opts_.limit = static_cast<size_t>(c.get_nonnegative_int("limit", 0));
-    opts_.skip_bad_lines = c.get<bool>("skip_bad_lines", false);
-  }
+        with_support_(c.get<bool>("with_support", false)),
+        opts_(jsonl_options(c)) {}
   std::vector<ChoiceQuestion> load() override {
     std::vector<ChoiceQuestion> out;
     read_jsonl(path_, [&](const nlohmann::json& r, size_t) {
@@ -80,10 +86,8 @@ TANDEM_REGISTER(ChoiceDataset, "sciq", SciQ, const Config&);
 // MMLU-Pro: question, options (3-10), answer_index.
 class MmluPro : public ChoiceDataset {
  public:
-  explicit MmluPro(const Config& c) : path_(resolve_data_path(c.get<std::string>("path", "mmlu_pro/test.jsonl"))) {
-    opts_.limit = static_cast<size_t>(c.get_nonnegative_int("limit", 0));
-    opts_.skip_bad_lines = c.get<bool>("skip_bad_lines", false);
-  }
+  explicit MmluPro(const Config& c)
+      : path_(resolve_data_path(c.get<std::string>("path", "mmlu_pro/test.jsonl"))), opts_(jsonl_options(c)) {}
   std::vector<ChoiceQuestion> load() override {
     std::vector<ChoiceQuestion> out;
     read_jsonl(path_, [&](const nlohmann::json& r, size_t) {

@@ -100,6 +100,30 @@ inline torch::Tensor positions_from_mask(const torch::Tensor& mask, int64_t past
   return (mask.cumsum(-1) - 1).masked_fill(mask == 0, 1).narrow(1, past, T);
 }
 
+/// What every decoder derives from its inputs before the first layer.
+struct StepInputs {
+  int64_t B, T, past, S;
+  torch::Tensor mask;  ///< [B, S] long: the given mask, or all ones
+  torch::Tensor pos;   ///< [B, T] long: given positions, or derived from the mask
+  bool padded;         ///< the mask holds padding
+};
+
+inline StepInputs step_inputs(const torch::Tensor& input_ids, const torch::Tensor& attention_mask,
+                              const torch::Tensor& position_ids, const KVCache* cache, const c10::Device& dev) {
+  StepInputs s;
+  s.B = input_ids.size(0);
+  s.T = input_ids.size(1);
+  s.past = cache ? cache->length() : 0;
+  s.S = s.past + s.T;
+  s.mask = attention_mask.defined()
+               ? attention_mask.to(dev, torch::kLong)
+               : torch::ones({s.B, s.S}, torch::TensorOptions().dtype(torch::kLong).device(dev));
+  TORCH_CHECK(s.mask.size(1) == s.S, "attention_mask has ", s.mask.size(1), " columns, expected past + new = ", s.S);
+  s.pos = position_ids.defined() ? position_ids.to(dev, torch::kLong) : positions_from_mask(s.mask, s.past, s.T);
+  s.padded = attention_mask.defined() && (s.mask == 0).any().item<bool>();
+  return s;
+}
+
 /// The vocabulary projection as a contiguous [hidden, vocab] copy: x @ W^T laid out this way
 /// runs ~1.8x faster on CPU BLAS than linear(x, W) for one row (measured), and it is the largest
 /// matrix of a small model. Made on first use; reset() when the weights change.

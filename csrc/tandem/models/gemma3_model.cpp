@@ -94,20 +94,14 @@ class Gemma3Model : public CausalLM {
                    int64_t logits_to_keep) override {
     torch::NoGradGuard ng;
     const auto& cf = config_;
-    const int64_t B = input_ids.size(0), T = input_ids.size(1);
-    const int64_t past = cache ? cache->length() : 0, S = past + T;
     const auto dev = embed_.device();
     const auto dt = embed_.scalar_type();
-    torch::Tensor mask = attention_mask.defined() ? attention_mask.to(dev, torch::kLong)
-                                                  : torch::ones({B, S}, torch::TensorOptions().dtype(torch::kLong).device(dev));
-    TORCH_CHECK(mask.size(1) == S, "attention_mask has ", mask.size(1), " columns, expected past + new = ", S);
-    torch::Tensor pos = position_ids.defined() ? position_ids.to(dev, torch::kLong)
-                                                : decoder::positions_from_mask(mask, past, T);
-    const auto cs_global = decoder::rope_tables(pos, inv_freq_global_, dt);
-    const auto cs_local = decoder::rope_tables(pos, inv_freq_local_, dt);
-    const bool padded = attention_mask.defined() && (mask == 0).any().item<bool>();
-    const auto m_global = decoder::attention_mask(mask, padded, past, T);
-    const auto m_local = decoder::attention_mask(mask, padded, past, T, cf.sliding_window);
+    const auto in = decoder::step_inputs(input_ids, attention_mask, position_ids, cache, dev);
+    const int64_t B = in.B, T = in.T;
+    const auto cs_global = decoder::rope_tables(in.pos, inv_freq_global_, dt);
+    const auto cs_local = decoder::rope_tables(in.pos, inv_freq_local_, dt);
+    const auto m_global = decoder::attention_mask(in.mask, in.padded, in.past, T);
+    const auto m_local = decoder::attention_mask(in.mask, in.padded, in.past, T, cf.sliding_window);
     const int64_t nh = cf.num_heads, nkv = cf.num_kv_heads, D = cf.head_dim;
 
     LMOutput out;

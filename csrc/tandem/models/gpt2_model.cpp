@@ -72,16 +72,12 @@ class Gpt2Model : public CausalLM {
                    int64_t logits_to_keep) override {
     torch::NoGradGuard ng;
     const auto& c = config_;
-    const int64_t B = input_ids.size(0), T = input_ids.size(1), H = c.hidden_size, nh = c.num_heads, D = H / nh;
-    const int64_t past = cache ? cache->length() : 0, S = past + T;
     const auto dev = wte_.device();
-    TORCH_CHECK(S <= c.max_positions, "GPT-2 sees at most ", c.max_positions, " positions, got ", S);
-    torch::Tensor mask = attention_mask.defined() ? attention_mask.to(dev, torch::kLong)
-                                                  : torch::ones({B, S}, torch::TensorOptions().dtype(torch::kLong).device(dev));
-    torch::Tensor pos = position_ids.defined() ? position_ids.to(dev, torch::kLong)
-                                                : decoder::positions_from_mask(mask, past, T);
-    const bool padded = attention_mask.defined() && (mask == 0).any().item<bool>();
-    const auto am = decoder::attention_mask(mask, padded, past, T);
+    const auto in = decoder::step_inputs(input_ids, attention_mask, position_ids, cache, dev);
+    const int64_t B = in.B, T = in.T, H = c.hidden_size, nh = c.num_heads, D = H / nh;
+    TORCH_CHECK(in.S <= c.max_positions, "GPT-2 sees at most ", c.max_positions, " positions, got ", in.S);
+    const auto& pos = in.pos;
+    const auto am = decoder::attention_mask(in.mask, in.padded, in.past, T);
     auto ln = [&](const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& b) {
       return torch::layer_norm(x, {H}, w, b, c.rms_norm_eps);
     };

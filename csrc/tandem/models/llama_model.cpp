@@ -91,17 +91,11 @@ class LlamaModel : public CausalLM {
                    int64_t logits_to_keep) override {
     torch::NoGradGuard ng;  // the backbone is frozen everywhere tandem uses it
     const auto& cf = config_;
-    const int64_t B = input_ids.size(0), T = input_ids.size(1);
-    const int64_t past = cache ? cache->length() : 0, S = past + T;
     const auto dev = embed_.device();
-    torch::Tensor mask = attention_mask.defined() ? attention_mask.to(dev, torch::kLong)
-                                                  : torch::ones({B, S}, torch::TensorOptions().dtype(torch::kLong).device(dev));
-    TORCH_CHECK(mask.size(1) == S, "attention_mask has ", mask.size(1), " columns, expected past + new = ", S);
-    torch::Tensor pos = position_ids.defined() ? position_ids.to(dev, torch::kLong)
-                                                : decoder::positions_from_mask(mask, past, T);
-    const auto cs = decoder::rope_tables(pos, inv_freq_, embed_.scalar_type());
-    const bool padded = attention_mask.defined() && (mask == 0).any().item<bool>();
-    const auto am = decoder::attention_mask(mask, padded, past, T);
+    const auto in = decoder::step_inputs(input_ids, attention_mask, position_ids, cache, dev);
+    const int64_t B = in.B, T = in.T;
+    const auto cs = decoder::rope_tables(in.pos, inv_freq_, embed_.scalar_type());
+    const auto am = decoder::attention_mask(in.mask, in.padded, in.past, T);
     const int64_t nh = cf.num_heads, nkv = cf.num_kv_heads, D = cf.head_dim;
     LMOutput out;
     torch::Tensor x = F::embedding(input_ids.to(dev), embed_);

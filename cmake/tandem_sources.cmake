@@ -18,6 +18,7 @@ set(TANDEM_CORE_SOURCES
   csrc/tandem/models/bert_encoder.cpp
   csrc/tandem/models/model_loader.cpp
   csrc/tandem/models/generation.cpp
+  csrc/tandem/models/packed_matmul.cpp
   csrc/tandem/models/model_paths.cpp
   csrc/tandem/text/unicode.cpp
   csrc/tandem/text/bpe_tokenizer.cpp

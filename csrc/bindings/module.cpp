@@ -10,6 +10,7 @@
 #include "tandem/core/safetensors.h"
 #include "tandem/experiments/runner.h"
 #include "tandem/models/gguf.h"
+#include "tandem/models/packed_matmul.h"
 #include "tandem/models/causal_lm.h"
 #include "tandem/models/encoder.h"
 #include "tandem/models/generation.h"
@@ -136,7 +137,16 @@ PYBIND11_MODULE(_C, m) {
             return f.load(name, parse_dtype(dtype));
           },
           py::arg("name"), py::arg("dtype") = "float32", "Tensor dequantized to dtype, torch shape order.")
-      .def("raw", &gguf::GgufFile::raw, py::arg("name"), "The stored bytes (uint8 view, no copy).");
+      .def("raw", &gguf::GgufFile::raw, py::arg("name"), "The stored bytes (uint8 view, no copy).")
+      .def(
+          "packed_matmul",
+          [](const gguf::GgufFile& f, const std::string& name, const at::Tensor& x, bool portable) {
+            const auto& info = f.info(name);
+            PackedWeight w{static_cast<gguf::GgmlType>(info.type), f.raw(name).view({info.ne[1], -1}), info.ne[1], info.ne[0]};
+            return packed_matmul(x, w, portable);
+          },
+          py::arg("name"), py::arg("x"), py::arg("portable") = false,
+          "x [M, cols] times the tensor's transpose, read from its quantized blocks.");
 
   // ---- decoder LMs ----
   py::class_<CausalLM, std::shared_ptr<CausalLM>>(m, "CausalLM")

@@ -109,3 +109,18 @@ def test_truncated_and_corrupt_files_are_clear_errors(fixture_file, tmp_path):
         _C.GgufFile(str(wrong))
     with pytest.raises(_C.GgufError, match="missing metadata key 'nope'"):
         _C.GgufFile(str(path)).get_string("nope")
+
+
+@pytest.mark.parametrize("qtype", [T.Q4_0, T.Q4_1, T.Q8_0], ids=lambda q: q.name)
+@pytest.mark.parametrize("portable", [False, True], ids=["native", "portable"])
+def test_packed_matmul_equals_dequantized_matmul(fixture_file, qtype, portable):
+    """Decoding reads weights straight from their blocks: the result must equal x @ W^T with W
+    dequantized by the gguf package (float32, up to summation order)."""
+    path, tensors = fixture_file
+    data, _, shape = tensors[f"t.{qtype.name}"]
+    w = torch.from_numpy(gguf.quants.dequantize(data, qtype).astype(np.float32).reshape(shape))
+    x = torch.randn(3, shape[1], generator=torch.Generator().manual_seed(0))
+    got = _C.GgufFile(str(path)).packed_matmul(f"t.{qtype.name}", x, portable)
+    ref = (x.double() @ w.double().T).float()
+    assert got.shape == (3, shape[0])
+    assert torch.allclose(got, ref, rtol=1e-5, atol=1e-4), (got - ref).abs().max().item()

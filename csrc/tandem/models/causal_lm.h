@@ -10,6 +10,7 @@
 #include <torch/torch.h>
 
 #include "tandem/core/registry.h"
+#include "tandem/models/packed_matmul.h"
 
 namespace tandem {
 
@@ -61,6 +62,9 @@ class WeightSource {
   /// The tensor in `dtype`; throws naming the file and the missing/mismatched tensor.
   virtual torch::Tensor get(const std::string& name, c10::ScalarType dtype) const = 0;
   virtual std::string describe() const = 0;
+  /// The tensor's quantized blocks, when the source stores it in a type packed_matmul reads
+  /// (rows in HF order); undefined otherwise.
+  virtual PackedWeight packed(const std::string& name) const { return {}; }
 };
 
 class CausalLM : public torch::nn::Module {

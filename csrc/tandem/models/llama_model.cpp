@@ -17,7 +17,22 @@ namespace {
 
 struct Layer {
   torch::Tensor ln1, ln2, q, k, v, o, qb, kb, vb, gate, up, down;
+  PackedWeight pq, pk, pv, po, pgate, pup, pdown;  // quantized copies for small-batch steps
 };
+
+// A projection that reads the quantized blocks when the step is a few rows (decoding): then
+// reading the weights is the whole cost. Larger steps (prefill) use BLAS on float32 weights.
+torch::Tensor proj_q(const torch::Tensor& x, const torch::Tensor& w, const PackedWeight& pw,
+                     const torch::Tensor& b = {}) {
+  const int64_t rows = x.numel() / x.size(-1);
+  if (pw.defined() && rows <= 4 && x.scalar_type() == torch::kFloat && x.device().is_cpu()) {
+    auto sizes = x.sizes().vec();
+    sizes.back() = pw.rows;
+    auto y = packed_matmul(x.reshape({rows, x.size(-1)}), pw).view(sizes);
+    return b.defined() ? y + b : y;
+  }
+  return proj(x, w, b);
+}
 
 class LlamaModel : public CausalLM {
  public:
@@ -83,7 +98,18 @@ class LlamaModel : public CausalLM {
       fill(L.gate, s + "mlp.gate_proj.weight");
       fill(L.up, s + "mlp.up_proj.weight");
       fill(L.down, s + "mlp.down_proj.weight");
+      if (embed_.scalar_type() == torch::kFloat) {  // the packed kernels compute in float32
+        L.pq = src.packed(s + "self_attn.q_proj.weight");
+        L.pk = src.packed(s + "self_attn.k_proj.weight");
+        L.pv = src.packed(s + "self_attn.v_proj.weight");
+        L.po = src.packed(s + "self_attn.o_proj.weight");
+        L.pgate = src.packed(s + "mlp.gate_proj.weight");
+        L.pup = src.packed(s + "mlp.up_proj.weight");
+        L.pdown = src.packed(s + "mlp.down_proj.weight");
+      }
     }
+    if (embed_.scalar_type() == torch::kFloat)
+      head_packed_ = src.packed(lm_head_.defined() ? "lm_head.weight" : "model.embed_tokens.weight");
   }
 
   LMOutput forward(const torch::Tensor& input_ids, const torch::Tensor& attention_mask,
@@ -103,29 +129,34 @@ class LlamaModel : public CausalLM {
     for (size_t i = 0; i < layers_.size(); ++i) {
       const Layer& L = layers_[i];
       auto h = rms_norm(x, L.ln1, cf.rms_norm_eps);
-      auto q = proj(h, L.q, L.qb).view({B, T, nh, D}).transpose(1, 2);
-      auto k = proj(h, L.k, L.kb).view({B, T, nkv, D}).transpose(1, 2);
-      auto v = proj(h, L.v, L.vb).view({B, T, nkv, D}).transpose(1, 2);
+      auto q = proj_q(h, L.q, L.pq, L.qb).view({B, T, nh, D}).transpose(1, 2);
+      auto k = proj_q(h, L.k, L.pk, L.kb).view({B, T, nkv, D}).transpose(1, 2);
+      auto v = proj_q(h, L.v, L.pv, L.vb).view({B, T, nkv, D}).transpose(1, 2);
       q = decoder::apply_rope(q, cs);
       k = decoder::apply_rope(k, cs);
       if (cache) std::tie(k, v) = cache->append(static_cast<int64_t>(i), k, v);
       auto a = decoder::attend(q, k, v, am, 1.0 / std::sqrt(static_cast<double>(D)));
       a = a.transpose(1, 2).reshape({B, T, nh * D});
-      x = x + proj(a, L.o);
+      x = x + proj_q(a, L.o, L.po);
       h = rms_norm(x, L.ln2, cf.rms_norm_eps);
-      x = x + proj(torch::silu(proj(h, L.gate)) * proj(h, L.up), L.down);
+      x = x + proj_q(torch::silu(proj_q(h, L.gate, L.pgate)) * proj_q(h, L.up, L.pup), L.down, L.pdown);
       if (output_hidden_states) out.hidden_states.push_back(x);
     }
     if (cache) cache->advance(T);
     if (logits_to_keep > 0 && logits_to_keep < T) x = x.narrow(1, T - logits_to_keep, logits_to_keep);
     x = rms_norm(x, norm_, cf.rms_norm_eps);
-    out.logits = torch::matmul(x, head_t_.of(lm_head_.defined() ? lm_head_ : embed_)).to(torch::kFloat);
+    const int64_t rows = x.numel() / x.size(-1);
+    if (head_packed_.defined() && rows <= 4 && x.scalar_type() == torch::kFloat && x.device().is_cpu())
+      out.logits = packed_matmul(x.reshape({rows, x.size(-1)}), head_packed_).view({x.size(0), x.size(1), -1});
+    else
+      out.logits = torch::matmul(x, head_t_.of(lm_head_.defined() ? lm_head_ : embed_)).to(torch::kFloat);
     return out;
   }
 
  private:
   torch::Tensor embed_, norm_, lm_head_, inv_freq_;
   decoder::TransposedHead head_t_;
+  PackedWeight head_packed_;
   std::vector<Layer> layers_;
 };
 

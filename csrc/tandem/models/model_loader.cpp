@@ -136,6 +136,25 @@ class GgufWeights : public WeightSource {
   }
   std::string describe() const override { return f_->path(); }
 
+  PackedWeight packed(const std::string& name) const override {
+    auto it = names_.find(name);
+    if (it == names_.end() || norm_shift_) return {};
+    const auto& info = f_->info(it->second.first);
+    const auto type = static_cast<gguf::GgmlType>(info.type);
+    if (info.ne.size() != 2 || !packed_supported(type)) return {};
+    PackedWeight w;
+    w.type = type;
+    w.rows = info.ne[1];
+    w.cols = info.ne[0];
+    w.raw = f_->raw(it->second.first).view({w.rows, -1});  // a view of the mapping
+    if (const int64_t heads = it->second.second) {
+      // The same row un-permutation as get(), applied to whole quantized rows.
+      auto idx = torch::arange(w.rows).reshape({heads, w.rows / heads / 2, 2}).transpose(1, 2).reshape({w.rows});
+      w.raw = w.raw.index_select(0, idx);
+    }
+    return w;
+  }
+
  private:
   std::shared_ptr<gguf::GgufFile> f_;
   bool norm_shift_;

@@ -1,0 +1,29 @@
+// Matrix-vector products straight from GGUF's quantized blocks (Q4_0, Q4_1, Q8_0): decoding a
+// token reads every weight once, so reading 4.5-8.5 bits per weight instead of 32 is what makes
+// small-batch decoding fast on CPU. The math is float32 on the exact dequantized values; only the
+// order of summation differs from a float32 matmul.
+#pragma once
+
+#include <cstdint>
+
+#include <ATen/core/Tensor.h>
+
+#include "tandem/models/gguf_quants.h"
+
+namespace tandem {
+
+struct PackedWeight {
+  gguf::GgmlType type = gguf::GgmlType::F32;
+  at::Tensor raw;  ///< uint8 [rows, row_bytes], rows in output order
+  int64_t rows = 0, cols = 0;
+  bool defined() const { return raw.defined(); }
+};
+
+/// Whether packed_matmul supports `type`.
+bool packed_supported(gguf::GgmlType type);
+
+/// y [M, rows] = x [M, cols] (float32, contiguous) times W^T, W given by its quantized blocks.
+/// `portable` forces the plain C++ kernels even where AVX-512 ones would run (for tests).
+at::Tensor packed_matmul(const at::Tensor& x, const PackedWeight& w, bool portable = false);
+
+}  // namespace tandem

@@ -60,3 +60,24 @@ def _plot_training_curve(result) -> list[Path]:
     _atomic_savefig(fig, path)
     plt.close(fig)
     return [path]
+
+
+@plotter("lm_multiple_choice")
+def _plot_choice_accuracy(result) -> list[Path]:
+    import matplotlib.pyplot as plt
+
+    t = result.table
+    fig, ax = plt.subplots(figsize=(5.5, 3.0))
+    colors = ["tab:gray" if m == "chance" else "tab:blue" for m in t["method"]]
+    bars = ax.barh(t["method"], t["accuracy"], color=colors)
+    for bar, acc in zip(bars, t["accuracy"]):
+        ax.text(bar.get_width() + 0.01, bar.get_y() + bar.get_height() / 2, f"{acc:.2f}", va="center", fontsize=9)
+    ax.set_xlim(0, 1)
+    ax.invert_yaxis()
+    ax.set_xlabel("accuracy")
+    m = result.metrics
+    ax.set_title(f"{m.get('model', '')}: {m.get('questions', '')} questions")
+    path = result.run_dir / "accuracy.png"
+    _atomic_savefig(fig, path)
+    plt.close(fig)
+    return [path]

@@ -84,6 +84,7 @@ def test_default_config_answers_real_questions_with_a_real_model(tmp_path):
     assert n == 40
     assert res.metrics["chance_accuracy"] == 0.25
     assert list(res.table["method"]) == ["log-likelihood (sum)", "log-likelihood (per token)", "chance"]
+    assert res.plots == [res.run_dir / "accuracy.png"]
     # A real model, not a coin: the number right is significantly above chance (exact one-sided
     # binomial test at 1%).
     right = round(res.metrics["accuracy"] * n)

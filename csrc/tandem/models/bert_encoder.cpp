@@ -39,7 +39,7 @@ class BertEncoder : public Encoder {
  public:
   explicit BertEncoder(const EncoderConfig& c) : Encoder(c) {
     const int64_t H = c.hidden_size, I = c.intermediate_size;
-    auto p = [&](const std::string& n, std::vector<int64_t> s) { return register_parameter(n, torch::empty(s), false); };
+    auto p = [&](const std::string& n, std::vector<int64_t> s) { return frozen(n, std::move(s)); };
     word_ = p("word_embeddings", {c.vocab_size, H});
     pos_ = p("position_embeddings", {c.max_positions, H});
     type_ = p("token_type_embeddings", {c.type_vocab_size, H});

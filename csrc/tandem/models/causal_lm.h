@@ -87,6 +87,10 @@ class CausalLM : public torch::nn::Module {
 
  protected:
   explicit CausalLM(ModelConfig c) : config_(std::move(c)) {}
+  /// Registers a frozen (no-grad) parameter; weights are filled by load_weights.
+  torch::Tensor frozen(const std::string& name, std::vector<int64_t> shape) {
+    return register_parameter(name, torch::empty(shape), /*requires_grad=*/false);
+  }
   ModelConfig config_;
 };
 

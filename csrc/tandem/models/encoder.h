@@ -32,6 +32,10 @@ class Encoder : public torch::nn::Module {
 
  protected:
   explicit Encoder(EncoderConfig c) : config_(std::move(c)) {}
+  /// Registers a frozen (no-grad) parameter; weights are filled by load_weights.
+  torch::Tensor frozen(const std::string& name, std::vector<int64_t> shape) {
+    return register_parameter(name, torch::empty(shape), /*requires_grad=*/false);
+  }
   EncoderConfig config_;
 };
 

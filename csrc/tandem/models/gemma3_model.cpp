@@ -27,9 +27,7 @@ class Gemma3Model : public CausalLM {
   explicit Gemma3Model(const ModelConfig& c) : CausalLM(c) {
     const auto& cf = config_;
     const int64_t H = cf.hidden_size, D = cf.head_dim, nh = cf.num_heads, nkv = cf.num_kv_heads;
-    auto p = [&](const std::string& name, std::vector<int64_t> shape) {
-      return register_parameter(name, torch::empty(shape), /*requires_grad=*/false);
-    };
+    auto p = [&](const std::string& name, std::vector<int64_t> shape) { return frozen(name, std::move(shape)); };
     embed_ = p("embed_tokens", {cf.vocab_size, H});
     norm_ = p("norm", {H});
     for (int64_t i = 0; i < cf.num_layers; ++i) {

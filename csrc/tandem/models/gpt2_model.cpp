@@ -20,7 +20,7 @@ class Gpt2Model : public CausalLM {
  public:
   explicit Gpt2Model(const ModelConfig& c) : CausalLM(c) {
     const int64_t H = c.hidden_size, I = c.intermediate_size;
-    auto p = [&](const std::string& n, std::vector<int64_t> s) { return register_parameter(n, torch::empty(s), false); };
+    auto p = [&](const std::string& n, std::vector<int64_t> s) { return frozen(n, std::move(s)); };
     wte_ = p("wte", {c.vocab_size, H});
     wpe_ = p("wpe", {c.max_positions, H});
     lnf_ = p("ln_f", {H});

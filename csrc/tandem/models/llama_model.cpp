@@ -39,9 +39,7 @@ class LlamaModel : public CausalLM {
   explicit LlamaModel(const ModelConfig& c) : CausalLM(c) {
     const auto& cf = config_;
     const int64_t H = cf.hidden_size, D = cf.head_dim, nh = cf.num_heads, nkv = cf.num_kv_heads;
-    auto p = [&](const std::string& name, std::vector<int64_t> shape) {
-      return register_parameter(name, torch::empty(shape), /*requires_grad=*/false);
-    };
+    auto p = [&](const std::string& name, std::vector<int64_t> shape) { return frozen(name, std::move(shape)); };
     embed_ = p("embed_tokens", {cf.vocab_size, H});
     norm_ = p("norm", {H});
     if (!cf.tie_word_embeddings) lm_head_ = p("lm_head", {cf.vocab_size, H});

@@ -134,3 +134,15 @@ def test_bad_model_inputs_are_clear_errors(tmp_path):
         _C.load_causal_lm(str(tmp_path))
     with pytest.raises(RuntimeError, match="no such model file or directory"):
         _C.load_causal_lm(str(tmp_path / "absent"))
+
+
+def test_tensor_shape_that_contradicts_config_is_a_clear_error(tmp_path):
+    import json
+
+    tiny("llama").save_pretrained(tmp_path)
+    cfg = json.loads((tmp_path / "config.json").read_text())
+    cfg["intermediate_size"] = 100  # the saved MLP weights are 112 wide
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(RuntimeError, match=r"tensor 'model\.layers\.0\.mlp\.gate_proj\.weight' has shape \[112, 64\], "
+                                           r"expected \[100, 64\] from the model config"):
+        _C.load_causal_lm(str(tmp_path))

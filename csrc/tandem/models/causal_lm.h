@@ -65,6 +65,18 @@ class WeightSource {
   /// The tensor's quantized blocks, when the source stores it in a type packed_matmul reads
   /// (rows in HF order); undefined otherwise.
   virtual PackedWeight packed(const std::string& name) const { return {}; }
+  /// Copies tensor `name` into `dst` (in dst's dtype); a shape that differs from what the
+  /// model config implies is an error naming the file, the tensor and both shapes.
+  void copy_into(torch::Tensor& dst, const std::string& name) const {
+    torch::Tensor t = get(name, dst.scalar_type());
+    check_shape(t, dst, name);
+    dst.copy_(t);
+  }
+  void check_shape(const torch::Tensor& t, const torch::Tensor& dst, const std::string& name) const {
+    if (t.sizes() != dst.sizes())
+      throw std::runtime_error(describe() + ": tensor '" + name + "' has shape " + c10::str(t.sizes()) +
+                               ", expected " + c10::str(dst.sizes()) + " from the model config");
+  }
 };
 
 class CausalLM : public torch::nn::Module {

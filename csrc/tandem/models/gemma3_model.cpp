@@ -59,12 +59,10 @@ class Gemma3Model : public CausalLM {
     head_t_.reset();
     auto fill = [&](torch::Tensor& dst, const std::string& name, bool norm) {
       // Norm weights are kept as (1 + w) in float32, exactly what HF computes at run time.
-      torch::Tensor t = norm ? src.get(name, torch::kFloat) + 1.0 : src.get(name, dst.scalar_type());
-      if (t.sizes() != dst.sizes())
-        throw std::runtime_error(src.describe() + ": tensor '" + name + "' has shape " + c10::str(t.sizes()) +
-                                 ", expected " + c10::str(dst.sizes()) + " from the model config");
-      if (norm) dst.set_data(t);  // stays float32 whatever the model dtype
-      else dst.copy_(t);
+      if (!norm) return src.copy_into(dst, name);
+      torch::Tensor t = src.get(name, torch::kFloat) + 1.0;
+      src.check_shape(t, dst, name);
+      dst.set_data(t);  // stays float32 whatever the model dtype
     };
     fill(embed_, "model.embed_tokens.weight", false);
     fill(norm_, "model.norm.weight", true);

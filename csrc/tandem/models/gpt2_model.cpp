@@ -38,13 +38,7 @@ class Gpt2Model : public CausalLM {
     head_t_.reset();
     // Checkpoints of GPT2LMHeadModel prefix names with "transformer.", bare GPT2Model ones do not.
     const std::string pre = src.has("transformer.wte.weight") ? "transformer." : "";
-    auto fill = [&](torch::Tensor& dst, const std::string& name) {
-      torch::Tensor t = src.get(pre + name, dst.scalar_type());
-      if (t.sizes() != dst.sizes())
-        throw std::runtime_error(src.describe() + ": tensor '" + pre + name + "' has shape " + c10::str(t.sizes()) +
-                                 ", expected " + c10::str(dst.sizes()));
-      dst.copy_(t);
-    };
+    auto fill = [&](torch::Tensor& dst, const std::string& name) { src.copy_into(dst, pre + name); };
     fill(wte_, "wte.weight");
     fill(wpe_, "wpe.weight");
     fill(lnf_, "ln_f.weight");

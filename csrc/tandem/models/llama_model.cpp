@@ -69,13 +69,7 @@ class LlamaModel : public CausalLM {
   void load_weights(const WeightSource& src) override {
     torch::NoGradGuard ng;
     head_t_.reset();
-    auto fill = [&](torch::Tensor& dst, const std::string& name) {
-      torch::Tensor t = src.get(name, dst.scalar_type());
-      if (t.sizes() != dst.sizes())
-        throw std::runtime_error(src.describe() + ": tensor '" + name + "' has shape " + c10::str(t.sizes()) +
-                                 ", expected " + c10::str(dst.sizes()) + " from the model config");
-      dst.copy_(t);
-    };
+    auto fill = [&](torch::Tensor& dst, const std::string& name) { src.copy_into(dst, name); };
     fill(embed_, "model.embed_tokens.weight");
     fill(norm_, "model.norm.weight");
     if (lm_head_.defined()) fill(lm_head_, "lm_head.weight");

@@ -10,6 +10,19 @@ set(TANDEM_CORE_SOURCES
   csrc/tandem/data/jsonl.cpp
   csrc/tandem/data/text_classification.cpp
   csrc/tandem/eval/table.cpp
+  csrc/tandem/eval/porter_stemmer.cpp
+  csrc/tandem/eval/rouge.cpp
+  csrc/tandem/eval/coqa_metric.cpp
+  csrc/tandem/data/generation_tasks.cpp
+  csrc/tandem/text/chat_template.cpp
+  csrc/tandem/train/trainer.cpp
+  csrc/tandem/peft/adapter.cpp
+  csrc/tandem/peft/state_cache.cpp
+  csrc/tandem/peft/adapter_bench.cpp
+  csrc/tandem/peft/spa/side_plugin.cpp
+  csrc/tandem/peft/lst/ladder_side.cpp
+  csrc/tandem/routing/router.cpp
+  csrc/tandem/experiments/spa.cpp
   csrc/tandem/models/gguf.cpp
   csrc/tandem/models/gguf_quants.cpp
   csrc/tandem/models/llama_model.cpp
@@ -36,6 +49,7 @@ set(TANDEM_TEST_SOURCES
   tests/cpp/test_core.cpp
   tests/cpp/test_safetensors.cpp
   tests/cpp/test_experiments.cpp
+  tests/cpp/test_train.cpp
 )
 set(TANDEM_BENCH_SOURCES
   benchmarks/bench_core.cpp

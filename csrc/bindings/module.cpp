@@ -15,6 +15,12 @@
 #include "tandem/models/encoder.h"
 #include "tandem/models/generation.h"
 #include "tandem/text/tokenizer.h"
+#include "tandem/eval/coqa_metric.h"
+#include "tandem/eval/porter_stemmer.h"
+#include "tandem/eval/rouge.h"
+#include "tandem/data/generation_tasks.h"
+#include "tandem/routing/router.h"
+#include "tandem/peft/adapter_bench.h"
 
 namespace py = pybind11;
 using namespace tandem;
@@ -263,4 +269,69 @@ PYBIND11_MODULE(_C, m) {
         return load_encoder(dir, parse_device(device), parse_dtype(dtype));
       },
       py::arg("path"), py::arg("device") = "cpu", py::arg("dtype") = "float32");
+
+  // ---- eval ----
+  py::class_<RougeScore>(m, "RougeScore")
+      .def_readonly("precision", &RougeScore::precision)
+      .def_readonly("recall", &RougeScore::recall)
+      .def_readonly("fmeasure", &RougeScore::fmeasure);
+  m.def(
+      "rouge",
+      [](const std::string& target, const std::string& prediction, bool stem) {
+        const RougeSet r = rouge_all(target, prediction, stem);
+        return std::map<std::string, RougeScore>{{"rouge1", r.rouge1}, {"rouge2", r.rouge2}, {"rougeL", r.rougeL}, {"rougeLsum", r.rougeLsum}};
+      },
+      py::arg("target"), py::arg("prediction"), py::arg("stem") = true);
+  m.def("rouge_tokenize", &rouge_tokenize, py::arg("text"), py::arg("stem") = true);
+  m.def("porter_stem", &porter_stem, py::arg("word"));
+  m.def("coqa_normalize", &coqa_normalize, py::arg("text"));
+  m.def("coqa_f1", &coqa_f1, py::arg("gold"), py::arg("prediction"));
+  m.def("coqa_exact", &coqa_exact, py::arg("gold"), py::arg("prediction"));
+  m.def(
+      "coqa_turn_score",
+      [](const std::vector<std::string>& golds, const std::string& pred) {
+        const CoqaScore s = coqa_turn_score(golds, pred);
+        return std::make_pair(s.f1, s.em);
+      },
+      py::arg("golds"), py::arg("prediction"), "(f1, em) of one turn, leave-one-out over several golds.");
+  m.def("detokenize_ptb", &detokenize_ptb, py::arg("text"));
+  m.def(
+      "load_generation_task",
+      [](const std::string& yaml, const std::string& split) {
+        const Config c = Config::load_string(yaml, "<task>");
+        auto task = create_from_config<GenerationTask>(c);
+        const Split sp = split == "train" ? Split::kTrain : split == "dev" ? Split::kDev : Split::kTest;
+        py::list out;
+        for (const auto& ex : task->load(sp)) {
+          py::dict d;
+          d["id"] = ex.id;
+          d["context"] = ex.context;
+          d["question"] = ex.question;
+          d["target"] = ex.target;
+          d["references"] = ex.references;
+          d["options"] = ex.options;
+          d["answer_index"] = ex.answer_index;
+          d["history"] = ex.history;
+          d["prompt"] = task->user_text(ex);
+          out.append(d);
+        }
+        return out;
+      },
+      py::arg("task_yaml"), py::arg("split"), "Examples of a generation task split (dicts), with their prompts.");
+
+  // ---- routing ----
+  m.def("router_distribution_features", &distribution_features, py::arg("backbone_logits"), py::arg("adapted_logits"),
+        "[..., 5]: entropy (backbone, adapted), top probability (backbone, adapted), KL(adapted || backbone).");
+  m.def("router_labels", &router_labels, py::arg("backbone_logits"), py::arg("adapted_logits"), py::arg("gold"));
+
+  // ---- adapters ----
+  py::class_<AdapterStepTiming>(m, "AdapterStepTiming")
+      .def_readonly("seconds_per_step", &AdapterStepTiming::seconds_per_step)
+      .def_readonly("final_loss", &AdapterStepTiming::final_loss)
+      .def_readonly("trainable_parameters", &AdapterStepTiming::trainable_parameters);
+  m.def("time_adapter_steps", &time_adapter_steps, py::arg("model"), py::arg("adapter_yaml"), py::arg("inputs"),
+        py::arg("final_normed"), py::arg("gold"), py::arg("warmup") = 2, py::arg("steps") = 10, py::arg("lr") = 1e-3,
+        py::arg("bf16_autocast") = false, py::call_guard<py::gil_scoped_release>(),
+        "Seconds per adapter training step (forward, vocabulary projection, CE, backward, AdamW).");
+  m.def("final_norm", [](CausalLM& model, const at::Tensor& h) { return model.final_norm(h); }, py::arg("model"), py::arg("hidden"));
 }

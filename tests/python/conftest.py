@@ -58,3 +58,27 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300) -> subpro
     """Runs `python -m tandem ...` (the same entry point as the `tandem` script)."""
     return subprocess.run([sys.executable, "-m", "tandem", *args], cwd=cwd or REPO, capture_output=True,
                           text=True, timeout=timeout)
+
+
+def make_tiny_llama_checkpoint(ckpt: Path, vocab_size: int = 400) -> Path:
+    """A random Llama saved by transformers with a byte-level BPE tokenizer.json trained here by HF
+    tokenizers (with ChatML markers as special tokens): a stand-in for a user's real HF checkpoint."""
+    import transformers
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    import tandem
+
+    texts = [json.loads(line)["question"] for line in open(tandem.data_root() / "sciq" / "test.jsonl")][:300]
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
+                                                       initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    ckpt.mkdir(parents=True, exist_ok=True)
+    tok.save(str(ckpt / "tokenizer.json"))
+    import torch
+    torch.manual_seed(0)
+    cfg = transformers.LlamaConfig(vocab_size=tok.get_vocab_size(), hidden_size=32, intermediate_size=64,
+                                   num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, eos_token_id=2)
+    transformers.LlamaForCausalLM(cfg).save_pretrained(ckpt)
+    return ckpt

@@ -2,10 +2,13 @@
 
 #include <chrono>
 #include <ctime>
+#include <fstream>
+#include <algorithm>
 #include <filesystem>
 
 #include <torch/torch.h>
 
+#include "tandem/data/text_classification.h"
 #include "tandem/experiments/experiment.h"
 
 namespace fs = std::filesystem;
@@ -57,6 +60,7 @@ RunSummary run_experiment(const Config& cfg, const RunOptions& opts) {
   const std::string results_dir = run_cfg.get<std::string>("results_dir", opts.results_dir);
   std::string run_id = run_cfg.get<std::string>("id", "");
   if (!run_id.empty()) check_name(run_cfg, "id", run_id);
+  const bool resume = run_cfg.get<bool>("resume", true);
 
   // Seeding happens before construction so that initial parameters are reproducible.
   runtime.apply();
@@ -64,6 +68,26 @@ RunSummary run_experiment(const Config& cfg, const RunOptions& opts) {
   cfg.check_unused();
 
   fs::path base = fs::path(results_dir) / name;
+  // The same resolved config, rerun after a crash or a kill, continues its unfinished run
+  // directory (whose checkpoints the experiment then resumes) instead of starting a new one.
+  char hash_buf[20];
+  std::snprintf(hash_buf, sizeof hash_buf, "%016llx", static_cast<unsigned long long>(fnv1a(cfg.dump())));
+  const std::string config_hash = hash_buf;
+  bool resumed = false;
+  if (run_id.empty() && resume && fs::is_directory(base)) {
+    std::vector<std::string> candidates;
+    for (const auto& e : fs::directory_iterator(base)) {
+      if (!e.is_directory() || fs::exists(e.path() / "metrics.json")) continue;
+      std::ifstream h(e.path() / "config.hash");
+      std::string got;
+      if (h >> got && got == config_hash) candidates.push_back(e.path().filename().string());
+    }
+    if (!candidates.empty()) {
+      std::sort(candidates.begin(), candidates.end());
+      run_id = candidates.back();
+      resumed = true;
+    }
+  }
   if (run_id.empty()) {
     run_id = timestamp_id();
     for (int i = 2; fs::exists(base / run_id); ++i) run_id = timestamp_id() + "-" + std::to_string(i);
@@ -75,6 +99,8 @@ RunSummary run_experiment(const Config& cfg, const RunOptions& opts) {
   RunLog log((run_dir / "log.txt").string(), opts.echo_log);
   RunContext ctx{runtime, run_dir.string(), &log};
   ctx.write_artifact("config.yaml", "# resolved from " + cfg.file() + "\n" + cfg.dump());
+  ctx.write_artifact("config.hash", config_hash + "\n");
+  if (resumed) log.line("resuming the unfinished run " + run_id + " of this same config");
   log.line("run " + name + "/" + run_id + ": experiment=" + type + " device=" + runtime.device.str() +
            " dtype=" + dtype_name(runtime.dtype) + " threads=" + std::to_string(torch::get_num_threads()) +
            " seed=" + std::to_string(runtime.seed));
@@ -96,7 +122,7 @@ RunSummary run_experiment(const Config& cfg, const RunOptions& opts) {
                     {"config", cfg.file()}};
   if (!result.table.empty()) ctx.write_table("table", result.table);
   // metrics.json is written last: its presence marks a finished run.
-  ctx.write_artifact("metrics.json", metrics.dump(2) + "\n");
+  ctx.write_artifact("metrics.json", metrics.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
   log.line("finished in " + std::to_string(wall) + " s; results in " + run_dir.string());
   return RunSummary{run_dir.string(), metrics, result.table};
 }

@@ -87,10 +87,22 @@ class CausalLM : public torch::nn::Module {
   /// input_ids [B, T]; attention_mask [B, past + T] (1 = real token, 0 = padding) or undefined;
   /// position_ids [B, T] or undefined (then derived from the mask). Updates `cache` when given.
   /// logits_to_keep > 0 computes logits for the last that many positions only (the vocabulary
-  /// projection dominates small models: generation needs 1, scoring the continuation's length).
+  /// projection dominates small models: generation needs 1, scoring the continuation's length);
+  /// logits_to_keep < 0 computes none (callers that read hidden states and project themselves).
   virtual LMOutput forward(const torch::Tensor& input_ids, const torch::Tensor& attention_mask,
                            const torch::Tensor& position_ids, KVCache* cache, bool output_hidden_states,
                            int64_t logits_to_keep = 0) = 0;
+  /// The final normalisation the family applies to the last layer's output. Differentiable in
+  /// `h` (weights stay frozen), so adapters trained on top can back-propagate through it.
+  virtual torch::Tensor final_norm(const torch::Tensor& h) const = 0;
+  /// The (linear) vocabulary projection of final-normed states, float32, before soft-capping.
+  /// Differentiable in `x`; uses the packed-weight kernels for a few rows when no grad is needed.
+  virtual torch::Tensor project_vocab(const torch::Tensor& x) = 0;
+  /// Soft-capping of logits for families that use it (identity otherwise).
+  torch::Tensor cap_logits(const torch::Tensor& logits) const {
+    const double cap = config_.final_logit_softcapping;
+    return cap > 0 ? torch::tanh(logits / cap) * cap : logits;
+  }
   /// Copies weights from `src`; every parameter must be found with the right shape.
   virtual void load_weights(const WeightSource& src) = 0;
 

@@ -125,12 +125,15 @@ class Gemma3Model : public CausalLM {
       if (output_hidden_states) out.hidden_states.push_back(x);
     }
     if (cache) cache->advance(T);
+    if (logits_to_keep < 0) return out;
     if (logits_to_keep > 0 && logits_to_keep < T) x = x.narrow(1, T - logits_to_keep, logits_to_keep);
-    x = rms_norm_scaled(x, norm_, eps);
-    out.logits = torch::matmul(x, head_t_.of(embed_)).to(torch::kFloat);
-    if (cf.final_logit_softcapping > 0)
-      out.logits = torch::tanh(out.logits / cf.final_logit_softcapping) * cf.final_logit_softcapping;
+    out.logits = cap_logits(project_vocab(final_norm(x)));
     return out;
+  }
+
+  torch::Tensor final_norm(const torch::Tensor& h) const override { return rms_norm_scaled(h, norm_, config_.rms_norm_eps); }
+  torch::Tensor project_vocab(const torch::Tensor& x) override {
+    return torch::matmul(x, head_t_.of(embed_)).to(torch::kFloat);
   }
 
  private:

@@ -90,10 +90,17 @@ class Gpt2Model : public CausalLM {
       if (output_hidden_states) out.hidden_states.push_back(x);
     }
     if (cache) cache->advance(T);
+    if (logits_to_keep < 0) return out;
     if (logits_to_keep > 0 && logits_to_keep < T) x = x.narrow(1, T - logits_to_keep, logits_to_keep);
-    x = ln(x, lnf_, lnfb_);
-    out.logits = torch::matmul(x, head_t_.of(wte_)).to(torch::kFloat);
+    out.logits = project_vocab(final_norm(x));
     return out;
+  }
+
+  torch::Tensor final_norm(const torch::Tensor& h) const override {
+    return torch::layer_norm(h, {config_.hidden_size}, lnf_, lnfb_, config_.rms_norm_eps);
+  }
+  torch::Tensor project_vocab(const torch::Tensor& x) override {
+    return torch::matmul(x, head_t_.of(wte_)).to(torch::kFloat);
   }
 
  private:

@@ -135,14 +135,23 @@ class LlamaModel : public CausalLM {
       if (output_hidden_states) out.hidden_states.push_back(x);
     }
     if (cache) cache->advance(T);
+    if (logits_to_keep < 0) return out;
     if (logits_to_keep > 0 && logits_to_keep < T) x = x.narrow(1, T - logits_to_keep, logits_to_keep);
-    x = rms_norm(x, norm_, cf.rms_norm_eps);
-    const int64_t rows = x.numel() / x.size(-1);
-    if (head_packed_.defined() && rows <= 4 && x.scalar_type() == torch::kFloat && x.device().is_cpu())
-      out.logits = packed_matmul(x.reshape({rows, x.size(-1)}), head_packed_).view({x.size(0), x.size(1), -1});
-    else
-      out.logits = torch::matmul(x, head_t_.of(lm_head_.defined() ? lm_head_ : embed_)).to(torch::kFloat);
+    out.logits = project_vocab(final_norm(x));
     return out;
+  }
+
+  torch::Tensor final_norm(const torch::Tensor& h) const override { return rms_norm(h, norm_, config_.rms_norm_eps); }
+
+  torch::Tensor project_vocab(const torch::Tensor& x) override {
+    const int64_t rows = x.numel() / x.size(-1);
+    const bool need_grad = torch::GradMode::is_enabled() && x.requires_grad();
+    if (!need_grad && head_packed_.defined() && rows <= 4 && x.scalar_type() == torch::kFloat && x.device().is_cpu()) {
+      std::vector<int64_t> shape(x.sizes().begin(), x.sizes().end());
+      shape.back() = -1;
+      return packed_matmul(x.reshape({rows, x.size(-1)}), head_packed_).view(shape);
+    }
+    return torch::matmul(x, head_t_.of(lm_head_.defined() ? lm_head_ : embed_)).to(torch::kFloat);
   }
 
  private:

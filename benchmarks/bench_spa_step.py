@@ -1,0 +1,124 @@
+#!/usr/bin/env python3
+"""One SPA plugin training step: tandem (C++ trainer, adapter and vocabulary projection) against
+the same plugin written in plain PyTorch Python, same frozen SmolLM2-135M backbone states, same
+batch, same threads, in one run. A step = plugin forward, frozen vocabulary projection,
+cross-entropy, backward, gradient clipping, AdamW update.
+
+    python benchmarks/bench_spa_step.py [--rows 480] [--steps 10] [--threads 2]
+
+Writes results/bench/spa_step.{csv,md}. Also times generation: plain backbone decoding vs SPA
+decoding with the router (router overhead) and without it.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "python"))
+import tandem  # noqa: E402
+from tandem import _C  # noqa: E402
+
+
+class PlainPlugin(torch.nn.Module):
+    """The SPA side plugin (parallel placement) in plain PyTorch, mirroring peft/spa/side_plugin.cpp."""
+
+    def __init__(self, n_layers: int, hidden: int, rank: int = 64):
+        super().__init__()
+        self.down = torch.nn.Parameter(torch.randn(n_layers, rank, hidden) / hidden ** 0.5)
+        self.mlp_in = torch.nn.Parameter(torch.randn(4 * rank, rank) / rank ** 0.5)
+        self.mlp_out = torch.nn.Parameter(torch.zeros(rank, 4 * rank))
+        self.up = torch.nn.Parameter(torch.zeros(hidden, rank))
+
+    @staticmethod
+    def unit_rms(x):
+        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + 1e-6)
+
+    def forward(self, inputs, final_normed):
+        z = sum(torch.nn.functional.gelu(self.unit_rms(h) @ self.down[i].t()) for i, h in enumerate(inputs))
+        z = z + torch.nn.functional.gelu(self.unit_rms(z) @ self.mlp_in.t()) @ self.mlp_out.t()
+        return final_normed + z @ self.up.t()
+
+
+def plain_steps(inputs, final_normed, gold, head, warmup, steps, bf16):
+    plugin = PlainPlugin(len(inputs), final_normed.shape[-1])
+    opt = torch.optim.AdamW(plugin.parameters(), lr=1e-3, weight_decay=0.0)
+    t0 = None
+    for s in range(warmup + steps):
+        if s == warmup:
+            t0 = time.perf_counter()
+        opt.zero_grad()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            hidden = plugin(inputs, final_normed)
+            logits = (hidden @ head.t()).float().squeeze(0)  # the frozen (tied) vocabulary projection
+            loss = torch.nn.functional.cross_entropy(logits, gold)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(plugin.parameters(), 1.0)
+        opt.step()
+    return (time.perf_counter() - t0) / steps, loss.item()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="smollm2-135m")
+    ap.add_argument("--rows", type=int, default=480, help="target positions per step (8 examples x 60 tokens)")
+    ap.add_argument("--steps", type=int, default=10)
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--out", default="results/bench")
+    args = ap.parse_args()
+    threads = args.threads or _C.available_cores()
+    torch.set_num_threads(threads)
+    _C.set_threads(threads)
+
+    lm = tandem.models.load(args.model)
+    model = lm.model
+    H, L = model.hidden_size, model.num_layers
+    layers = list(range(L, 0, -3))[::-1]  # the grid's plugin: every 3rd layer, the last included
+    # Real backbone states: XSum text through the frozen model.
+    text = " ".join(json.loads(line)["document"] for line in list(open(tandem.data_root() / "xsum" / "test.jsonl"))[:6])
+    ids = torch.tensor([lm.encode([text], bos=True)[0][: args.rows]])
+    with torch.no_grad():
+        _, hs = model.forward(ids, None, None, True)
+    inputs = [hs[l].contiguous() for l in layers]
+    final_normed = _C.final_norm(model, hs[L]).contiguous()
+    gold = torch.cat([ids[0, 1:], ids[0, :1]])
+    head = _C.GgufFile(str(lm.path)).load("token_embd.weight", "float32")  # SmolLM2 ties the head to the embeddings
+    adapter_yaml = "type: spa\nplacement: parallel\nrank: 64\nevery: 3\n"
+
+    rows = []
+    for bf16 in (False, True):
+        torch.manual_seed(0)
+        t = _C.time_adapter_steps(model, adapter_yaml, inputs, final_normed, gold, args.warmup, args.steps, 1e-3, bf16)
+        torch.manual_seed(0)
+        p, _ = plain_steps(inputs, final_normed, gold, head, args.warmup, args.steps, bf16)
+        prec = "bf16 autocast" if bf16 else "float32"
+        rows.append({"precision": prec, "engine": "tandem (C++)", "rows": ids.shape[1], "ms_per_step": 1000 * t.seconds_per_step})
+        rows.append({"precision": prec, "engine": "plain PyTorch", "rows": ids.shape[1], "ms_per_step": 1000 * p})
+        print(f"{prec}: tandem {1000 * t.seconds_per_step:.1f} ms/step, plain PyTorch {1000 * p:.1f} ms/step, "
+              f"ratio {p / t.seconds_per_step:.2f}x", flush=True)
+
+    import pandas as pd
+    df = pd.DataFrame(rows)
+    out = ROOT / args.out
+    out.mkdir(parents=True, exist_ok=True)
+    df.to_csv(out / "spa_step.csv", index=False, float_format="%.2f")
+    md = ["# One SPA plugin training step: tandem vs plain PyTorch", "",
+          f"SmolLM2-135M frozen states, plugin rank 64 on {len(layers)} layers, {ids.shape[1]} target rows per step, "
+          f"{threads} threads, torch {torch.__version__}, same run.", "",
+          "| precision | tandem ms/step | plain PyTorch ms/step | speed-up |", "| --- | ---: | ---: | ---: |"]
+    for prec in ("float32", "bf16 autocast"):
+        a = df[(df.precision == prec) & (df.engine == "tandem (C++)")].ms_per_step.item()
+        b = df[(df.precision == prec) & (df.engine == "plain PyTorch")].ms_per_step.item()
+        md.append(f"| {prec} | {a:.1f} | {b:.1f} | {b / a:.2f}x |")
+    (out / "spa_step.md").write_text("\n".join(md) + "\n")
+    print("\n".join(md))
+
+
+if __name__ == "__main__":
+    main()

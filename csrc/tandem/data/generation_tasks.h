@@ -1,0 +1,70 @@
+// Generation tasks for adaptation experiments (SPA and later): XSum, CNN/DailyMail, CoQA and
+// SciQ. Each task reads its real files under the data root, splits them into train / dev / test
+// by a fixed hash of the example id, formats an instruction prompt, and scores predictions
+// with its paper metric. Registered by name so `task: {type: xsum}` picks one.
+#pragma once
+
+#include <map>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "tandem/core/config.h"
+#include "tandem/core/registry.h"
+
+namespace tandem {
+
+struct GenExample {
+  std::string id;
+  std::string group;  ///< split unit when not the example itself (a CoQA story)
+  std::string context;                                     ///< article, story or support text
+  std::vector<std::pair<std::string, std::string>> history;  ///< earlier (question, answer) turns
+  std::string question;                                    ///< empty for summarisation
+  std::string target;                                      ///< text a tuned model should produce
+  std::vector<std::string> references;                     ///< what predictions are scored against
+  std::vector<std::string> options;                        ///< multiple-choice options (SciQ)
+  int64_t answer_index = -1;
+};
+
+enum class Split { kTrain, kDev, kTest };
+const char* split_name(Split s);
+
+class GenerationTask {
+ public:
+  static constexpr const char* kRegistryKind = "generation_task";
+  virtual ~GenerationTask() = default;
+
+  /// Examples of `split`, in a fixed order, at most the configured count for that split.
+  /// Train and dev never overlap test; the final test files are read only for Split::kTest.
+  virtual std::vector<GenExample> load(Split split) const = 0;
+  /// The instruction opening every prompt ("Summarize the article in one sentence.").
+  virtual std::string instruction() const = 0;
+  /// The user turn for `ex` (context, history, question), context cut to max_context_words.
+  virtual std::string user_text(const GenExample& ex) const = 0;
+  /// Metrics of one prediction, each in [0, 100]; includes primary_metric().
+  virtual std::map<std::string, double> score(const GenExample& ex, const std::string& prediction) const = 0;
+  virtual std::string primary_metric() const = 0;
+  /// Display name used as a table column ("XSum", "CNN-DM", "CoQA", "SciQ").
+  virtual std::string display_name() const = 0;
+  int64_t max_new_tokens() const { return max_new_tokens_; }
+
+ protected:
+  explicit GenerationTask(const Config& c, int64_t default_new_tokens, int64_t default_words);
+  /// Keeps the first `max_context_words_` whitespace-separated words.
+  std::string cut(const std::string& text) const;
+  size_t count(Split s) const { return s == Split::kTrain ? n_train_ : s == Split::kDev ? n_dev_ : n_test_; }
+  size_t n_train_, n_dev_, n_test_;
+  int64_t max_new_tokens_, max_context_words_;
+  bool skip_bad_lines_;
+};
+
+TANDEM_DECLARE_REGISTRY(GenerationTask, const Config&);
+
+/// ROUGE-1/2/L/Lsum F-measures x 100 of `prediction` against the best-matching reference.
+std::map<std::string, double> rouge_metrics(const std::vector<std::string>& references, const std::string& prediction);
+
+/// Undoes PTB-style tokenisation ("Locke 's" -> "Locke's", "` word '" -> "'word'") and puts
+/// one sentence per line (" . " separators), as ROUGE-Lsum expects.
+std::string detokenize_ptb(const std::string& text);
+
+}  // namespace tandem

@@ -1,0 +1,80 @@
+#include "tandem/routing/router.h"
+
+#include <cmath>
+
+#include "tandem/peft/adapter.h"
+
+namespace tandem {
+
+TANDEM_DEFINE_REGISTRY(Router, const Config&, const RouterDims&);
+
+torch::Tensor distribution_features(const torch::Tensor& backbone_logits, const torch::Tensor& adapted_logits) {
+  const auto lb = torch::log_softmax(backbone_logits.to(torch::kFloat), -1);
+  const auto la = torch::log_softmax(adapted_logits.to(torch::kFloat), -1);
+  const auto pb = lb.exp(), pa = la.exp();
+  const auto hb = -(pb * lb).sum(-1), ha = -(pa * la).sum(-1);
+  const auto kl = (pa * (la - lb)).sum(-1);
+  return torch::stack({hb, ha, std::get<0>(pb.max(-1)), std::get<0>(pa.max(-1)), kl}, -1);
+}
+
+torch::Tensor router_labels(const torch::Tensor& backbone_logits, const torch::Tensor& adapted_logits,
+                            const torch::Tensor& gold) {
+  const auto g = gold.to(torch::kLong).unsqueeze(-1);
+  const auto lb = torch::log_softmax(backbone_logits.to(torch::kFloat), -1).gather(-1, g).squeeze(-1);
+  const auto la = torch::log_softmax(adapted_logits.to(torch::kFloat), -1).gather(-1, g).squeeze(-1);
+  return (la > lb).to(torch::kFloat);
+}
+
+namespace {
+
+// A two-layer MLP over [unit_rms(backbone state), unit_rms(adapter state), scalar features].
+class MlpRouter : public Router {
+ public:
+  MlpRouter(const Config& c, const RouterDims& d) {
+    threshold = c.get_in_range("threshold", 0.0, 1.0, 0.5);
+    const int64_t hidden = c.get_positive_int("hidden", 64);
+    const int64_t in = d.hidden + d.features + 5;
+    w1_ = register_parameter("w1", torch::randn({hidden, in}) / std::sqrt(static_cast<double>(in)));
+    b1_ = register_parameter("b1", torch::zeros({hidden}));
+    w2_ = register_parameter("w2", torch::randn({1, hidden}) / std::sqrt(static_cast<double>(hidden)));
+    b2_ = register_parameter("b2", torch::zeros({1}));
+  }
+  torch::Tensor prob(const torch::Tensor& state, const torch::Tensor& feats, const torch::Tensor& dist) override {
+    return torch::sigmoid(logit(state, feats, dist));
+  }
+  torch::Tensor logit(const torch::Tensor& state, const torch::Tensor& feats, const torch::Tensor& dist) {
+    const auto dt = w1_.scalar_type();
+    // Entropies and KL are in nats (0..~11 for a 50k vocabulary): log1p keeps them O(1).
+    const auto x = torch::cat({unit_rms(state.to(dt)), unit_rms(feats.to(dt)), torch::log1p(dist.to(dt).clamp_min(0))}, -1);
+    return (torch::matmul(torch::gelu(torch::matmul(x, w1_.t()) + b1_), w2_.t()) + b2_).squeeze(-1);
+  }
+  bool trainable() const override { return true; }
+
+ private:
+  torch::Tensor w1_, b1_, w2_, b2_;
+};
+
+// Fixed policies: the ablation rows ("SPA without router" = always; "backbone only" = never).
+class ConstantRouter : public Router {
+ public:
+  ConstantRouter(const Config&, const RouterDims&, double p) : p_(p) {}
+  torch::Tensor prob(const torch::Tensor& state, const torch::Tensor&, const torch::Tensor&) override {
+    return torch::full(state.sizes().slice(0, state.dim() - 1), p_, state.options().dtype(torch::kFloat));
+  }
+
+ private:
+  double p_;
+};
+struct AlwaysAdapter : ConstantRouter {
+  AlwaysAdapter(const Config& c, const RouterDims& d) : ConstantRouter(c, d, 1.0) {}
+};
+struct NeverAdapter : ConstantRouter {
+  NeverAdapter(const Config& c, const RouterDims& d) : ConstantRouter(c, d, 0.0) {}
+};
+
+TANDEM_REGISTER(Router, "mlp", MlpRouter, const Config&, const RouterDims&);
+TANDEM_REGISTER(Router, "always", AlwaysAdapter, const Config&, const RouterDims&);
+TANDEM_REGISTER(Router, "never", NeverAdapter, const Config&, const RouterDims&);
+
+}  // namespace
+}  // namespace tandem

@@ -1,0 +1,46 @@
+// Routing classifier (SPA's on-device router): at each generation step it decides whether the
+// next token comes from the backbone's distribution or the adapted one. Features: the backbone's
+// final-normed state, the adapter's state, both distributions' entropies and top probabilities,
+// and KL(adapted || backbone). Labels: whether the adapted distribution gives the gold next
+// token the higher probability. Registered: `router: {type: mlp | always | never}`.
+#pragma once
+
+#include <memory>
+
+#include <torch/torch.h>
+
+#include "tandem/core/config.h"
+#include "tandem/core/registry.h"
+
+namespace tandem {
+
+/// Scalar features of a pair of next-token distributions, [..., 5]: entropy of each, top
+/// probability of each, KL(adapted || backbone). Inputs are logits [..., V].
+torch::Tensor distribution_features(const torch::Tensor& backbone_logits, const torch::Tensor& adapted_logits);
+
+/// Router labels: 1 where log p_adapted(gold) > log p_backbone(gold). Logits [N, V], gold [N].
+torch::Tensor router_labels(const torch::Tensor& backbone_logits, const torch::Tensor& adapted_logits,
+                            const torch::Tensor& gold);
+
+struct RouterDims {
+  int64_t hidden = 0;    ///< backbone hidden size
+  int64_t features = 0;  ///< adapter feature size
+};
+
+class Router : public torch::nn::Module {
+ public:
+  static constexpr const char* kRegistryKind = "router";
+  ~Router() override = default;
+  /// Probability that the adapted distribution should be used, [...]; inputs [..., H],
+  /// [..., F], [..., 5].
+  virtual torch::Tensor prob(const torch::Tensor& backbone_state, const torch::Tensor& adapter_features,
+                             const torch::Tensor& dist_features) = 0;
+  /// Whether the router has parameters to train.
+  virtual bool trainable() const { return false; }
+  /// Use the adapter where prob >= threshold.
+  double threshold = 0.5;
+};
+
+TANDEM_DECLARE_REGISTRY(Router, const Config&, const RouterDims&);
+
+}  // namespace tandem

@@ -1,0 +1,186 @@
+"""SPA end to end on a tiny random HF checkpoint (CPU): every method of the grid runs from the
+committed configs with only the model and device changed, the cloud/device accounting follows
+its formula, the router really switches, and a SIGKILLed training resumes to identical results."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+import tandem
+from tandem import _C
+from conftest import REPO, make_tiny_llama_checkpoint
+
+pytest.importorskip("transformers")
+
+SMALL = {"experiment.task.train": 12, "experiment.task.dev": 8, "experiment.task.test": 6,
+         "experiment.train.steps": 6, "experiment.train.eval_every": 3, "experiment.train.log_every": 2,
+         "experiment.train.checkpoint_every": 2, "experiment.router_train.steps": 10,
+         "experiment.task.max_new_tokens": 6, "device": "cpu"}
+
+
+@pytest.fixture(scope="module")
+def tiny_ckpt(tmp_path_factory) -> Path:
+    return make_tiny_llama_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny-llama")
+
+
+def run_cfg(name: str, ckpt: Path, tmp: Path, **extra):
+    ov = {**SMALL, "experiment.model": str(ckpt), "experiment.state_cache.dir": str(tmp / "cache"), **extra}
+    return tandem.run(REPO / "configs" / "spa" / f"{name}.yaml", results_dir=tmp / "results", echo_log=False, plot=False, **ov)
+
+
+@pytest.mark.parametrize("name", ["sciq_one_shot", "sciq_lst", "sciq_spa", "sciq_spa_norouter", "xsum_spa"])
+def test_grid_configs_run_unchanged_on_an_hf_checkpoint(name, tiny_ckpt, tmp_path):
+    res = run_cfg(name, tiny_ckpt, tmp_path)
+    m = res.metrics
+    assert m["test_examples"] == 6
+    assert m["primary_metric"] == "rougeL" and 0.0 <= m["primary"] <= 100.0
+    preds = [json.loads(line) for line in open(Path(res.run_dir) / "predictions.jsonl")]
+    assert len(preds) == 6
+    V, H = 400, 32
+    if name.endswith("spa") or name.endswith("norouter"):
+        # Plugin every 3rd layer of 2 -> reads layer 2 only; rank 64, MLP 256 wide, up 32x64.
+        plugin = 1 * 64 * H + 256 * 64 + 64 * 256 + H * 64
+        router = (64 * (H + 64 + 5) + 64 + 64 + 1) if name.endswith("spa") else 0
+        assert m["device_trainable_parameters"] == plugin + router
+        # Cloud -> device per token: 1 layer state (float32) + the backbone's float32 logits.
+        assert m["cloud_to_device_bytes_per_token"] == 1 * H * 4 + V * 4
+        assert 0.0 <= m["adapter_use_fraction"] <= 1.0
+        if name.endswith("norouter"):
+            assert m["adapter_use_fraction"] == 1.0
+        curve = pd.read_csv(Path(res.run_dir) / "train_curve.csv")
+        assert list(curve["step"]) == [2, 3, 4, 6] and curve["eval_dev_loss"].notna().sum() == 2
+    if name.endswith("lst"):
+        assert m["cloud_to_device_bytes_per_token"] == 3 * H * 4  # embeddings + both layers, no logits
+        assert m["adapter_use_fraction"] == 1.0
+
+
+def test_router_never_reproduces_the_frozen_backbone_exactly(tiny_ckpt, tmp_path):
+    """With the router forced to 'never', SPA must emit exactly the zero-shot backbone's tokens: the
+    decode path of the adapter adds nothing unless the router picks it."""
+    never = run_cfg("sciq_spa_norouter", tiny_ckpt, tmp_path / "a", **{"experiment.router.type": "never"})
+    zero = run_cfg("sciq_one_shot", tiny_ckpt, tmp_path / "b", **{"experiment.method": "zero_shot"})
+    read = lambda r: [json.loads(line)["prediction"] for line in open(Path(r.run_dir) / "predictions.jsonl")]
+    assert read(never) == read(zero)
+    assert never.metrics["adapter_use_fraction"] == 0.0
+
+
+def test_router_features_and_labels_by_hand():
+    import torch
+
+    lb = torch.tensor([[0.0, 0.0]])            # backbone: p = (1/2, 1/2)
+    la = torch.tensor([[torch.log(torch.tensor(3.0)).item(), 0.0]])  # adapted: p = (3/4, 1/4)
+    f = _C.router_distribution_features(lb, la)[0]
+    h = lambda p: -sum(x * torch.log(torch.tensor(x)).item() for x in p)
+    kl = 0.75 * torch.log(torch.tensor(1.5)).item() + 0.25 * torch.log(torch.tensor(0.5)).item()
+    assert f.tolist() == pytest.approx([h([0.5, 0.5]), h([0.75, 0.25]), 0.5, 0.75, kl], abs=1e-6)
+    assert _C.router_labels(lb.repeat(2, 1), la.repeat(2, 1), torch.tensor([0, 1])).tolist() == [1.0, 0.0]
+
+
+def cli(cfg: Path, results: Path, cache: Path, ckpt: Path, **extra) -> list[str]:
+    ov = {**SMALL, "experiment.model": str(ckpt), "experiment.state_cache.dir": str(cache), **extra}
+    return [sys.executable, "-m", "tandem", "run", str(cfg), *[f"{k}={v}" for k, v in ov.items()], f"run.results_dir={results}", "--no-plot"]
+
+
+def test_sigkill_during_training_resumes_to_identical_results(tiny_ckpt, tmp_path):
+    cfg = REPO / "configs" / "spa" / "sciq_lst.yaml"
+    extra = {"experiment.train.steps": 200, "experiment.train.eval_every": 50, "experiment.train.log_every": 5,
+             "experiment.train.checkpoint_every": 5, "experiment.task.train": 24}
+    ref = subprocess.run(cli(cfg, tmp_path / "ref", tmp_path / "cache", tiny_ckpt, **extra), capture_output=True, text=True, timeout=600)
+    assert ref.returncode == 0, ref.stderr[-2000:]
+    victim = cli(cfg, tmp_path / "victim", tmp_path / "cache", tiny_ckpt, **extra)
+    proc = subprocess.Popen(victim, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    ckpts = lambda: list((tmp_path / "victim").glob("*/*/adapter_train.ckpt"))
+    deadline = time.time() + 300
+    while not ckpts() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    time.sleep(1.0)  # a few more checkpoints, then kill mid-training
+    assert proc.poll() is None, "training finished before it could be killed: raise the step count"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    run_dirs = list((tmp_path / "victim").glob("*/*"))
+    assert len(run_dirs) == 1 and not (run_dirs[0] / "metrics.json").exists()
+    again = subprocess.run(victim, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert len(list((tmp_path / "victim").glob("*/*"))) == 1, "the rerun must continue the unfinished run, not start another"
+    log = (run_dirs[0] / "log.txt").read_text()
+    assert "resuming the unfinished run" in log
+    m_ref = json.loads(next((tmp_path / "ref").glob("*/*/metrics.json")).read_text())
+    m_res = json.loads((run_dirs[0] / "metrics.json").read_text())
+    assert m_res["train"]["resumed_from_step"] > 0
+    assert m_res["train"]["final_loss"] == m_ref["train"]["final_loss"]
+    assert m_res["scores"] == m_ref["scores"]
+    curve_ref = (next((tmp_path / "ref").glob("*/*/train_curve.csv"))).read_text()
+    assert (run_dirs[0] / "train_curve.csv").read_text() == curve_ref
+
+
+COQA = {
+    "version": "1.0",
+    "data": [
+        {"id": "story-a", "story": "Anna has a white cat named Snow. Snow sleeps in the park every afternoon.",
+         "questions": [{"input_text": "What does Anna have?", "turn_id": 1}, {"input_text": "What is its name?", "turn_id": 2},
+                       {"input_text": "Where does it sleep?", "turn_id": 3}],
+         "answers": [{"input_text": "a white cat", "span_text": "a white cat", "turn_id": 1},
+                     {"input_text": "Snow", "span_text": "Snow", "turn_id": 2},
+                     {"input_text": "in the park", "span_text": "in the park", "turn_id": 3}],
+         "additional_answers": {"0": [{"input_text": "a cat", "turn_id": 1}, {"input_text": "Snow", "turn_id": 2},
+                                      {"input_text": "the park", "turn_id": 3}]}},
+        {"id": "story-b", "story": "Bo paints boats. He sells them at the harbour market.",
+         "questions": [{"input_text": "What does Bo paint?", "turn_id": 1}, {"input_text": "Where does he sell them?", "turn_id": 2}],
+         "answers": [{"input_text": "boats", "span_text": "boats", "turn_id": 1},
+                     {"input_text": "at the harbour market", "span_text": "harbour market", "turn_id": 2}]},
+    ],
+}
+
+
+def test_coqa_reader_official_format_with_history(tmp_path):
+    (tmp_path / "coqa.json").write_text(json.dumps(COQA))
+    y = f"type: coqa\npath: {tmp_path / 'coqa.json'}\ntest_path: {tmp_path / 'coqa.json'}\ntest: 10\nhistory_turns: 2\n"
+    test = _C.load_generation_task(y, "test")
+    assert [e["id"] for e in test] == ["story-a_1", "story-a_2", "story-a_3", "story-b_1", "story-b_2"]
+    third = test[2]
+    assert third["references"] == ["in the park", "the park"]
+    assert third["history"] == [("What does Anna have?", "a white cat"), ("What is its name?", "Snow")]
+    assert "Q: What is its name?\nA: Snow\nQ: Where does it sleep?" in third["prompt"]
+    # Train/dev split by story: a story's turns never straddle the two.
+    train = {e["id"].split("_")[0] for e in _C.load_generation_task(y, "train")}
+    dev = {e["id"].split("_")[0] for e in _C.load_generation_task(y, "dev")}
+    assert not (train & dev) and train | dev == {"story-a", "story-b"}
+
+
+def test_coqa_file_runs_unchanged_through_the_spa_experiment(tiny_ckpt, tmp_path):
+    (tmp_path / "coqa.json").write_text(json.dumps(COQA))
+    res = run_cfg("coqa_one_shot", tiny_ckpt, tmp_path, **{"experiment.task.path": str(tmp_path / "coqa.json"),
+                                                             "experiment.task.test_path": str(tmp_path / "coqa.json"),
+                                                             "experiment.task.train": 3})
+    assert res.metrics["task"] == "CoQA" and res.metrics["primary_metric"] == "f1"
+    assert set(res.metrics["scores"]) == {"f1", "exact_match"}
+
+
+def test_task_splits_are_disjoint_and_fixed():
+    for y in ("type: xsum\ntrain: 1000\ndev: 1000\ntest: 1000\n", "type: sciq\ntrain: 1000\ndev: 1000\ntest: 1000\n",
+              "type: cnn_dailymail\ntrain: 1000\ndev: 1000\ntest: 1000\n"):
+        ids = {s: [e["id"] for e in _C.load_generation_task(y, s)] for s in ("train", "dev", "test")}
+        assert not (set(ids["train"]) & set(ids["dev"])) and not (set(ids["train"]) & set(ids["test"]))
+        assert not (set(ids["dev"]) & set(ids["test"]))
+        assert ids["train"] == [e["id"] for e in _C.load_generation_task(y, "train")]  # same order every time
+    assert len(_C.load_generation_task("type: xsum\ntest: 1000\n", "test")) == 321
+
+
+def test_bad_task_line_names_file_and_line_or_is_skipped(tmp_path):
+    rows = [json.dumps({"id": i, "document": f"doc {i}", "summary": f"sum {i}"}) for i in range(6)]
+    rows[3] = '{"id": 3, "document": "no summary"}'
+    (tmp_path / "x.jsonl").write_text("\n".join(rows) + "\n")
+    y = f"type: xsum\npath: {tmp_path / 'x.jsonl'}\ntrain: 10\ndev: 10\n"
+    with pytest.raises(Exception, match=r"x\.jsonl:4.*summary"):
+        _C.load_generation_task(y, "train")
+    ok = _C.load_generation_task(y + "skip_bad_lines: true\n", "train") + _C.load_generation_task(y + "skip_bad_lines: true\n", "dev")
+    assert sorted(int(e["id"]) for e in ok) == [0, 1, 2, 4, 5]

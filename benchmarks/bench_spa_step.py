@@ -63,6 +63,34 @@ def plain_steps(inputs, final_normed, gold, head, warmup, steps, bf16):
     return (time.perf_counter() - t0) / steps, loss.item()
 
 
+def decode_section(args) -> list[str]:
+    """Decode cost per batch step on the same zero-shot XSum prompts: the frozen backbone alone,
+    SPA with the plugin at every step (no router), and SPA with the trained router."""
+    small = {"experiment.task.train": 32, "experiment.task.dev": 16, "experiment.train.steps": 20,
+             "experiment.router_train.steps": 60, "experiment.train.eval_every": 10, "experiment.train.checkpoint_every": 0,
+             "experiment.task.max_new_tokens": 32, "threads": args.threads}
+    cases = [("backbone alone", "xsum_one_shot", {"experiment.method": "zero_shot"}),
+             ("SPA, no router", "xsum_spa_norouter", {}), ("SPA + router", "xsum_spa", {})]
+    lines = ["", "## Decoding: cost per batch step (same zero-shot prompts, prefill excluded)", "",
+             "| batch | backbone alone ms | SPA no router ms | SPA + router ms | router overhead vs backbone | SPA+router total overhead |",
+             "| ---: | ---: | ---: | ---: | ---: | ---: |"]
+    rows = []
+    for batch, test in ((1, 8), (8, 16)):
+        t = {}
+        for label, cfg, extra in cases:
+            r = tandem.run(ROOT / "configs" / "spa" / f"{cfg}.yaml", results_dir="/tmp/tandem_bench_spa", echo_log=False, plot=False,
+                           **small, **{"experiment.task.test": test, "experiment.generate_batch": batch}, **extra)
+            t[label] = r.metrics["generation"]["decode_ms_per_batch_step"]
+            rows.append({"batch": batch, "case": label, "decode_ms_per_batch_step": t[label]})
+        b, a, m = t["backbone alone"], t["SPA, no router"], t["SPA + router"]
+        lines.append(f"| {batch} | {b:.1f} | {a:.1f} | {m:.1f} | {100 * (m - a) / b:+.1f}% | {100 * (m - b) / b:+.1f}% |")
+        print(lines[-1], flush=True)
+    import pandas as pd
+    pd.DataFrame(rows).to_csv(ROOT / args.out / "spa_decode.csv", index=False, float_format="%.2f")
+    return lines + ["", "Router overhead = (SPA + router - SPA no router) / backbone alone: the cost of the router's "
+                    "features (both distributions) and its MLP. Total = everything the device side adds."]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="smollm2-135m")
@@ -116,6 +144,7 @@ def main() -> None:
         a = df[(df.precision == prec) & (df.engine == "tandem (C++)")].ms_per_step.item()
         b = df[(df.precision == prec) & (df.engine == "plain PyTorch")].ms_per_step.item()
         md.append(f"| {prec} | {a:.1f} | {b:.1f} | {b / a:.2f}x |")
+    md += decode_section(args)
     (out / "spa_step.md").write_text("\n".join(md) + "\n")
     print("\n".join(md))
 

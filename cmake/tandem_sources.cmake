@@ -23,6 +23,13 @@ set(TANDEM_CORE_SOURCES
   csrc/tandem/peft/lst/ladder_side.cpp
   csrc/tandem/routing/router.cpp
   csrc/tandem/experiments/spa.cpp
+  csrc/tandem/models/model_pool.cpp
+  csrc/tandem/moe/mc_data.cpp
+  csrc/tandem/moe/answering.cpp
+  csrc/tandem/moe/skills.cpp
+  csrc/tandem/moe/profiles.cpp
+  csrc/tandem/moe/executor.cpp
+  csrc/tandem/experiments/symbolic_moe.cpp
   csrc/tandem/models/gguf.cpp
   csrc/tandem/models/gguf_quants.cpp
   csrc/tandem/models/llama_model.cpp

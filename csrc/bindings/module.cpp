@@ -21,6 +21,8 @@
 #include "tandem/data/generation_tasks.h"
 #include "tandem/routing/router.h"
 #include "tandem/peft/adapter_bench.h"
+#include "tandem/models/model_pool.h"
+#include "tandem/moe/profiles.h"
 
 namespace py = pybind11;
 using namespace tandem;
@@ -334,4 +336,47 @@ PYBIND11_MODULE(_C, m) {
         py::arg("bf16_autocast") = false, py::call_guard<py::gil_scoped_release>(),
         "Seconds per adapter training step (forward, vocabulary projection, CE, backward, AdamW).");
   m.def("final_norm", [](CausalLM& model, const at::Tensor& h) { return model.final_norm(h); }, py::arg("model"), py::arg("hidden"));
+
+  // ---- Symbolic-MoE ----
+  py::class_<ModelPool>(m, "ModelPool")
+      .def(py::init([](int64_t budget, const std::string& device, const std::string& dtype) {
+             return std::make_unique<ModelPool>(budget, parse_device(device), parse_dtype(dtype));
+           }),
+           py::arg("budget_bytes"), py::arg("device") = "cpu", py::arg("dtype") = "float32")
+      .def("acquire", [](ModelPool& p, const std::string& path) { return p.acquire(path)->model; }, py::arg("path"),
+           py::call_guard<py::gil_scoped_release>(), "The model (loaded now if absent, evicting idle ones to fit).")
+      .def("unload", &ModelPool::unload, py::arg("path"))
+      .def_property_readonly("resident_bytes", &ModelPool::resident_bytes)
+      .def_property_readonly("peak_resident_bytes", &ModelPool::peak_resident_bytes)
+      .def_property_readonly("loads", &ModelPool::loads)
+      .def_property_readonly("max_resident_models", &ModelPool::max_resident_models);
+  m.def("estimate_model_bytes", [](const std::string& path, const std::string& dtype) { return estimate_model_bytes(path, parse_dtype(dtype)); },
+        py::arg("path"), py::arg("dtype") = "float32");
+  m.def(
+      "moe_profiles",
+      [](const std::vector<std::string>& experts, size_t vocab, const std::vector<std::vector<int64_t>>& skills,
+         const std::vector<std::vector<bool>>& correct, double smoothing) {
+        std::vector<moe::SkillTags> tags;
+        for (const auto& s : skills) tags.push_back({s, std::vector<double>(s.size(), 1.0), ""});
+        std::vector<std::pair<std::vector<double>, double>> out;
+        for (const auto& p : moe::build_profiles(experts, vocab, tags, correct, smoothing)) out.emplace_back(p.skill, p.strength);
+        return out;
+      },
+      py::arg("experts"), py::arg("vocab_size"), py::arg("skills"), py::arg("correct"), py::arg("smoothing") = 1.0,
+      "(per-skill scores, strength) per expert from validation correctness.");
+  m.def(
+      "moe_recruit",
+      [](const std::vector<std::pair<std::vector<double>, double>>& profiles, const std::vector<int64_t>& skills, int64_t k,
+         const std::string& mode, double temperature, uint64_t seed, const std::string& key) {
+        std::vector<moe::ModelProfile> ps;
+        for (const auto& [s, st] : profiles) ps.push_back({"", s, st});
+        moe::RecruitOptions o;
+        o.k = k;
+        o.mode = mode;
+        o.temperature = temperature;
+        o.seed = seed;
+        return moe::recruit(moe::expert_scores(ps, {skills, std::vector<double>(skills.size(), 1.0), ""}), o, key);
+      },
+      py::arg("profiles"), py::arg("skills"), py::arg("k") = 2, py::arg("mode") = "topk", py::arg("temperature") = 1.0,
+      py::arg("seed") = 0, py::arg("key") = "", "Recruited expert indices for an instance with `skills`.");
 }

@@ -468,6 +468,8 @@ class SpaExperiment : public Experiment {
     torch::NoGradGuard ng;
     std::vector<std::string> preds(test.size());
     int64_t steps = 0, adapter_steps = 0, new_tokens = 0;
+    decode_seconds_ = 0;
+    decode_calls_ = 0;
     Progress bar("generate " + label(), static_cast<int64_t>(test.size()), "ex");
     const double t0 = now_s();
     for (size_t s = 0; s < test.size(); s += gen_batch_) {
@@ -491,7 +493,8 @@ class SpaExperiment : public Experiment {
     const bool additive = trainable_ && method_ == "spa";
     const int64_t layer_bytes = trainable_ ? static_cast<int64_t>(adapter_->layers_read().size()) * cf.hidden_size * elem : 0;
     m["generation"] = {{"tokens", new_tokens}, {"seconds", secs}, {"tokens_per_second", new_tokens / std::max(secs, 1e-9)},
-                       {"decode_steps", steps}};
+                       {"decode_steps", steps}, {"decode_seconds", decode_seconds_}, {"decode_batch_steps", decode_calls_},
+                       {"decode_ms_per_batch_step", decode_calls_ ? 1000 * decode_seconds_ / decode_calls_ : 0.0}};
     m["adapter_use_fraction"] = steps ? static_cast<double>(adapter_steps) / steps : 0.0;
     m["cloud_to_device_bytes_per_token"] = layer_bytes + (additive ? cf.vocab_size * 4 : 0);
     m["cloud_to_device_note"] = trainable_ ? "hidden states of the layers the adapter reads (runtime dtype)" +
@@ -522,6 +525,8 @@ class SpaExperiment : public Experiment {
     const bool need_backbone = !use_adapter || (router_ && router_type_ != "always");
     torch::Tensor cur_ids = ids, cur_mask = mask, full_mask = mask;
     for (int64_t step = 0; step < task_->max_new_tokens(); ++step) {
+      // Steps after the first (the prefill) are timed: the per-token cost of each method.
+      const double t_step = now_s();
       auto o = model_->forward(cur_ids.to(dev), full_mask.to(dev), {}, &cache, use_adapter, use_adapter ? -1 : 1);
       torch::Tensor next_logits, chose;
       if (!use_adapter) {
@@ -549,6 +554,10 @@ class SpaExperiment : public Experiment {
         }
       }
       auto next = next_logits.argmax(-1).to(torch::kCPU);
+      if (step > 0) {
+        decode_seconds_ += now_s() - t_step;
+        ++decode_calls_;
+      }
       bool all_done = true;
       for (int64_t j = 0; j < B; ++j) {
         if (done[j]) continue;
@@ -574,6 +583,8 @@ class SpaExperiment : public Experiment {
   std::string model_path_, method_, template_name_, router_type_, cache_dir_;
   int64_t max_prompt_tokens_, gen_batch_, train_batch_ = 8, dev_eval_examples_ = 16, cache_budget_ = 0;
   bool trainable_ = false;
+  double decode_seconds_ = 0;
+  int64_t decode_calls_ = 0;
   std::unique_ptr<GenerationTask> task_;
   std::shared_ptr<CausalLM> model_;
   std::shared_ptr<DeviceAdapter> adapter_;

@@ -1,0 +1,326 @@
+// Symbolic-MoE experiment: skill-based recruiting of expert LMs per instance, an aggregator chosen
+// on validation, and batched-by-expert execution measured against naive per-instance loading.
+//
+//   1. skills: tag validation and test questions with vocabulary skills (skills: {type: ...});
+//   2. profiles: every expert answers the validation pool; per-skill +1/-1, smoothed; strength;
+//   3. recruit: per test instance, score experts on its skills and take k (top-k or sampled);
+//   4. aggregator: the candidate whose synthesis of recruited answers is best on validation;
+//   5. execution: the recruited jobs run batched-by-expert (and, for comparison, naively on the
+//      first `compare_instances` test instances): loads, wall time, peak memory, same answers;
+//   6. baselines: best single expert, majority vote of all experts, a task-level router.
+// Per-instance answers of every expert and of the aggregator go to per_instance.jsonl (ids,
+// skills and letters only: no question text, as GPQA's authors ask).
+#include <algorithm>
+#include <chrono>
+#include <map>
+#include <numeric>
+#include <set>
+
+#include "tandem/experiments/experiment.h"
+#include "tandem/models/model_paths.h"
+#include "tandem/models/model_pool.h"
+#include "tandem/moe/executor.h"
+#include "tandem/moe/profiles.h"
+
+namespace tandem {
+namespace {
+
+using namespace moe;
+
+double now_s() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
+
+class SymbolicMoe : public Experiment {
+ public:
+  SymbolicMoe(const Config& root, const RuntimeOptions& rt) : rt_(rt), cfg_(root.at("experiment")) {
+    const Config& c = cfg_;
+    const Config d = c.at("data");
+    for (const Config& item : d.items("datasets")) datasets_.push_back(item.node().as<std::string>());
+    d.mark_used("datasets");
+    if (datasets_.empty()) d.fail("datasets", "a non-empty list such as [mmlu_pro, gpqa, medmcqa]");
+    dir_ = d.get<std::string>("dir", "symbolic_moe");
+    n_val_ = static_cast<size_t>(d.get_positive_int("validation_per_dataset", 40));
+    n_test_ = static_cast<size_t>(d.get_positive_int("test_per_dataset", 60));
+    skip_bad_ = d.get<bool>("skip_bad_lines", false);
+    for (const Config& e : c.items("experts")) {
+      ExpertSpec s{e.get<std::string>("name"), resolve_model_path(e.get<std::string>("model")), e.get<std::string>("system", "")};
+      for (const auto& o : experts_)
+        if (o.name == s.name) e.fail("name", "a unique expert name ('" + s.name + "' repeats)");
+      experts_.push_back(s);
+    }
+    if (experts_.size() < 2) c.fail("experts", "at least two experts");
+    for (const Config& a : c.items("aggregators")) {
+      const std::string n = a.node().as<std::string>();
+      auto it = std::find_if(experts_.begin(), experts_.end(), [&](const ExpertSpec& e) { return e.name == n; });
+      if (it == experts_.end()) c.fail("aggregators", "names of experts (unknown '" + n + "')");
+      aggregators_.push_back(static_cast<int64_t>(it - experts_.begin()));
+    }
+    c.mark_used("aggregators");
+    if (aggregators_.empty()) c.fail("aggregators", "at least one expert name");
+    skills_cfg_ = std::make_unique<Config>(c.at("skills"));
+    const Config r = c.at_or_empty("recruit");
+    ro_.k = r.get_positive_int("k", 2);
+    ro_.mode = r.get_choice("mode", {"topk", "sample"}, "topk");
+    ro_.temperature = r.get_positive("temperature", 1.0);
+    ro_.seed = rt_.seed;
+    smoothing_ = c.at_or_empty("profile").get_in_range("smoothing", 0.0, 1e6, 1.0);
+    exec_cfg_ = std::make_unique<Config>(c.at_or_empty("executor"));
+    batch_ = exec_cfg_->get_positive_int("batch_size", 8);
+    compare_ = static_cast<size_t>(c.get_nonnegative_int("compare_instances", 200));
+    compare_dataset_ = c.get<std::string>("compare_dataset", "");
+    budget_ = static_cast<int64_t>(c.at_or_empty("models").get_in_range("memory_budget_gb", 0.0, 1e6, 0.0) * (1LL << 30));
+    // Build the skill extractor now so its config keys are checked before any work.
+    skills_ = create_from_config<SkillExtractor>(*skills_cfg_, static_cast<const RuntimeOptions&>(rt_));
+  }
+
+  ExperimentResult run(RunContext& ctx) override {
+    ExperimentResult res;
+    nlohmann::json& m = res.metrics;
+    std::vector<McInstance> val, test;
+    for (const auto& ds : datasets_) {
+      auto v = read_mc_instances(resolve_data_path(dir_ + "/" + ds + "_train.jsonl"), ds, n_val_, skip_bad_);
+      auto t = read_mc_instances(resolve_data_path(dir_ + "/" + ds + "_test.jsonl"), ds, n_test_, skip_bad_);
+      val.insert(val.end(), v.begin(), v.end());
+      test.insert(test.end(), t.begin(), t.end());
+    }
+    ctx.info("symbolic-moe: " + std::to_string(val.size()) + " validation and " + std::to_string(test.size()) +
+             " test instances, " + std::to_string(experts_.size()) + " experts");
+    const double t0 = now_s();
+    auto texts = [](const std::vector<McInstance>& xs) {
+      std::vector<std::string> t;
+      for (const auto& x : xs) t.push_back(x.question);
+      return t;
+    };
+    const auto val_tags = skills_->tag(texts(val));
+    const auto test_tags = skills_->tag(texts(test));
+    m["skills_seconds"] = now_s() - t0;
+
+    ModelPool pool(budget_, rt_.device, rt_.dtype);
+    auto batched = create_from_config<Executor>(Config::load_string("type: batched_by_expert\nbatch_size: " + std::to_string(batch_) + "\n", "<executor>"));
+
+    // Every expert on every validation and test instance: profiles and baselines need them.
+    auto all_jobs = [&](const std::vector<McInstance>& xs) {
+      std::vector<Job> jobs;
+      for (size_t e = 0; e < experts_.size(); ++e)
+        for (size_t i = 0; i < xs.size(); ++i) jobs.push_back({i, static_cast<int64_t>(e), question_prompt(xs[i]), xs[i].n_options});
+      return jobs;
+    };
+    const auto vj = all_jobs(val), tj = all_jobs(test);
+    const auto va = batched->run(vj, experts_, pool);
+    const auto ta = batched->run(tj, experts_, pool);
+    const size_t E = experts_.size();
+    auto choice_of = [&](const std::vector<Answer>& a, size_t n, size_t e, size_t i) { return a[e * n + i].choice; };
+    std::vector<std::vector<bool>> val_correct(E, std::vector<bool>(val.size()));
+    for (size_t e = 0; e < E; ++e)
+      for (size_t i = 0; i < val.size(); ++i) val_correct[e][i] = choice_of(va, val.size(), e, i) == val[i].gold;
+
+    std::vector<std::string> names;
+    for (const auto& e : experts_) names.push_back(e.name);
+    const auto profiles = build_profiles(names, skills_->vocabulary().size(), val_tags, val_correct, smoothing_);
+    ctx.write_artifact("profiles.json", profiles_to_json(profiles, skills_->vocabulary()).dump(2) + "\n");
+
+    // Recruiting on validation (to choose the aggregator) and on test.
+    auto recruit_all = [&](const std::vector<McInstance>& xs, const std::vector<SkillTags>& tags) {
+      std::vector<std::vector<int64_t>> r;
+      for (size_t i = 0; i < xs.size(); ++i) r.push_back(recruit(expert_scores(profiles, tags[i]), ro_, xs[i].id));
+      return r;
+    };
+    const auto val_rec = recruit_all(val, val_tags), test_rec = recruit_all(test, test_tags);
+
+    // Aggregator selection: each candidate synthesises the recruited validation answers.
+    auto agg_jobs = [&](const std::vector<McInstance>& xs, const std::vector<std::vector<int64_t>>& rec,
+                        const std::vector<Answer>& answers, int64_t agg) {
+      std::vector<Job> jobs;
+      for (size_t i = 0; i < xs.size(); ++i) {
+        std::vector<std::pair<std::string, int64_t>> props;
+        for (int64_t e : rec[i]) props.emplace_back(experts_[e].name, answers[e * xs.size() + i].choice);
+        jobs.push_back({i, agg, aggregation_prompt(xs[i], props), xs[i].n_options});
+      }
+      return jobs;
+    };
+    int64_t best_agg = aggregators_[0];
+    double best_acc = -1;
+    nlohmann::json agg_val = nlohmann::json::object();
+    for (int64_t a : aggregators_) {
+      const auto ans = batched->run(agg_jobs(val, val_rec, va, a), experts_, pool);
+      double acc = 0;
+      for (size_t i = 0; i < val.size(); ++i) acc += ans[i].choice == val[i].gold;
+      acc /= std::max<size_t>(1, val.size());
+      agg_val[experts_[a].name] = acc;
+      if (acc > best_acc) {
+        best_acc = acc;
+        best_agg = a;
+      }
+    }
+    m["aggregator"] = {{"chosen", experts_[best_agg].name}, {"validation_accuracy", agg_val}};
+    const auto final_ans = batched->run(agg_jobs(test, test_rec, ta, best_agg), experts_, pool);
+
+    // Batched vs naive on the same recruited jobs: `compare_instances` test instances of
+    // `compare_dataset` (its own test file, read further than the accuracy table's share).
+    std::vector<McInstance> ci = test;
+    std::vector<SkillTags> ct = test_tags;
+    if (!compare_dataset_.empty()) {
+      ci = read_mc_instances(resolve_data_path(dir_ + "/" + compare_dataset_ + "_test.jsonl"), compare_dataset_, compare_, skip_bad_);
+      ct = skills_->tag(texts(ci));
+    }
+    const size_t nc = std::min(compare_, ci.size());
+    std::vector<Job> rj;
+    for (size_t i = 0; i < nc; ++i)
+      for (int64_t e : recruit(expert_scores(profiles, ct[i]), ro_, ci[i].id)) rj.push_back({i, e, question_prompt(ci[i]), ci[i].n_options});
+    nlohmann::json cmp = nlohmann::json::object();
+    std::vector<std::vector<Answer>> cmp_ans;
+    Table et({"executor", "instances", "jobs", "model loads", "wall seconds", "load seconds", "peak tensor MB", "max models resident"});
+    for (const std::string type : {"batched_by_expert", "naive"}) {
+      ModelPool p(budget_, rt_.device, rt_.dtype);
+      auto ex = create_from_config<Executor>(Config::load_string("type: " + type + "\nbatch_size: " + std::to_string(batch_) + "\n", "<executor>"));
+      const double s = now_s();
+      cmp_ans.push_back(ex->run(rj, experts_, p));
+      const double w = now_s() - s;
+      cmp[type] = {{"instances", nc}, {"jobs", rj.size()}, {"loads", p.loads()}, {"seconds", w}, {"load_seconds", p.load_seconds()},
+                   {"peak_tensor_bytes", p.peak_resident_bytes()}, {"max_resident_models", p.max_resident_models()}};
+      et.add_row({type, static_cast<int64_t>(nc), static_cast<int64_t>(rj.size()), p.loads(), w, p.load_seconds(),
+                  p.peak_resident_bytes() / 1048576.0, p.max_resident_models()});
+    }
+    size_t same = 0;
+    for (size_t j = 0; j < rj.size(); ++j) same += cmp_ans[0][j].choice == cmp_ans[1][j].choice;
+    cmp["identical_answers"] = same == rj.size();
+    cmp["dataset"] = compare_dataset_.empty() ? std::string("test mix") : compare_dataset_;
+    cmp["identical_answer_count"] = same;
+    cmp["wall_ratio_naive_over_batched"] = cmp["naive"]["seconds"].get<double>() / std::max(1e-9, cmp["batched_by_expert"]["seconds"].get<double>());
+    m["execution"] = cmp;
+    ctx.write_table("execution", et);
+
+    // Accuracy per method and dataset.
+    std::vector<std::string> methods;
+    std::map<std::string, std::vector<int64_t>> pred;  // method -> choice per test instance
+    size_t best_single = 0;
+    std::vector<double> val_acc(E, 0);
+    for (size_t e = 0; e < E; ++e) {
+      for (size_t i = 0; i < val.size(); ++i) val_acc[e] += val_correct[e][i];
+      if (val_acc[e] > val_acc[best_single]) best_single = e;
+      std::vector<int64_t> p;
+      for (size_t i = 0; i < test.size(); ++i) p.push_back(choice_of(ta, test.size(), e, i));
+      pred["expert: " + experts_[e].name] = p;
+      methods.push_back("expert: " + experts_[e].name);
+    }
+    {
+      std::vector<int64_t> p;
+      for (size_t i = 0; i < test.size(); ++i) p.push_back(choice_of(ta, test.size(), best_single, i));
+      pred["best single expert"] = p;
+      methods.push_back("best single expert");
+    }
+    {  // majority vote of all experts; ties go to the best single expert's pick
+      std::vector<int64_t> p;
+      for (size_t i = 0; i < test.size(); ++i) {
+        std::map<int64_t, int> votes;
+        for (size_t e = 0; e < E; ++e) ++votes[choice_of(ta, test.size(), e, i)];
+        int64_t best = choice_of(ta, test.size(), best_single, i);
+        for (const auto& [c, v] : votes)
+          if (v > votes[best]) best = c;
+        p.push_back(best);
+      }
+      pred["majority vote"] = p;
+      methods.push_back("majority vote");
+    }
+    {  // task-level router: the best expert per dataset on validation
+      std::map<std::string, size_t> route;
+      for (const auto& ds : datasets_) {
+        std::vector<double> acc(E, 0);
+        for (size_t e = 0; e < E; ++e)
+          for (size_t i = 0; i < val.size(); ++i)
+            if (val[i].dataset == ds) acc[e] += val_correct[e][i];
+        route[ds] = static_cast<size_t>(std::max_element(acc.begin(), acc.end()) - acc.begin());
+      }
+      std::vector<int64_t> p;
+      for (size_t i = 0; i < test.size(); ++i) p.push_back(choice_of(ta, test.size(), route[test[i].dataset], i));
+      pred["task-level router"] = p;
+      methods.push_back("task-level router");
+    }
+    {
+      std::vector<int64_t> p;
+      for (size_t i = 0; i < test.size(); ++i) p.push_back(final_ans[i].choice);
+      pred["Symbolic-MoE"] = p;
+      methods.push_back("Symbolic-MoE");
+    }
+    std::vector<std::string> cols = {"method"};
+    for (const auto& ds : datasets_) cols.push_back(ds);
+    cols.push_back("all");
+    Table t(cols);
+    for (const auto& meth : methods) {
+      std::vector<Cell> row{meth};
+      double all = 0;
+      for (const auto& ds : datasets_) {
+        double right = 0, n = 0;
+        for (size_t i = 0; i < test.size(); ++i)
+          if (test[i].dataset == ds) {
+            n += 1;
+            right += pred[meth][i] == test[i].gold;
+          }
+        row.push_back(n ? right / n : 0.0);
+        m["accuracy"][meth][ds] = n ? right / n : 0.0;
+      }
+      for (size_t i = 0; i < test.size(); ++i) all += pred[meth][i] == test[i].gold;
+      row.push_back(all / std::max<size_t>(1, test.size()));
+      m["accuracy"][meth]["all"] = all / std::max<size_t>(1, test.size());
+      t.add_row(row);
+    }
+    {  // chance: the mean of 1 / options
+      std::vector<Cell> row{std::string("chance")};
+      double all = 0;
+      for (const auto& ds : datasets_) {
+        double c = 0, n = 0;
+        for (const auto& x : test)
+          if (x.dataset == ds) {
+            c += 1.0 / x.n_options;
+            n += 1;
+          }
+        row.push_back(n ? c / n : 0.0);
+      }
+      for (const auto& x : test) all += 1.0 / x.n_options;
+      row.push_back(all / std::max<size_t>(1, test.size()));
+      t.add_row(row);
+    }
+    res.table = t;
+
+    std::string jsonl;
+    for (size_t i = 0; i < test.size(); ++i) {
+      nlohmann::json r{{"id", test[i].id}, {"dataset", test[i].dataset}, {"gold", std::string(1, static_cast<char>('A' + test[i].gold))}};
+      for (int64_t s : test_tags[i].skills) r["skills"].push_back(skills_->vocabulary()[s]);
+      if (!test_tags[i].keywords.empty()) r["keywords"] = test_tags[i].keywords;
+      for (int64_t e : test_rec[i]) r["recruited"].push_back(experts_[e].name);
+      for (size_t e = 0; e < E; ++e) r["expert_answers"][experts_[e].name] = std::string(1, static_cast<char>('A' + choice_of(ta, test.size(), e, i)));
+      r["aggregator"] = experts_[best_agg].name;
+      r["final"] = std::string(1, static_cast<char>('A' + final_ans[i].choice));
+      jsonl += r.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+    }
+    ctx.write_artifact("per_instance.jsonl", jsonl);
+    std::map<std::string, int64_t> rec_count;
+    for (const auto& r : test_rec)
+      for (int64_t e : r) ++rec_count[experts_[e].name];
+    m["recruited_counts"] = rec_count;
+    m["best_single_expert"] = experts_[best_single].name;
+    m["test_instances"] = test.size();
+    m["validation_instances"] = val.size();
+    m["pool_peak_tensor_bytes"] = pool.peak_resident_bytes();
+    return res;
+  }
+
+ private:
+  RuntimeOptions rt_;
+  Config cfg_;
+  std::vector<std::string> datasets_;
+  std::string dir_, compare_dataset_;
+  size_t n_val_ = 40, n_test_ = 60, compare_ = 200;
+  bool skip_bad_ = false;
+  std::vector<ExpertSpec> experts_;
+  std::vector<int64_t> aggregators_;
+  std::unique_ptr<Config> skills_cfg_, exec_cfg_;
+  std::unique_ptr<SkillExtractor> skills_;
+  RecruitOptions ro_;
+  double smoothing_ = 1.0;
+  int64_t batch_ = 8, budget_ = 0;
+};
+
+TANDEM_REGISTER(Experiment, "symbolic_moe", SymbolicMoe, const Config&, const RuntimeOptions&);
+
+}  // namespace
+}  // namespace tandem

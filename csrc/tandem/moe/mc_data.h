@@ -1,0 +1,24 @@
+// Multiple-choice reasoning instances for Symbolic-MoE: the splits shipped with the paper
+// (../shared/data/symbolic_moe/<set>_{train,test}.jsonl: MMLU-Pro, GPQA, MedMCQA). "train" is the
+// validation pool profiles are built on; "test" is evaluated once.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace tandem::moe {
+
+struct McInstance {
+  std::string id, dataset, question;  ///< question text with its options embedded
+  int64_t n_options = 0;
+  int64_t gold = -1;                  ///< option index of the gold letter
+  std::string category;               ///< MMLU-Pro subject (empty elsewhere)
+};
+
+/// Reads `path` (fields id, question, gold_answer letter, options or "(A) .. (B) .." in the
+/// question). Bad lines name file:line, or are skipped and counted with `skip_bad_lines`.
+std::vector<McInstance> read_mc_instances(const std::string& path, const std::string& dataset, size_t limit,
+                                          bool skip_bad_lines);
+
+}  // namespace tandem::moe

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch  # noqa: F401  (loads libtorch before the extension that links it)
 
 from . import _C
-from . import models, text
+from . import eval, models, text
 from ._paths import data_root, repo_root
 from .config import ConfigError, load_config
 from .registry import registry
@@ -24,6 +24,7 @@ __all__ = [
     "Result",
     "SafetensorsError",
     "data_root",
+    "eval",
     "load_config",
     "load_safetensors",
     "models",

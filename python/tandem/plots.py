@@ -81,3 +81,47 @@ def _plot_choice_accuracy(result) -> list[Path]:
     _atomic_savefig(fig, path)
     plt.close(fig)
     return [path]
+
+
+@plotter("spa")
+def _plot_spa_training(result) -> list[Path]:
+    """Adapter training: train loss, dev loss, and the frozen backbone's dev loss for reference."""
+    import matplotlib.pyplot as plt
+
+    path = result.run_dir / "train_curve.csv"
+    if not path.exists():  # frozen methods train nothing
+        return []
+    import pandas as pd
+
+    curve = pd.read_csv(path)
+    fig, ax = plt.subplots(figsize=(5.5, 3.5))
+    ax.plot(curve["step"], curve["loss"], "-", color="tab:blue", label="train loss")
+    if "eval_dev_loss" in curve:
+        ev = curve.dropna(subset=["eval_dev_loss"])
+        ax.plot(ev["step"], ev["eval_dev_loss"], "o-", color="tab:orange", label="dev loss (adapter)")
+        ax.axhline(ev["eval_dev_loss_backbone"].iloc[-1], ls="--", color="tab:gray", label="dev loss (frozen backbone)")
+    ax.set_xlabel("step")
+    ax.set_ylabel("cross-entropy")
+    m = result.metrics
+    ax.set_title(f"{m.get('label', '')} on {m.get('task', '')}")
+    ax.legend(fontsize=8)
+    out = result.run_dir / "train_curve.png"
+    _atomic_savefig(fig, out)
+    plt.close(fig)
+    return [out]
+
+
+@plotter("symbolic_moe")
+def _plot_moe_accuracy(result) -> list[Path]:
+    import matplotlib.pyplot as plt
+
+    t = result.table.set_index("method")
+    fig, ax = plt.subplots(figsize=(6.5, 4.0))
+    t.plot.barh(ax=ax)
+    ax.set_xlabel("accuracy")
+    ax.invert_yaxis()
+    ax.legend(fontsize=7)
+    out = result.run_dir / "accuracy.png"
+    _atomic_savefig(fig, out)
+    plt.close(fig)
+    return [out]

@@ -78,7 +78,14 @@ def test_experiment_batched_equals_naive_with_one_load_per_model(two_ckpts, tmp_
     a, b = map(str, two_ckpts)
     cfg = yaml.safe_load((REPO / "configs" / "moe" / "symbolic_moe.yaml").read_text())
     e = cfg["experiment"]
-    e["experts"] = [{"name": "a", "model": a}, {"name": "b", "model": b}, {"name": "a-med", "model": a, "system": "You are a doctor."}]
+    # A tandem-made expert: a's weights plus an SPA plugin trained (briefly) by an SPA run.
+    spa = tandem.run(REPO / "configs" / "spa" / "sciq_spa_norouter.yaml", results_dir=tmp_path / "spa", echo_log=False, plot=False,
+                     **{"experiment.model": a, "device": "cpu", "experiment.task.train": 8, "experiment.task.dev": 4,
+                        "experiment.task.test": 2, "experiment.train.steps": 4, "experiment.train.eval_every": 2,
+                        "experiment.train.log_every": 2, "experiment.train.checkpoint_every": 0,
+                        "experiment.task.max_new_tokens": 2, "experiment.state_cache.dir": str(tmp_path / "cache")})
+    e["experts"] = [{"name": "a", "model": a}, {"name": "b", "model": b}, {"name": "a-med", "model": a, "system": "You are a doctor."},
+                    {"name": "a-plugin", "model": a, "adapter_run": str(spa.run_dir)}]
     e["aggregators"] = ["a", "b"]
     e["data"].update(validation_per_dataset=3, test_per_dataset=3)
     e["compare_instances"] = 10
@@ -88,7 +95,9 @@ def test_experiment_batched_equals_naive_with_one_load_per_model(two_ckpts, tmp_
     assert ex["identical_answers"] is True and ex["batched_by_expert"]["jobs"] == 20
     assert ex["batched_by_expert"]["loads"] == 2  # one per model: the persona shares a's weights
     assert ex["naive"]["loads"] == 20             # one per (instance, recruited expert)
+    prof = json.loads((Path(res.run_dir) / "profiles.json").read_text())
+    assert set(prof) == {"a", "b", "a-med", "a-plugin"}
     assert set(res.metrics["accuracy"]) >= {"Symbolic-MoE", "best single expert", "majority vote", "task-level router"}
     rows = [json.loads(line) for line in open(Path(res.run_dir) / "per_instance.jsonl")]
-    assert len(rows) == 9 and all(len(r["recruited"]) == 2 and set(r["expert_answers"]) == {"a", "b", "a-med"} for r in rows)
+    assert len(rows) == 9 and all(len(r["recruited"]) == 2 and set(r["expert_answers"]) == {"a", "b", "a-med", "a-plugin"} for r in rows)
     assert all("question" not in r for r in rows)  # ids and letters only (GPQA's terms)

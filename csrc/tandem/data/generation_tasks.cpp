@@ -1,6 +1,7 @@
 #include "tandem/data/generation_tasks.h"
 
 #include <algorithm>
+#include <cctype>
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -336,6 +337,80 @@ class CoQA : public GenerationTask {
   int64_t history_turns_;
 };
 
+// MMLU-Pro as letter answering, for training domain experts (Symbolic-MoE's tandem-made
+// experts). The prompt is the Symbolic-MoE question format ("<question> The options are: (A) ..
+// (B) .." + the answer instruction) and the target "Answer: <letter>", so an adapter trained here
+// answers exactly the prompts the MoE experts see. `categories` picks the domain; questions also
+// in `exclude_paths` (the Symbolic-MoE validation/test files) are left out by their stem text.
+class MmluProLetters : public GenerationTask {
+ public:
+  explicit MmluProLetters(const Config& c)
+      : GenerationTask(c, 4, 400), path_(resolve_data_path(c.get<std::string>("path", "mmlu_pro/test.jsonl"))) {
+    for (const Config& i : c.items("categories")) categories_.insert(i.node().as<std::string>());
+    c.mark_used("categories");
+    for (const Config& i : c.items("exclude_paths")) exclude_paths_.push_back(resolve_data_path(i.node().as<std::string>()));
+    c.mark_used("exclude_paths");
+  }
+  std::vector<GenExample> load(Split split) const override {
+    std::set<std::string> excluded;
+    for (const auto& p : exclude_paths_)
+      read_jsonl(p, [&](const nlohmann::json& r, size_t) {
+        if (r.contains("stem") && r["stem"].is_string()) excluded.insert(key(r["stem"].get<std::string>()));
+        else if (r.contains("question") && r["question"].is_string()) excluded.insert(key(r["question"].get<std::string>()));
+      });
+    std::vector<GenExample> all;
+    JsonlOptions o;
+    o.skip_bad_lines = skip_bad_lines_;
+    read_jsonl(path_, [&](const nlohmann::json& r, size_t) {
+      const std::string cat = str_field(r, "category");
+      if (!categories_.empty() && !categories_.count(cat)) return;
+      const std::string q = str_field(r, "question");
+      if (excluded.count(key(q))) return;
+      GenExample ex;
+      ex.id = id_field(r, "question_id");
+      ex.question = q + " The options are:";
+      const auto& opts = r.at("options");
+      for (size_t i = 0; i < opts.size(); ++i) {
+        ex.options.push_back(opts[i].get<std::string>());
+        ex.question += std::string(" (") + static_cast<char>('A' + i) + ") " + ex.options.back();
+      }
+      ex.question += ".";
+      ex.answer_index = r.at("answer_index").get<int64_t>();
+      ex.target = std::string("Answer: ") + static_cast<char>('A' + ex.answer_index);
+      ex.references = {ex.target};
+      all.push_back(std::move(ex));
+    }, o);
+    const std::vector<uint64_t> which = split == Split::kTest ? std::vector<uint64_t>{0}
+                                        : split == Split::kDev ? std::vector<uint64_t>{1}
+                                                               : std::vector<uint64_t>{2, 3, 4, 5, 6, 7, 8, 9};
+    return hash_split(std::move(all), 10, which, count(split));
+  }
+  std::string instruction() const override { return "Answer with the letter of the correct option."; }
+  // Same text as moe::question_prompt for a Symbolic-MoE instance.
+  std::string user_text(const GenExample& ex) const override { return ex.question + "\n" + instruction(); }
+  std::map<std::string, double> score(const GenExample& ex, const std::string& prediction) const override {
+    const auto p = prediction.find_first_of("ABCDEFGHIJ", prediction.find(':') == std::string::npos ? 0 : prediction.find(':'));
+    const bool right = p != std::string::npos && prediction[p] - 'A' == ex.answer_index;
+    return {{"accuracy", right ? 100.0 : 0.0}};
+  }
+  std::string primary_metric() const override { return "accuracy"; }
+  std::string display_name() const override { return "MMLU-Pro letters"; }
+
+ private:
+  static std::string key(const std::string& q) {  // a question's identity: its first 160 letters/digits
+    std::string k;
+    for (char ch : q) {
+      if (std::isalnum(static_cast<unsigned char>(ch))) k += static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+      if (k.size() >= 160) break;
+    }
+    return k;
+  }
+  std::string path_;
+  std::set<std::string> categories_;
+  std::vector<std::string> exclude_paths_;
+};
+
+TANDEM_REGISTER(GenerationTask, "mmlu_pro_letters", MmluProLetters, const Config&);
 TANDEM_REGISTER(GenerationTask, "xsum", XSum, const Config&);
 TANDEM_REGISTER(GenerationTask, "cnn_dailymail", CnnDailyMail, const Config&);
 TANDEM_REGISTER(GenerationTask, "sciq", SciQTask, const Config&);

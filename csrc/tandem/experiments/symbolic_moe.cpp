@@ -12,6 +12,7 @@
 // skills and letters only: no question text, as GPQA's authors ask).
 #include <algorithm>
 #include <chrono>
+#include <filesystem>
 #include <map>
 #include <numeric>
 #include <set>
@@ -42,7 +43,10 @@ class SymbolicMoe : public Experiment {
     n_test_ = static_cast<size_t>(d.get_positive_int("test_per_dataset", 60));
     skip_bad_ = d.get<bool>("skip_bad_lines", false);
     for (const Config& e : c.items("experts")) {
-      ExpertSpec s{e.get<std::string>("name"), resolve_model_path(e.get<std::string>("model")), e.get<std::string>("system", "")};
+      ExpertSpec s{e.get<std::string>("name"), resolve_model_path(e.get<std::string>("model")), e.get<std::string>("system", ""),
+                   e.get<std::string>("adapter_run", "")};
+      if (!s.adapter_run.empty() && !std::filesystem::exists(s.adapter_run + "/adapter.safetensors"))
+        e.fail("adapter_run", "a finished SPA run directory holding adapter.safetensors (run its config first)");
       for (const auto& o : experts_)
         if (o.name == s.name) e.fail("name", "a unique expert name ('" + s.name + "' repeats)");
       experts_.push_back(s);

@@ -2,7 +2,37 @@
 
 #include <algorithm>
 
+#include "tandem/core/safetensors.h"
+
 namespace tandem::moe {
+
+namespace {
+torch::Device fin_device(const CausalLM& m) {
+  for (const auto& p : m.parameters()) return p.device();
+  return torch::Device(torch::kCPU);
+}
+}  // namespace
+
+std::shared_ptr<DeviceAdapter> load_trained_adapter(const std::string& run_dir, const CausalLM& model) {
+  const std::string cfg_path = run_dir + "/config.yaml", w_path = run_dir + "/adapter.safetensors";
+  const Config root = Config::load_file(cfg_path);
+  if (!root.has("experiment") || !root.at("experiment").has("adapter"))
+    throw std::runtime_error(cfg_path + ": not an SPA/LST run (no experiment.adapter)");
+  std::shared_ptr<DeviceAdapter> a(create_from_config<DeviceAdapter>(root.at("experiment").at("adapter"), model.config()));
+  const SafetensorsFile w = load_safetensors(w_path);
+  torch::NoGradGuard ng;
+  for (auto& [name, p] : a->trainable()) {
+    if (!w.contains(name)) throw std::runtime_error(w_path + ": no tensor '" + name + "' for this adapter");
+    const auto& t = w.at(name);
+    if (t.sizes() != p.sizes())
+      throw std::runtime_error(w_path + ": '" + name + "' has shape " + c10::str(t.sizes()) + ", the adapter expects " +
+                               c10::str(p.sizes()) + " (a different backbone?)");
+    p.copy_(t);
+  }
+  a->to(model.config().hidden_size > 0 ? fin_device(model) : torch::Device(torch::kCPU));
+  a->eval();
+  return a;
+}
 
 std::string question_prompt(const McInstance& inst) {
   return inst.question + "\nAnswer with the letter of the correct option.";
@@ -17,7 +47,7 @@ std::string aggregation_prompt(const McInstance& inst, const std::vector<std::pa
 
 std::vector<Answer> answer_letters(CausalLM& model, const text::Tokenizer& tok, const text::ChatTemplate& tmpl,
                                    const std::string& system, const std::vector<std::string>& user_texts,
-                                   const std::vector<int64_t>& n_options, int64_t batch) {
+                                   const std::vector<int64_t>& n_options, int64_t batch, DeviceAdapter* adapter) {
   torch::NoGradGuard ng;
   // Letter candidates: " A" .. " J" after "Answer:" when each is one token (real BPE and
   // SentencePiece vocabularies); else "A" .. "J" after "Answer: (" (a punctuation pre-token
@@ -59,7 +89,18 @@ std::vector<Answer> answer_letters(CausalLM& model, const text::Tokenizer& tok, 
       ids[j].narrow(0, off, n).copy_(torch::tensor(prompts[j], torch::kLong));
       mask[j].narrow(0, off, n).fill_(1);
     }
-    auto logits = model.forward(ids, mask, {}, nullptr, false, 1).logits.select(1, 0).to(torch::kCPU);
+    torch::Tensor logits;
+    if (!adapter) {
+      logits = model.forward(ids, mask, {}, nullptr, false, 1).logits.select(1, 0).to(torch::kCPU);
+    } else {
+      auto o = model.forward(ids, mask, {}, nullptr, true, -1);
+      const bool seq = adapter->needs_all_positions();
+      std::vector<torch::Tensor> inputs;
+      for (int64_t l : adapter->layers_read()) inputs.push_back(seq ? o.hidden_states[l] : o.hidden_states[l].narrow(1, -1, 1));
+      auto fin = model.final_norm(o.hidden_states.back().narrow(1, -1, 1));
+      auto out = adapter->forward(inputs, fin, mask.to(torch::kBool), nullptr);
+      logits = model.cap_logits(model.project_vocab(out.hidden.narrow(1, -1, 1).to(fin.scalar_type()))).select(1, 0).to(torch::kCPU);
+    }
     auto picked = logits.index_select(1, letters);  // [B, 10]
     for (int64_t j = 0; j < B; ++j) {
       const int64_t n = n_options[s + j];

@@ -49,7 +49,7 @@ def test_grid_configs_run_unchanged_on_an_hf_checkpoint(name, tiny_ckpt, tmp_pat
     if name.endswith("spa") or name.endswith("norouter"):
         # Plugin every 3rd layer of 2 -> reads layer 2 only; rank 64, MLP 256 wide, up 32x64.
         plugin = 1 * 64 * H + 256 * 64 + 64 * 256 + H * 64
-        router = (64 * (H + 64 + 5) + 64 + 64 + 1) if name.endswith("spa") else 0
+        router = (64 * (H + 64 + 8) + 64 + 64 + 1) if name.endswith("spa") else 0
         assert m["device_trainable_parameters"] == plugin + router
         # Cloud -> device per token: 1 layer state (float32) + the backbone's float32 logits.
         assert m["cloud_to_device_bytes_per_token"] == 1 * H * 4 + V * 4
@@ -74,14 +74,19 @@ def test_router_never_reproduces_the_frozen_backbone_exactly(tiny_ckpt, tmp_path
 
 
 def test_router_features_and_labels_by_hand():
+    import math
+
     import torch
 
-    lb = torch.tensor([[0.0, 0.0]])            # backbone: p = (1/2, 1/2)
-    la = torch.tensor([[torch.log(torch.tensor(3.0)).item(), 0.0]])  # adapted: p = (3/4, 1/4)
+    lb = torch.tensor([[math.log(2.0), 0.0]])  # backbone: p = (2/3, 1/3)
+    la = torch.tensor([[math.log(3.0), 0.0]])  # adapted: p = (3/4, 1/4)
     f = _C.router_distribution_features(lb, la)[0]
-    h = lambda p: -sum(x * torch.log(torch.tensor(x)).item() for x in p)
-    kl = 0.75 * torch.log(torch.tensor(1.5)).item() + 0.25 * torch.log(torch.tensor(0.5)).item()
-    assert f.tolist() == pytest.approx([h([0.5, 0.5]), h([0.75, 0.25]), 0.5, 0.75, kl], abs=1e-6)
+    h = lambda p: -sum(x * math.log(x) for x in p)
+    kl = 0.75 * math.log(0.75 / (2 / 3)) + 0.25 * math.log(0.25 / (1 / 3))
+    # Both argmaxes are token 0: they agree; the backbone gives the adapted pick 2/3, the adapted
+    # distribution gives the backbone's pick 3/4.
+    assert f.tolist() == pytest.approx([h([2 / 3, 1 / 3]), h([0.75, 0.25]), 2 / 3, 0.75, kl, 1.0, 2 / 3, 0.75], abs=1e-6)
+    # Label: the adapted distribution gives gold token 0 more (3/4 > 2/3) and token 1 less (1/4 < 1/3).
     assert _C.router_labels(lb.repeat(2, 1), la.repeat(2, 1), torch.tensor([0, 1])).tolist() == [1.0, 0.0]
 
 
@@ -184,3 +189,15 @@ def test_bad_task_line_names_file_and_line_or_is_skipped(tmp_path):
         _C.load_generation_task(y, "train")
     ok = _C.load_generation_task(y + "skip_bad_lines: true\n", "train") + _C.load_generation_task(y + "skip_bad_lines: true\n", "dev")
     assert sorted(int(e["id"]) for e in ok) == [0, 1, 2, 4, 5]
+
+
+def test_rank_r_logits_path_trains_exactly_like_the_full_projection(tiny_ckpt, tmp_path):
+    """Backbone logits + z (W U)^T must equal W (final + U z): the same losses step by step
+    whether the backbone logits are cached (rank-r path) or everything is projected (budget 0)."""
+    fast = run_cfg("sciq_spa_norouter", tiny_ckpt, tmp_path / "fast")
+    full = run_cfg("sciq_spa_norouter", tiny_ckpt, tmp_path / "full", **{"experiment.state_cache.logits_budget_gb": 0})
+    a = pd.read_csv(Path(fast.run_dir) / "train_curve.csv")
+    b = pd.read_csv(Path(full.run_dir) / "train_curve.csv")
+    assert list(a["step"]) == list(b["step"])
+    assert (a["loss"] - b["loss"]).abs().max() < 1e-4 * b["loss"].abs().max()
+    assert (a["eval_dev_loss"] - b["eval_dev_loss"]).abs().max() < 1e-4

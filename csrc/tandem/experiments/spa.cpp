@@ -65,6 +65,8 @@ class SpaExperiment : public Experiment {
       const Config cc = c.at_or_empty("state_cache");
       cache_dir_ = cc.get<std::string>("dir", ".cache/tandem/backbone_states");
       cache_budget_ = static_cast<int64_t>(cc.get_in_range("budget_gb", 0.0, 1e6, 16.0) * (1LL << 30));
+      // The backbone's logits at training targets, kept in memory (0 = recompute every step).
+      logits_budget_ = static_cast<int64_t>(cc.get_in_range("logits_budget_gb", 0.0, 1e6, 4.0) * (1LL << 30));
     } else if (c.has("adapter")) {
       c.at("adapter").fail("type", "no adapter for method " + method_ + " (lst and spa take one)");
     } else {
@@ -305,12 +307,19 @@ class SpaExperiment : public Experiment {
         fin = model_->final_norm(torch::cat(finals).to(dev, dt).unsqueeze(0));
       }
       auto out = adapter_->forward(inputs, fin, {}, nullptr);
-      b.adapted = model_->cap_logits(model_->project_vocab(out.hidden.to(dt))).squeeze(0);
+      torch::Tensor base = backbone_logits_for(enc, keys, idx, fin.squeeze(0));  // pre-cap, [R, V]
+      if (base.defined() && out.shift_basis.defined()) {
+        // Rank-r path: logits = backbone logits + z (W U)^T; exact algebra, far fewer FLOPs.
+        auto wu = model_->project_vocab(out.shift_basis.t().to(dt));  // [r, V]
+        b.adapted = model_->cap_logits(base + torch::matmul(out.shift_coeff.squeeze(0).to(wu.scalar_type()), wu));
+      } else {
+        b.adapted = model_->cap_logits(model_->project_vocab(out.hidden.to(dt))).squeeze(0);
+      }
       b.features = out.features.squeeze(0);
       b.state = fin.squeeze(0);
       if (want_backbone) {
         torch::NoGradGuard ng;
-        b.backbone = model_->cap_logits(model_->project_vocab(fin)).squeeze(0);
+        b.backbone = model_->cap_logits(base.defined() ? base : model_->project_vocab(fin).squeeze(0));
       }
     } else {
       // Sequence adapter (LST): whole sequences, right-padded, loss rows gathered after.
@@ -348,6 +357,32 @@ class SpaExperiment : public Experiment {
     }
     b.gold = torch::cat(golds).to(dev);
     return b;
+  }
+
+  /// The backbone's pre-cap logits at the target rows of `idx`, from an in-memory cache filled on
+  /// first use (the cloud computes them once; the device trains on them every epoch). Undefined
+  /// when caching is off or over its budget: callers then project the hidden state themselves.
+  torch::Tensor backbone_logits_for(const std::vector<Encoded>& enc, const std::vector<std::string>& keys,
+                                    const std::vector<size_t>& idx, const torch::Tensor& fin_rows) {
+    if (logits_budget_ <= 0) return {};
+    torch::NoGradGuard ng;
+    const int64_t V = model_->config().vocab_size;
+    std::vector<torch::Tensor> parts;
+    int64_t row = 0;
+    for (size_t i : idx) {
+      const int64_t n = static_cast<int64_t>(enc[i].target.size());
+      auto it = logits_cache_.find(keys[i]);
+      if (it == logits_cache_.end()) {
+        const int64_t bytes = n * V * 4;
+        if (logits_bytes_ + bytes > logits_budget_) return {};
+        auto l = model_->project_vocab(fin_rows.narrow(0, row, n)).to(torch::kFloat).contiguous();
+        logits_bytes_ += bytes;
+        it = logits_cache_.emplace(keys[i], l).first;
+      }
+      parts.push_back(it->second);
+      row += n;
+    }
+    return torch::cat(parts);
   }
 
   void train_adapter(RunContext& ctx, const std::vector<GenExample>& train, const std::vector<GenExample>& dev,
@@ -597,6 +632,8 @@ class SpaExperiment : public Experiment {
   std::optional<GenExample> demo_;
   std::unique_ptr<StateCache> cache_;
   std::map<std::string, NamedTensors> pending_;
+  std::map<std::string, torch::Tensor> logits_cache_;
+  int64_t logits_budget_ = 0, logits_bytes_ = 0;
   std::vector<Encoded> train_enc_, dev_enc_;
   std::vector<std::string> train_keys_, dev_keys_;
 };

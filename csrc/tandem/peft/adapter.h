@@ -20,6 +20,12 @@ namespace tandem {
 struct AdapterOutput {
   torch::Tensor hidden;    ///< [B, T, H]: goes through the frozen vocabulary projection
   torch::Tensor features;  ///< [B, T, F]: the adapter's own state, a routing feature
+  /// Additive adapters only: hidden = final_normed + shift_coeff . shift_basis^T with
+  /// shift_coeff [B, T, r] and shift_basis [H, r]. Since the vocabulary projection W is linear,
+  /// adapted logits = backbone logits + shift_coeff . (W shift_basis)^T: with the backbone's
+  /// logits at hand (the cloud sends them), a training step multiplies by the rank-r product
+  /// W . shift_basis instead of by W, forward and backward (undefined for other adapters).
+  torch::Tensor shift_coeff, shift_basis;
 };
 
 /// Per-sequence decoding state of adapters that look across positions (LST's attention).

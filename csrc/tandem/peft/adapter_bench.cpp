@@ -24,11 +24,24 @@ AdapterStepTiming time_adapter_steps(CausalLM& model, const std::string& adapter
   o.log_every = o.steps;
   o.bf16_autocast = bf16_autocast;
   Trainer trainer(o, adapter->trainable(), "", "bench step");
+  // As in the spa experiment: the backbone's logits come with the states (computed once, as the
+  // cloud sends them), and an additive plugin's shift goes through the rank-r product W U.
+  torch::Tensor base;
+  {
+    torch::NoGradGuard ng;
+    base = model.project_vocab(final_normed).squeeze(0).to(torch::kFloat).contiguous();
+  }
   std::chrono::steady_clock::time_point t0;
   auto step_fn = [&](int64_t step, int64_t) {
     if (step == warmup) t0 = std::chrono::steady_clock::now();
     auto out = adapter->forward(inputs, final_normed, {}, nullptr);
-    auto logits = model.cap_logits(model.project_vocab(out.hidden)).squeeze(0);
+    torch::Tensor logits;
+    if (out.shift_basis.defined()) {
+      auto wu = model.project_vocab(out.shift_basis.t().to(final_normed.scalar_type()));
+      logits = model.cap_logits(base + torch::matmul(out.shift_coeff.squeeze(0).to(wu.scalar_type()), wu));
+    } else {
+      logits = model.cap_logits(model.project_vocab(out.hidden)).squeeze(0);
+    }
     return torch::nn::functional::cross_entropy(logits, gold);
   };
   const auto s = trainer.fit(step_fn);

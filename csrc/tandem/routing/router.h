@@ -14,8 +14,13 @@
 
 namespace tandem {
 
-/// Scalar features of a pair of next-token distributions, [..., 5]: entropy of each, top
-/// probability of each, KL(adapted || backbone). Inputs are logits [..., V].
+/// Number of scalar features distribution_features returns.
+constexpr int64_t kDistributionFeatures = 8;
+
+/// Scalar features of a pair of next-token distributions, [..., 8]: entropy of each, top
+/// probability of each, KL(adapted || backbone), whether the two argmaxes agree, the backbone's
+/// probability of the adapted argmax and the adapted probability of the backbone's argmax.
+/// Inputs are logits [..., V].
 torch::Tensor distribution_features(const torch::Tensor& backbone_logits, const torch::Tensor& adapted_logits);
 
 /// Router labels: 1 where log p_adapted(gold) > log p_backbone(gold). Logits [N, V], gold [N].
@@ -32,7 +37,7 @@ class Router : public torch::nn::Module {
   static constexpr const char* kRegistryKind = "router";
   ~Router() override = default;
   /// Probability that the adapted distribution should be used, [...]; inputs [..., H],
-  /// [..., F], [..., 5].
+  /// [..., F], [..., kDistributionFeatures].
   virtual torch::Tensor prob(const torch::Tensor& backbone_state, const torch::Tensor& adapter_features,
                              const torch::Tensor& dist_features) = 0;
   /// Whether the router has parameters to train.

@@ -51,6 +51,8 @@ class SidePlugin : public DeviceAdapter {
     AdapterOutput out;
     out.features = z;
     out.hidden = final_normed.to(dt) + torch::matmul(z, up_.t());
+    out.shift_coeff = z;
+    out.shift_basis = up_;
     return out;
   }
 

@@ -84,7 +84,7 @@ def decode_section(args) -> list[str]:
              "| batch | backbone alone ms | SPA no router ms | SPA + router ms | router overhead vs backbone | SPA+router total overhead |",
              "| ---: | ---: | ---: | ---: | ---: | ---: |"]
     rows = []
-    for batch, test in ((1, 8), (8, 16)):
+    for batch, test in ((1, 4), (8, 8)):
         t = {}
         for label, cfg, extra in cases:
             r = tandem.run(ROOT / "configs" / "spa" / f"{cfg}.yaml", results_dir="/tmp/tandem_bench_spa", echo_log=False, plot=False,

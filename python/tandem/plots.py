@@ -18,6 +18,15 @@ def plotter(experiment_type: str):
     return deco
 
 
+def _save(fig, path: Path) -> list[Path]:
+    """Writes `fig` to `path` atomically, closes it, and returns [path] (a plotter's result)."""
+    import matplotlib.pyplot as plt
+
+    _atomic_savefig(fig, path)
+    plt.close(fig)
+    return [path]
+
+
 def _atomic_savefig(fig, path: Path) -> None:
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}.png")
     fig.savefig(tmp, dpi=120, bbox_inches="tight")
@@ -56,10 +65,7 @@ def _plot_training_curve(result) -> list[Path]:
         ax2.annotate("majority label", (curve["epoch"].iloc[0], base), fontsize=8, color="gray",
                      xytext=(0, 3), textcoords="offset points")
     ax1.set_title(f"{result.metrics['run']['experiment']}: training curve")
-    path = result.run_dir / "curve.png"
-    _atomic_savefig(fig, path)
-    plt.close(fig)
-    return [path]
+    return _save(fig, result.run_dir / "curve.png")
 
 
 @plotter("lm_multiple_choice")
@@ -77,10 +83,7 @@ def _plot_choice_accuracy(result) -> list[Path]:
     ax.set_xlabel("accuracy")
     m = result.metrics
     ax.set_title(f"{m.get('model', '')}: {m.get('questions', '')} questions")
-    path = result.run_dir / "accuracy.png"
-    _atomic_savefig(fig, path)
-    plt.close(fig)
-    return [path]
+    return _save(fig, result.run_dir / "accuracy.png")
 
 
 @plotter("spa")
@@ -105,10 +108,7 @@ def _plot_spa_training(result) -> list[Path]:
     m = result.metrics
     ax.set_title(f"{m.get('label', '')} on {m.get('task', '')}")
     ax.legend(fontsize=8)
-    out = result.run_dir / "train_curve.png"
-    _atomic_savefig(fig, out)
-    plt.close(fig)
-    return [out]
+    return _save(fig, result.run_dir / "train_curve.png")
 
 
 @plotter("symbolic_moe")
@@ -121,7 +121,4 @@ def _plot_moe_accuracy(result) -> list[Path]:
     ax.set_xlabel("accuracy")
     ax.invert_yaxis()
     ax.legend(fontsize=7)
-    out = result.run_dir / "accuracy.png"
-    _atomic_savefig(fig, out)
-    plt.close(fig)
-    return [out]
+    return _save(fig, result.run_dir / "accuracy.png")

@@ -203,15 +203,18 @@ class SpaExperiment : public Experiment {
   }
 
   // ---- backbone states (the cloud's side of training) ----
-  std::string state_key(const Encoded& e) const {
+  std::string state_key(const Encoded& e) {
     std::string ids;
     for (auto v : e.prompt) ids += std::to_string(v) + ",";
     ids += "|";
     for (auto v : e.target) ids += std::to_string(v) + ",";
-    std::error_code ec;
-    const auto size = fs::is_regular_file(model_path_, ec) ? fs::file_size(model_path_, ec) : 0;
+    if (model_key_ == 0) {
+      std::error_code ec;
+      const auto size = fs::is_regular_file(model_path_, ec) ? fs::file_size(model_path_, ec) : 0;
+      model_key_ = fnv1a(model_path_ + std::to_string(size) + dtype_name(rt_.dtype));
+    }
     char buf[40];
-    std::snprintf(buf, sizeof buf, "%016llx-%016llx", static_cast<unsigned long long>(fnv1a(model_path_ + std::to_string(size) + dtype_name(rt_.dtype))),
+    std::snprintf(buf, sizeof buf, "%016llx-%016llx", static_cast<unsigned long long>(model_key_),
                   static_cast<unsigned long long>(fnv1a(ids)));
     return buf;
   }
@@ -222,7 +225,7 @@ class SpaExperiment : public Experiment {
     std::vector<size_t> missing;
     for (size_t i = 0; i < enc.size(); ++i) {
       keys.push_back(state_key(enc[i]));
-      if (!cache_->lookup(keys.back())) missing.push_back(i);
+      if (!cache_->contains(keys.back())) missing.push_back(i);
     }
     if (missing.empty()) return keys;
     ctx.info("computing backbone states for " + std::to_string(missing.size()) + " " + what + " examples");
@@ -251,8 +254,7 @@ class SpaExperiment : public Experiment {
         for (size_t l = 0; l < out.hidden_states.size(); ++l)
           ts.emplace_back("h" + std::to_string(l),
                           out.hidden_states[l][j].narrow(0, 0, seqs[j].size()).to(torch::kCPU, torch::kBFloat16).contiguous());
-        cache_->put(keys[missing[s + j]], ts);
-        pending_[keys[missing[s + j]]] = ts;  // kept in memory when the budget refuses it
+        if (!cache_->put(keys[missing[s + j]], ts)) pending_[keys[missing[s + j]]] = ts;  // over budget: keep in memory
       }
       bar.update(static_cast<int64_t>(e - s));
     }
@@ -402,16 +404,21 @@ class SpaExperiment : public Experiment {
     const uint64_t seed = rt_.seed;
     const int64_t B = train_batch_;
     // Batch of (step, micro) from the indices alone: a fixed shuffle per epoch.
-    auto batch_of = [N, seed, B, this](int64_t step, int64_t micro) {
+    std::map<int64_t, std::vector<size_t>> perms;  // epoch -> its fixed shuffle
+    auto batch_of = [N, seed, B, &perms, this](int64_t step, int64_t micro) {
       std::vector<size_t> idx;
       const int64_t first = (step * train_opts_.grad_accum + micro) * B;
       for (int64_t k = first; k < first + B; ++k) {
         const int64_t epoch = k / static_cast<int64_t>(N), pos = k % static_cast<int64_t>(N);
-        std::vector<size_t> perm(N);
-        std::iota(perm.begin(), perm.end(), 0);
-        std::mt19937_64 rng(seed * 1000003ULL + static_cast<uint64_t>(epoch));
-        std::shuffle(perm.begin(), perm.end(), rng);
-        idx.push_back(perm[static_cast<size_t>(pos)]);
+        auto it = perms.find(epoch);
+        if (it == perms.end()) {
+          std::vector<size_t> perm(N);
+          std::iota(perm.begin(), perm.end(), 0);
+          std::mt19937_64 rng(seed * 1000003ULL + static_cast<uint64_t>(epoch));
+          std::shuffle(perm.begin(), perm.end(), rng);
+          it = perms.emplace(epoch, std::move(perm)).first;
+        }
+        idx.push_back(it->second[static_cast<size_t>(pos)]);
       }
       return idx;
     };
@@ -634,6 +641,7 @@ class SpaExperiment : public Experiment {
   std::map<std::string, NamedTensors> pending_;
   std::map<std::string, torch::Tensor> logits_cache_;
   int64_t logits_budget_ = 0, logits_bytes_ = 0;
+  uint64_t model_key_ = 0;
   std::vector<Encoded> train_enc_, dev_enc_;
   std::vector<std::string> train_keys_, dev_keys_;
 };

@@ -29,7 +29,7 @@ std::shared_ptr<DeviceAdapter> load_trained_adapter(const std::string& run_dir, 
                                c10::str(p.sizes()) + " (a different backbone?)");
     p.copy_(t);
   }
-  a->to(model.config().hidden_size > 0 ? fin_device(model) : torch::Device(torch::kCPU));
+  a->to(fin_device(model));
   a->eval();
   return a;
 }

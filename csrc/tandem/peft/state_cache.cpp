@@ -19,6 +19,11 @@ StateCache::StateCache(std::string dir, int64_t budget_bytes) : dir_(std::move(d
 
 std::string StateCache::path_of(const std::string& key) const { return (fs::path(dir_) / (key + ".safetensors")).string(); }
 
+bool StateCache::contains(const std::string& key) const {
+  std::error_code ec;
+  return fs::exists(path_of(key), ec);
+}
+
 std::optional<NamedTensors> StateCache::lookup(const std::string& key) {
   const std::string p = path_of(key);
   std::error_code ec;

@@ -23,6 +23,8 @@ class StateCache {
   /// `dir` is created when missing; `budget_bytes` <= 0 disables storing (lookups still work).
   StateCache(std::string dir, int64_t budget_bytes);
 
+  /// Whether an entry exists under `key` (no file is read).
+  bool contains(const std::string& key) const;
   /// The tensors stored under `key` (memory-mapped), or nothing.
   std::optional<NamedTensors> lookup(const std::string& key);
   /// Stores `tensors` under `key`; returns false when the entry alone exceeds the budget.

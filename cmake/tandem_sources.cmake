@@ -30,6 +30,13 @@ set(TANDEM_CORE_SOURCES
   csrc/tandem/moe/profiles.cpp
   csrc/tandem/moe/executor.cpp
   csrc/tandem/experiments/symbolic_moe.cpp
+  csrc/tandem/peft/ssf.cpp
+  csrc/tandem/fed/fed_data.cpp
+  csrc/tandem/fed/partition.cpp
+  csrc/tandem/fed/fed_model.cpp
+  csrc/tandem/fed/strategy.cpp
+  csrc/tandem/fed/federation.cpp
+  csrc/tandem/experiments/federated.cpp
   csrc/tandem/models/gguf.cpp
   csrc/tandem/models/gguf_quants.cpp
   csrc/tandem/models/llama_model.cpp
@@ -50,6 +57,7 @@ set(TANDEM_CORE_SOURCES
 )
 set(TANDEM_BINDING_SOURCES
   csrc/bindings/module.cpp
+  csrc/bindings/fed.cpp
 )
 set(TANDEM_TEST_SOURCES
   tests/cpp/test_config.cpp

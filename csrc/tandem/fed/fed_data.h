@@ -1,0 +1,73 @@
+// Federated classification data: labelled texts with a domain tag, turned once into the frozen
+// backbone's features (the states entering the first SSF layer, and the pooled query feature),
+// so that federated rounds only run the layers that carry trainable SSF.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <torch/torch.h>
+
+#include "tandem/core/config.h"
+#include "tandem/core/registry.h"
+#include "tandem/core/runtime.h"
+#include "tandem/models/encoder.h"
+#include "tandem/peft/ssf.h"
+#include "tandem/text/tokenizer.h"
+
+namespace tandem::fed {
+
+struct LabelledText {
+  std::string id, text, label, domain;
+};
+
+/// A source of labelled texts with domains, picked by `data.type`.
+class FedDataset {
+ public:
+  static constexpr const char* kRegistryKind = "fed_dataset";
+  virtual ~FedDataset() = default;
+  virtual std::vector<LabelledText> load() = 0;
+  virtual double test_fraction() const = 0;
+};
+
+/// Frozen features of N examples. Rows of every tensor line up with `index` of the source.
+struct FeatureSet {
+  torch::Tensor lower;  ///< [N, T, H] states entering layer `first_layer`
+  torch::Tensor mask;   ///< [N, T] int64, 1 = token
+  torch::Tensor query;  ///< [N, H] float32: pooled output of the frozen encoder, no SSF
+  torch::Tensor label;  ///< [N] int64
+  std::vector<std::string> domain;
+  int64_t size() const { return label.defined() ? label.size(0) : 0; }
+  /// Rows `rows` (int64 indices) of every tensor.
+  FeatureSet rows(const torch::Tensor& rows) const;
+};
+
+/// The frozen backbone: encoder, tokenizer and where SSF sits. Features are cached on disk
+/// (keyed by model, texts, length and layout) because every method of a table shares them.
+class Backbone {
+ public:
+  /// Keys: model (short name or directory), max_tokens, ssf {layers, sites}, cache_dir, batch_size.
+  Backbone(const Config& cfg, const RuntimeOptions& rt);
+  FeatureSet featurize(const std::vector<LabelledText>& texts, const std::vector<int64_t>& labels);
+  Encoder& encoder() { return *encoder_; }
+  const SsfLayout& layout() const { return layout_; }
+  int64_t hidden() const { return encoder_->config().hidden_size; }
+  /// Trainable-parameter count of full fine-tuning (every encoder weight), for the comm baseline.
+  int64_t encoder_parameters() const;
+  const std::string& model_path() const { return path_; }
+
+ private:
+  RuntimeOptions rt_;
+  std::string path_, cache_dir_;
+  int64_t max_tokens_, batch_;
+  std::shared_ptr<Encoder> encoder_;
+  std::shared_ptr<text::Tokenizer> tok_;
+  SsfLayout layout_;
+};
+
+}  // namespace tandem::fed
+
+namespace tandem {
+TANDEM_DECLARE_REGISTRY(fed::FedDataset, const Config&);
+}  // namespace tandem

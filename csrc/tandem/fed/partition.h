@@ -1,0 +1,33 @@
+// Data partitioners: which training examples each federated client holds, picked by
+// `partition.type` (dirichlet non-IID, iid, centralized).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "tandem/core/config.h"
+#include "tandem/core/registry.h"
+
+namespace tandem::fed {
+
+class Partitioner {
+ public:
+  static constexpr const char* kRegistryKind = "partitioner";
+  virtual ~Partitioner() = default;
+  /// Example indices per client from per-example labels and domains; deterministic in `seed`.
+  virtual std::vector<std::vector<int64_t>> split(const std::vector<int64_t>& labels,
+                                                  const std::vector<std::string>& domains, uint64_t seed) const = 0;
+};
+
+/// Per-client counts (examples, labels, domains, the largest label's share) as JSON.
+nlohmann::json describe_partition(const std::vector<std::vector<int64_t>>& parts, const std::vector<int64_t>& labels,
+                                  const std::vector<std::string>& domains);
+
+}  // namespace tandem::fed
+
+namespace tandem {
+TANDEM_DECLARE_REGISTRY(fed::Partitioner, const Config&);
+}  // namespace tandem

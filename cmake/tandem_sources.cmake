@@ -37,6 +37,14 @@ set(TANDEM_CORE_SOURCES
   csrc/tandem/fed/strategy.cpp
   csrc/tandem/fed/federation.cpp
   csrc/tandem/experiments/federated.cpp
+  csrc/tandem/data/long_doc_qa.cpp
+  csrc/tandem/collab/json_constraint.cpp
+  csrc/tandem/collab/lm_client.cpp
+  csrc/tandem/collab/http_client.cpp
+  csrc/tandem/collab/replay_client.cpp
+  csrc/tandem/collab/openai_server.cpp
+  csrc/tandem/collab/protocol.cpp
+  csrc/tandem/experiments/collab_qa.cpp
   csrc/tandem/models/gguf.cpp
   csrc/tandem/models/gguf_quants.cpp
   csrc/tandem/models/llama_model.cpp
@@ -58,6 +66,7 @@ set(TANDEM_CORE_SOURCES
 set(TANDEM_BINDING_SOURCES
   csrc/bindings/module.cpp
   csrc/bindings/fed.cpp
+  csrc/bindings/collab.cpp
 )
 set(TANDEM_TEST_SOURCES
   tests/cpp/test_config.cpp

@@ -37,7 +37,8 @@ Config load_any(const std::string& source, bool is_text, const std::string& name
 
 }  // namespace
 
-void bind_fed(py::module_& m);  // fed.cpp
+void bind_fed(py::module_& m);     // fed.cpp
+void bind_collab(py::module_& m);  // collab.cpp
 
 PYBIND11_MODULE(_C, m) {
   m.doc() = "tandem C++ core (libtandem) bindings";
@@ -382,4 +383,5 @@ PYBIND11_MODULE(_C, m) {
       py::arg("profiles"), py::arg("skills"), py::arg("k") = 2, py::arg("mode") = "topk", py::arg("temperature") = 1.0,
       py::arg("seed") = 0, py::arg("key") = "", "Recruited expert indices for an instance with `skills`.");
   bind_fed(m);
+  bind_collab(m);
 }

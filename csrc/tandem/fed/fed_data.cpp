@@ -70,10 +70,16 @@ class JsonlFedDataset : public FedDataset {
       out.push_back(std::move(ex));
     });
     if (max_examples_ > 0 && static_cast<int64_t>(out.size()) > max_examples_) {
-      // A fixed subset, the same on every machine: the lowest id hashes.
-      std::stable_sort(out.begin(), out.end(), [](const LabelledText& a, const LabelledText& b) {
-        return fnv1a(a.id, 7) < fnv1a(b.id, 7);
-      });
+      // A fixed subset, the same on every machine: the lowest id hashes. FNV-1a alone orders
+      // short numeric ids almost by value (and MMLU-Pro's ids run by subject), so its output
+      // goes through a 64-bit finaliser first.
+      auto key = [](const std::string& id) {
+        uint64_t z = fnv1a(id);
+        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+        z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+        return z ^ (z >> 31);
+      };
+      std::stable_sort(out.begin(), out.end(), [&](const LabelledText& a, const LabelledText& b) { return key(a.id) < key(b.id); });
       out.resize(static_cast<size_t>(max_examples_));
     }
     return out;

@@ -11,7 +11,8 @@ namespace {
 using Clock = std::chrono::steady_clock;
 double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
-// Left-pads id lists into [B, L] ids and a [B, L] mask.
+}  // namespace
+
 std::pair<torch::Tensor, torch::Tensor> left_pad(const std::vector<std::vector<int64_t>>& seqs, int64_t pad_id) {
   size_t L = 0;
   for (const auto& s : seqs) L = std::max(L, s.size());
@@ -27,7 +28,6 @@ std::pair<torch::Tensor, torch::Tensor> left_pad(const std::vector<std::vector<i
   return {ids, mask};
 }
 
-}  // namespace
 
 torch::Tensor sample_next(const torch::Tensor& logits, const SamplingOptions& o, at::Generator& gen) {
   if (o.temperature <= 0) return logits.argmax(-1);

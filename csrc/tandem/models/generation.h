@@ -34,6 +34,9 @@ GenerationResult generate(CausalLM& model, const std::vector<std::vector<int64_t
 std::vector<double> score_continuations(CausalLM& model, const std::vector<std::vector<int64_t>>& prompts,
                                         const std::vector<std::vector<int64_t>>& continuations, int64_t pad_id);
 
+/// Left-pads `seqs` with `pad_id`: ids [B, T] and attention mask [B, T] (1 = token).
+std::pair<torch::Tensor, torch::Tensor> left_pad(const std::vector<std::vector<int64_t>>& seqs, int64_t pad_id);
+
 /// Picks the next token from last-position logits [B, V] according to `opts`.
 torch::Tensor sample_next(const torch::Tensor& logits, const SamplingOptions& opts, at::Generator& gen);
 

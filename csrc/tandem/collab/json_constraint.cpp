@@ -1,0 +1,427 @@
+#include "tandem/collab/json_constraint.h"
+
+#include <algorithm>
+#include <map>
+#include <mutex>
+
+#include "tandem/models/generation.h"
+
+namespace tandem::collab {
+
+std::shared_ptr<const SchemaNode> parse_json_schema(const nlohmann::json& s, const std::string& where) {
+  auto n = std::make_shared<SchemaNode>();
+  auto fail = [&](const std::string& what) { throw std::invalid_argument(where + ": " + what); };
+  if (!s.is_object()) fail("a schema must be a JSON object");
+  if (s.contains("enum")) {
+    n->kind = SchemaNode::Kind::kEnum;
+    for (const auto& o : s["enum"]) {
+      if (!o.is_string() || o.get<std::string>().empty()) fail("enum options must be non-empty strings");
+      n->options.push_back(o.get<std::string>());
+    }
+    if (n->options.empty()) fail("enum needs at least one option");
+    return n;
+  }
+  const std::string type = s.value("type", std::string());
+  if (type == "object") {
+    n->kind = SchemaNode::Kind::kObject;
+    if (!s.contains("properties") || !s["properties"].is_object()) fail("object needs \"properties\"");
+    // Property order: "required" order when given (all properties are emitted), else as written.
+    std::vector<std::string> order;
+    if (s.contains("required"))
+      for (const auto& r : s["required"]) order.push_back(r.get<std::string>());
+    for (auto it = s["properties"].begin(); it != s["properties"].end(); ++it)
+      if (std::find(order.begin(), order.end(), it.key()) == order.end()) order.push_back(it.key());
+    for (const auto& k : order) {
+      if (!s["properties"].contains(k)) fail("required property \"" + k + "\" is not in properties");
+      n->properties.emplace_back(k, std::const_pointer_cast<SchemaNode>(parse_json_schema(s["properties"][k], where + "/" + k)));
+    }
+  } else if (type == "string") {
+    n->kind = SchemaNode::Kind::kString;
+    n->max_length = s.value("maxLength", int64_t{200});
+  } else if (type == "integer") {
+    n->kind = SchemaNode::Kind::kInteger;
+  } else if (type == "boolean") {
+    n->kind = SchemaNode::Kind::kBoolean;
+  } else if (type == "array") {
+    n->kind = SchemaNode::Kind::kArray;
+    if (!s.contains("items")) fail("array needs \"items\"");
+    n->items = std::const_pointer_cast<SchemaNode>(parse_json_schema(s["items"], where + "/items"));
+    n->min_items = s.value("minItems", int64_t{0});
+    n->max_items = s.value("maxItems", int64_t{8});
+    if (n->min_items > n->max_items) fail("minItems exceeds maxItems");
+  } else {
+    fail("unsupported schema type \"" + type + "\" (supported: object, string, integer, boolean, array, enum)");
+  }
+  return n;
+}
+
+std::shared_ptr<const TokenTable> TokenTable::build(const text::Tokenizer& tok) {
+  // One table per tokenizer object for the life of the process.
+  static std::mutex mu;
+  static std::map<const text::Tokenizer*, std::shared_ptr<const TokenTable>> cache;
+  std::lock_guard<std::mutex> lock(mu);
+  auto it = cache.find(&tok);
+  if (it != cache.end()) return it->second;
+  auto t = std::make_shared<TokenTable>();
+  const int64_t V = tok.vocab_size();
+  t->text.resize(static_cast<size_t>(V));
+  std::vector<uint8_t> ok(V), close(V), dig(V), end(V);
+  for (int64_t v = 0; v < V; ++v) {
+    const std::string s = tok.decode({v}, /*skip_special=*/true);
+    t->text[static_cast<size_t>(v)] = s;
+    if (s.empty()) continue;
+    bool printable = true, all_digits = true;
+    for (unsigned char c : s) {
+      printable = printable && c >= 0x20 && c < 0x7f && c != '"' && c != '\\';
+      all_digits = all_digits && c >= '0' && c <= '9';
+    }
+    ok[v] = printable;
+    close[v] = s[0] == '"';
+    dig[v] = all_digits;
+    end[v] = s[0] == ',' || s[0] == '}' || s[0] == ']' || s[0] == ' ' || s[0] == '\n';
+  }
+  auto mk = [&](const std::vector<uint8_t>& b) { return torch::tensor(b, torch::kUInt8).to(torch::kBool); };
+  t->string_ok = mk(ok);
+  t->string_close = mk(close);
+  t->digits = mk(dig);
+  t->number_end = mk(end);
+  cache[&tok] = t;
+  return t;
+}
+
+JsonConstraint::JsonConstraint(std::shared_ptr<const SchemaNode> schema, std::shared_ptr<const TokenTable> table,
+                               const text::Tokenizer& tok)
+    : schema_(std::move(schema)), table_(std::move(table)), tok_(tok) {
+  stack_.push_back({schema_.get()});
+  pump();
+}
+
+void JsonConstraint::emit(const std::string& lit) {
+  out_ += lit;
+  literal_ += lit;
+}
+
+int64_t JsonConstraint::next_forced() {
+  if (pending_.empty()) return -1;
+  const int64_t t = pending_.front();
+  pending_.pop_front();
+  return t;
+}
+
+void JsonConstraint::pump() {
+  using K = SchemaNode::Kind;
+  slot_ = Slot::kNone;
+  while (!stack_.empty()) {
+    Frame& f = stack_.back();
+    const SchemaNode& n = *f.node;
+    if (n.kind == K::kObject) {
+      if (!f.opened) {
+        emit("{");
+        f.opened = true;
+      }
+      if (f.index < static_cast<int64_t>(n.properties.size())) {
+        const auto& p = n.properties[static_cast<size_t>(f.index)];
+        emit(std::string(f.index ? ", " : "") + "\"" + p.first + "\": ");
+        f.index++;
+        stack_.push_back({p.second.get()});
+        continue;
+      }
+      emit("}");
+      stack_.pop_back();
+      continue;
+    }
+    if (n.kind == K::kArray) {
+      if (!f.opened) {
+        emit("[");
+        f.opened = true;
+      }
+      if (f.index >= n.max_items) {
+        emit("]");
+        stack_.pop_back();
+        continue;
+      }
+      const std::string sep = f.index ? ", " : "";
+      if (f.index < n.min_items) {
+        emit(sep);
+        f.index++;
+        stack_.push_back({n.items.get()});
+        continue;
+      }
+      // The model decides: another item (separator + the item's opening) or close.
+      const K ik = n.items->kind;
+      const std::string open = ik == K::kObject ? "{" : ik == K::kArray ? "[" : ik == K::kInteger ? "1" : ik == K::kBoolean ? "t" : "\"";
+      alts_ = {sep + open, "]"};
+      slot_ = Slot::kChoice;
+      break;
+    }
+    if (n.kind == K::kBoolean) {
+      alts_ = {"true", "false"};
+      slot_ = Slot::kChoice;
+      break;
+    }
+    if (!f.opened) {  // string, enum: opening quote; integer: nothing
+      if (n.kind != K::kInteger) emit("\"");
+      f.opened = true;
+      slot_ = n.kind == K::kString ? Slot::kString : n.kind == K::kEnum ? Slot::kEnum : Slot::kInteger;
+      slot_count_ = 0;
+      enum_prefix_.clear();
+      break;
+    }
+    // Reached again after its slot closed (closing text already emitted).
+    stack_.pop_back();
+  }
+  if (slot_ == Slot::kChoice) {
+    alt_first_.clear();
+    for (const auto& a : alts_) {
+      auto ids = tok_.encode(a);
+      alt_first_.push_back(ids.empty() ? -1 : ids.front());
+    }
+  }
+  if (!literal_.empty()) {
+    for (int64_t id : tok_.encode(literal_)) pending_.push_back(id);
+    literal_.clear();
+  }
+}
+
+torch::Tensor JsonConstraint::allowed() const {
+  switch (slot_) {
+    case Slot::kString:
+      return table_->string_ok | table_->string_close;
+    case Slot::kInteger:
+      return slot_count_ > 0 ? (table_->digits | table_->number_end) : table_->digits.clone();
+    case Slot::kEnum: {
+      const auto& opts = stack_.back().node->options;
+      std::vector<uint8_t> m(table_->text.size(), 0);
+      bool complete = false;
+      for (const auto& o : opts) complete = complete || o == enum_prefix_;
+      for (size_t v = 0; v < table_->text.size(); ++v) {
+        const auto& t = table_->text[v];
+        if (t.empty()) continue;
+        if (complete && t[0] == '"') {
+          m[v] = 1;
+          continue;
+        }
+        const std::string cand = enum_prefix_ + t;
+        for (const auto& o : opts)
+          if (o.compare(0, cand.size(), cand) == 0 && cand.size() <= o.size()) {
+            m[v] = 1;
+            break;
+          }
+      }
+      return torch::tensor(m, torch::kUInt8).to(torch::kBool);
+    }
+    case Slot::kChoice: {
+      auto m = torch::zeros({static_cast<int64_t>(table_->text.size())}, torch::kBool);
+      for (auto id : alt_first_)
+        if (id >= 0) m[id] = true;
+      return m;
+    }
+    default:
+      return torch::zeros({static_cast<int64_t>(table_->text.size())}, torch::kBool);
+  }
+}
+
+int64_t JsonConstraint::choose(int64_t token) {
+  using K = SchemaNode::Kind;
+  const std::string& t = table_->text.at(static_cast<size_t>(token));
+  auto close_slot = [&](const std::string& closing) {
+    emit(closing);
+    stack_.pop_back();
+    pump();
+    return next_forced();
+  };
+  switch (slot_) {
+    case Slot::kString:
+      if (!t.empty() && t[0] == '"') return close_slot("\"");
+      out_ += t;
+      slot_count_ += static_cast<int64_t>(t.size());
+      if (slot_count_ >= stack_.back().node->max_length) {  // budget reached: close after this token
+        emit("\"");
+        stack_.pop_back();
+        pump();
+      }
+      return token;
+    case Slot::kInteger:
+      if (slot_count_ > 0 && !(t.size() && t[0] >= '0' && t[0] <= '9')) return close_slot("");
+      out_ += t;
+      slot_count_ += static_cast<int64_t>(t.size());
+      if (slot_count_ >= 9) {
+        stack_.pop_back();
+        pump();
+      }
+      return token;
+    case Slot::kEnum: {
+      const auto& opts = stack_.back().node->options;
+      if (!t.empty() && t[0] == '"') return close_slot("\"");
+      enum_prefix_ += t;
+      out_ += t;
+      // Complete and not extendable: close without asking.
+      bool complete = false, extendable = false;
+      for (const auto& o : opts) {
+        complete = complete || o == enum_prefix_;
+        extendable = extendable || (o.size() > enum_prefix_.size() && o.compare(0, enum_prefix_.size(), enum_prefix_) == 0);
+      }
+      if (complete && !extendable) {
+        emit("\"");
+        stack_.pop_back();
+        pump();
+      }
+      return token;
+    }
+    case Slot::kChoice: {
+      size_t k = 0;
+      while (k < alt_first_.size() && alt_first_[k] != token) ++k;
+      if (k == alt_first_.size()) k = 0;
+      Frame& f = stack_.back();
+      if (f.node->kind == K::kBoolean) {
+        emit(alts_[k]);
+        stack_.pop_back();
+      } else if (k == 1) {  // array: close
+        emit("]");
+        stack_.pop_back();
+      } else {  // array: another item; the item emits its own opening
+        emit(f.index ? ", " : "");
+        f.index++;
+        stack_.push_back({f.node->items.get()});
+      }
+      pump();
+      return next_forced();
+    }
+    default:
+      return -1;
+  }
+}
+
+void JsonConstraint::minimal(const SchemaNode& n, std::string& s) const {
+  using K = SchemaNode::Kind;
+  switch (n.kind) {
+    case K::kObject:
+      s += "{";
+      for (size_t i = 0; i < n.properties.size(); ++i) {
+        s += (i ? ", \"" : "\"") + n.properties[i].first + "\": ";
+        minimal(*n.properties[i].second, s);
+      }
+      s += "}";
+      break;
+    case K::kString: s += "\"\""; break;
+    case K::kInteger: s += "0"; break;
+    case K::kBoolean: s += "false"; break;
+    case K::kEnum: s += "\"" + n.options.front() + "\""; break;
+    case K::kArray:
+      s += "[";
+      for (int64_t i = 0; i < n.min_items; ++i) {
+        if (i) s += ", ";
+        minimal(*n.items, s);
+      }
+      s += "]";
+      break;
+  }
+}
+
+void JsonConstraint::finish_now() {
+  using K = SchemaNode::Kind;
+  pending_.clear();
+  literal_.clear();
+  // Close the innermost open slot, then every enclosing structure with minimal remaining parts.
+  while (!stack_.empty()) {
+    Frame& f = stack_.back();
+    const SchemaNode& n = *f.node;
+    if (n.kind == K::kString && f.opened) {
+      out_ += "\"";
+    } else if (n.kind == K::kEnum && f.opened) {
+      // Complete the prefix to its first matching option.
+      for (const auto& o : n.options)
+        if (o.compare(0, enum_prefix_.size(), enum_prefix_) == 0) {
+          out_ += o.substr(enum_prefix_.size());
+          break;
+        }
+      out_ += "\"";
+    } else if (n.kind == K::kInteger && f.opened) {
+      if (slot_count_ == 0) out_ += "0";
+    } else if (n.kind == K::kObject && f.opened) {
+      for (size_t i = static_cast<size_t>(f.index); i < n.properties.size(); ++i) {
+        out_ += (i ? ", \"" : "\"") + n.properties[i].first + "\": ";
+        minimal(*n.properties[i].second, out_);
+      }
+      out_ += "}";
+    } else if (n.kind == K::kArray && f.opened) {
+      for (int64_t i = f.index; i < n.min_items; ++i) {
+        if (i) out_ += ", ";
+        minimal(*n.items, out_);
+      }
+      out_ += "]";
+    } else {
+      minimal(n, out_);
+    }
+    stack_.pop_back();
+    slot_count_ = 1;  // enclosing frames are past their own slot
+  }
+  slot_ = Slot::kNone;
+}
+
+std::vector<ConstrainedResult> generate_json(CausalLM& model, const text::Tokenizer& tok,
+                                             const std::vector<std::vector<int64_t>>& prompts,
+                                             const std::shared_ptr<const SchemaNode>& schema, int64_t max_new_tokens,
+                                             double temperature, uint64_t seed) {
+  torch::NoGradGuard ng;
+  const int64_t B = static_cast<int64_t>(prompts.size());
+  std::vector<ConstrainedResult> res(static_cast<size_t>(B));
+  if (B == 0) return res;
+  auto table = TokenTable::build(tok);
+  std::vector<JsonConstraint> rows;
+  rows.reserve(static_cast<size_t>(B));
+  for (int64_t b = 0; b < B; ++b) rows.emplace_back(schema, table, tok);
+  const int64_t pad = std::max<int64_t>(tok.pad_id, std::max<int64_t>(tok.eos_id, 0));
+  const auto dev = model.parameters().front().device();
+  auto [ids, mask] = left_pad(prompts, pad);
+  ids = ids.to(dev);
+  mask = mask.to(dev);
+  KVCache cache;
+  at::Generator gen = at::detail::createCPUGenerator(seed);
+  LMOutput out = model.forward(ids, mask, {}, &cache, false, 1);
+  const int64_t V = static_cast<int64_t>(table->text.size());
+  for (int64_t step = 0; step < max_new_tokens; ++step) {
+    std::vector<int64_t> feed(static_cast<size_t>(B), pad);
+    bool any = false;
+    torch::Tensor logits;  // fetched once per step, only when some row must choose
+    for (int64_t b = 0; b < B; ++b) {
+      auto& r = rows[static_cast<size_t>(b)];
+      if (r.done()) continue;
+      int64_t f = r.next_forced();
+      if (f < 0) {
+        if (!logits.defined()) logits = out.logits.select(1, -1).to(torch::kCPU, torch::kFloat);
+        auto l = logits[b].narrow(0, 0, V).masked_fill(r.allowed().logical_not(), -std::numeric_limits<float>::infinity());
+        int64_t pick;
+        if (temperature <= 0) {
+          pick = l.argmax().item<int64_t>();
+        } else {
+          pick = torch::multinomial(torch::softmax(l / temperature, 0), 1, false, gen).item<int64_t>();
+        }
+        if (!std::isfinite(l[pick].item<float>())) {  // nothing allowed: close what is open
+          r.finish_now();
+          continue;
+        }
+        res[static_cast<size_t>(b)].chosen++;
+        f = r.choose(pick);
+      }
+      if (f < 0) continue;  // finished by that choice
+      feed[static_cast<size_t>(b)] = f;
+      res[static_cast<size_t>(b)].tokens++;
+      any = true;
+    }
+    if (!any) break;
+    mask = torch::cat({mask, torch::ones({B, 1}, mask.options())}, 1);
+    out = model.forward(torch::tensor(feed, torch::kLong).view({B, 1}).to(dev), mask, {}, &cache, false, 1);
+  }
+  for (int64_t b = 0; b < B; ++b) {
+    auto& r = rows[static_cast<size_t>(b)];
+    auto& o = res[static_cast<size_t>(b)];
+    o.finish_reason = r.done() ? "stop" : "length";
+    if (!r.done()) r.finish_now();
+    o.text = r.text();
+    o.value = nlohmann::json::parse(o.text);  // by construction; a throw here is a bug
+  }
+  return res;
+}
+
+}  // namespace tandem::collab

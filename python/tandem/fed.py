@@ -90,7 +90,7 @@ class _ServerTransport:
         if _kill_point() == (0, round_):  # tests: the server dies after saving round_ - 1
             os.kill(os.getpid(), signal.SIGKILL)
         flat = _flat(global_state)
-        sends = []
+        sends, sent_to = [], set()
         for c in clients:  # non-blocking: one process may host several sampled clients
             rank = _rank_of(c, self.n)
             if rank in self.dead:
@@ -98,6 +98,7 @@ class _ServerTransport:
             try:
                 sends.append(dist.isend(torch.tensor([_TRAIN, round_, c], dtype=torch.int64), dst=rank, tag=0))
                 sends.append(dist.isend(flat, dst=rank, tag=c))
+                sent_to.add(c)
             except RuntimeError as e:
                 self.dead[rank] = f"send failed ({e})"
         out = []
@@ -105,6 +106,7 @@ class _ServerTransport:
             rank = _rank_of(c, self.n)
             up = FedClientUpdate()
             up.client = c
+            up.sent = c in sent_to
             if rank in self.dead:
                 up.error = f"process rank {rank} is gone: {self.dead[rank]}"
                 out.append(up)

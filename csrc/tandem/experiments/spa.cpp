@@ -150,6 +150,10 @@ class SpaExperiment : public Experiment {
       auto sc = task_->score(test[i], preds[i]);
       for (auto& [k, v] : sc) sums[k] += v;
       nlohmann::json r{{"id", test[i].id}, {"prediction", preds[i]}, {"references", test[i].references}, {"scores", sc}};
+      if (i < token_trace_.size()) {
+        r["tokens"] = token_trace_[i]["tokens"];
+        r["routes"] = token_trace_[i]["routes"];
+      }
       // A generation cut at max_new_tokens can end inside a UTF-8 sequence: replace, never fail.
       jsonl += r.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
     }
@@ -509,6 +513,7 @@ class SpaExperiment : public Experiment {
   std::vector<std::string> generate_all(RunContext& ctx, const std::vector<GenExample>& test, nlohmann::json& m) {
     torch::NoGradGuard ng;
     std::vector<std::string> preds(test.size());
+    token_trace_.clear();
     int64_t steps = 0, adapter_steps = 0, new_tokens = 0;
     decode_seconds_ = 0;
     decode_calls_ = 0;
@@ -521,6 +526,10 @@ class SpaExperiment : public Experiment {
       auto out = decode(prompts, steps, adapter_steps);
       for (size_t i = s; i < e; ++i) {
         new_tokens += static_cast<int64_t>(out[i - s].size());
+        // Per generated token: its text and who produced it (A = adapted, B = backbone).
+        nlohmann::json pieces = nlohmann::json::array();
+        for (int64_t t : out[i - s]) pieces.push_back(tok_->decode({t}, true));
+        token_trace_.push_back({{"tokens", pieces}, {"routes", routes_[i - s]}});
         std::string txt = tok_->decode(out[i - s], /*skip_special=*/true);
         while (!txt.empty() && std::isspace(static_cast<unsigned char>(txt.back()))) txt.pop_back();
         while (!txt.empty() && std::isspace(static_cast<unsigned char>(txt.front()))) txt.erase(txt.begin());
@@ -562,6 +571,7 @@ class SpaExperiment : public Experiment {
     KVCache cache;
     AdapterState astate;
     std::vector<std::vector<int64_t>> out(B);
+    routes_.assign(static_cast<size_t>(B), std::string());
     std::vector<bool> done(B, false);
     const bool use_adapter = trainable_;
     const bool need_backbone = !use_adapter || (router_ && router_type_ != "always");
@@ -604,12 +614,14 @@ class SpaExperiment : public Experiment {
       for (int64_t j = 0; j < B; ++j) {
         if (done[j]) continue;
         ++steps;
-        if (chose.defined() && chose[j].item<bool>()) ++adapter_steps;
+        const bool adapted = chose.defined() && chose[j].item<bool>();
+        if (adapted) ++adapter_steps;
         const int64_t t = next[j].item<int64_t>();
         if (std::find(stop_ids_.begin(), stop_ids_.end(), t) != stop_ids_.end()) {
           done[j] = true;
         } else {
           out[j].push_back(t);
+          routes_[static_cast<size_t>(j)] += adapted ? 'A' : 'B';
         }
         all_done = all_done && done[j];
       }
@@ -627,6 +639,8 @@ class SpaExperiment : public Experiment {
   bool trainable_ = false;
   double decode_seconds_ = 0;
   int64_t decode_calls_ = 0;
+  std::vector<std::string> routes_;           // per row of the current decode: 'A'/'B' per token
+  std::vector<nlohmann::json> token_trace_;   // per test example: tokens and routes
   std::unique_ptr<GenerationTask> task_;
   std::shared_ptr<CausalLM> model_;
   std::shared_ptr<DeviceAdapter> adapter_;

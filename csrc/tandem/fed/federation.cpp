@@ -304,7 +304,7 @@ std::vector<RoundRecord> Federation::run(const Transport& transport, const std::
       loss += u.loss;
       rec.bytes_up += state_b + (u.usage.defined() ? u.usage.numel() * static_cast<int64_t>(u.usage.element_size()) : 0);
     }
-    rec.bytes_down = state_b * rec.clients_sampled;
+    for (const auto& u : updates) rec.bytes_down += u.sent ? state_b : 0;
     rec.train_loss = rec.clients_ok ? loss / static_cast<double>(rec.clients_ok) : 0.0;
     aggregate(updates);
     if (r % s_.eval_every == 0 || r == s_.rounds) rec.accuracy = evaluate();

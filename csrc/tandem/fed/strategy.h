@@ -23,6 +23,7 @@ struct ClientUpdate {
   torch::Tensor usage;               ///< [M] int64 pool-entry choices during training, or undefined
   double loss = 0;                   ///< mean training loss over the local steps
   bool ok = false;
+  bool sent = true;                  ///< the global state reached the client (false: known gone)
   std::string error;                 ///< why the update did not arrive (when !ok)
 };
 

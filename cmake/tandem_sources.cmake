@@ -74,6 +74,7 @@ set(TANDEM_TEST_SOURCES
   tests/cpp/test_safetensors.cpp
   tests/cpp/test_experiments.cpp
   tests/cpp/test_train.cpp
+  tests/cpp/test_fed_collab.cpp
 )
 set(TANDEM_BENCH_SOURCES
   benchmarks/bench_core.cpp

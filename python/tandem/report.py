@@ -106,7 +106,8 @@ def to_markdown(items: list[dict], info: dict, base: Path) -> str:
             lines += ["Configs: " + ", ".join(f"`{c}`" for c in it["configs"]), ""]
         if it["versions"]:
             lines += ["Versions:", ""] + [f"- {v}" for v in it["versions"]] + [""]
-        body = re.sub(r"^# ", "### ", it["table"], flags=re.M)
+        # The tables' own headings sit two levels below the section's.
+        body = re.sub(r"^(#{1,4}) ", lambda m: "#" * (len(m.group(1)) + 2) + " ", it["table"], flags=re.M)
         lines += [body.strip(), ""]
         for p in it["plots"]:
             lines += [f"![{p.stem}]({os.path.relpath(p, base)})", ""]

@@ -117,46 +117,34 @@ struct Common {
   uint64_t seed;
 };
 
-class RemoteOnly : public Protocol {
+// One side reads the whole document and answers: remote_only (the quality and cost reference)
+// or local_only.
+template <bool kRemote>
+class OneSide : public Protocol {
  public:
-  explicit RemoteOnly(const Config& c) : k_(c) {}
-  bool uses_local() const override { return false; }
+  explicit OneSide(const Config& c) : k_(c) {}
+  bool uses_local() const override { return !kRemote; }
+  bool uses_remote() const override { return kRemote; }
   std::string answer(const LongDocExample& ex, ProtocolClients& c, Transcript& t, CostMeter& m) override {
+    const char* who = kRemote ? "remote" : "local";
     ChatRequest r;
     r.messages = {{"user", qa_prompt(clip(ex.document, k_.max_doc_chars), ex.question)}};
     r.max_tokens = k_.answer_tokens;
     r.seed = k_.seed;
-    t.add("remote", "request", "[document: " + std::to_string(std::min<int64_t>(ex.document.size(), k_.max_doc_chars)) +
-                                   " chars]\nQuestion: " + ex.question);
-    auto res = c.remote->chat_one(r);
-    m.remote(res);
-    t.add("remote", "answer", res.content, {{"attempts", res.attempts}});
+    t.add(who, "request", "[document: " + std::to_string(std::min<int64_t>(ex.document.size(), k_.max_doc_chars)) +
+                              " chars]\nQuestion: " + ex.question);
+    auto res = (kRemote ? c.remote : c.local)->chat_one(r);
+    kRemote ? m.remote(res) : m.local(res);
+    t.add(who, "answer", res.content, {{"attempts", res.attempts}});
     return res.content;
   }
 
  private:
   Common k_;
 };
+using RemoteOnly = OneSide<true>;
+using LocalOnly = OneSide<false>;
 TANDEM_REGISTER(Protocol, "remote_only", RemoteOnly, const Config&);
-
-class LocalOnly : public Protocol {
- public:
-  explicit LocalOnly(const Config& c) : k_(c) {}
-  bool uses_remote() const override { return false; }
-  std::string answer(const LongDocExample& ex, ProtocolClients& c, Transcript& t, CostMeter& m) override {
-    ChatRequest r;
-    r.messages = {{"user", qa_prompt(clip(ex.document, k_.max_doc_chars), ex.question)}};
-    r.max_tokens = k_.answer_tokens;
-    r.seed = k_.seed;
-    auto res = c.local->chat_one(r);
-    m.local(res);
-    t.add("local", "answer", res.content);
-    return res.content;
-  }
-
- private:
-  Common k_;
-};
 TANDEM_REGISTER(Protocol, "local_only", LocalOnly, const Config&);
 
 // Minion: the remote asks, the local answers from the document; the remote decides each turn

@@ -30,8 +30,6 @@ void split_by_hash(const std::vector<TextExample>& all, double test_fraction,
   for (const auto& ex : all) (fnv1a(ex.id) % 10000 < cut ? test : train).push_back(ex);
 }
 
-namespace {
-
 std::string json_field_text(const nlohmann::json& rec, const std::string& field) {
   if (!rec.contains(field)) throw std::invalid_argument("record has no field '" + field + "'");
   const auto& v = rec[field];
@@ -39,6 +37,8 @@ std::string json_field_text(const nlohmann::json& rec, const std::string& field)
   if (v.is_number_integer()) return std::to_string(v.get<int64_t>());
   throw std::invalid_argument("field '" + field + "' is neither a string nor an integer");
 }
+
+namespace {
 
 // Any JSONL file with a text field and a label field (e.g. MMLU-Pro question -> category).
 class JsonlTextDataset : public TextDataset {

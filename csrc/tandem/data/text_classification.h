@@ -7,6 +7,7 @@
 #include <vector>
 
 #include <ATen/core/Tensor.h>
+#include <nlohmann/json_fwd.hpp>
 
 #include "tandem/core/config.h"
 #include "tandem/core/registry.h"
@@ -27,6 +28,10 @@ class TextDataset {
   virtual double test_fraction() const = 0;
 };
 TANDEM_DECLARE_REGISTRY(TextDataset, const Config&);
+
+/// A record's field as text: strings as they are, integers in decimal; anything else (or a
+/// missing field) is std::invalid_argument naming the field.
+std::string json_field_text(const nlohmann::json& rec, const std::string& field);
 
 /// 64-bit FNV-1a: a fixed hash, the same on every machine and run.
 uint64_t fnv1a(const std::string& s, uint64_t seed = 0);

@@ -33,13 +33,6 @@ FeatureSet FeatureSet::rows(const torch::Tensor& r) const {
 
 namespace {
 
-std::string field_text(const nlohmann::json& rec, const std::string& field) {
-  if (!rec.contains(field)) throw std::invalid_argument("record has no field '" + field + "'");
-  const auto& v = rec[field];
-  if (v.is_string()) return v.get<std::string>();
-  if (v.is_number_integer()) return std::to_string(v.get<int64_t>());
-  throw std::invalid_argument("field '" + field + "' is neither a string nor an integer");
-}
 
 // Any JSONL with text, label and a domain field. The domain is the field's text up to
 // `domain_separator` (MMLU-Pro's `src` "ori_mmlu-high_school_biology" -> "ori_mmlu"), which
@@ -60,11 +53,11 @@ class JsonlFedDataset : public FedDataset {
     std::vector<LabelledText> out;
     read_jsonl(path_, [&](const nlohmann::json& rec, size_t line) {
       LabelledText ex;
-      ex.text = field_text(rec, text_field_);
-      ex.label = field_text(rec, label_field_);
-      ex.id = id_field_.empty() ? std::to_string(line) : field_text(rec, id_field_);
+      ex.text = json_field_text(rec, text_field_);
+      ex.label = json_field_text(rec, label_field_);
+      ex.id = id_field_.empty() ? std::to_string(line) : json_field_text(rec, id_field_);
       if (!domain_field_.empty()) {
-        ex.domain = field_text(rec, domain_field_);
+        ex.domain = json_field_text(rec, domain_field_);
         if (!domain_sep_.empty()) ex.domain = ex.domain.substr(0, ex.domain.find(domain_sep_));
       }
       out.push_back(std::move(ex));

@@ -33,12 +33,22 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def row_of(ds: str, p: str, run_dir: Path) -> dict:
+    m = json.loads((run_dir / "metrics.json").read_text())
+    n = max(1, m["examples"])
+    return {"dataset": ds, "protocol": p, "examples": m["examples"], "failed": m["failed"], "F1": m["f1"],
+            "remote tokens / ex": m["remote_tokens_per_example"], "remote $ / ex": m["dollars_per_example"],
+            "local tokens / ex": (m["local_prompt_tokens"] + m["local_completion_tokens"]) / n,
+            "s / ex": m["seconds_per_example"], "run": run_dir}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--datasets", nargs="*", default=["qasper", "financebench"])
     ap.add_argument("--set", nargs="*", default=[], help="overrides for every run (key.path=value)")
     ap.add_argument("--remote-model", default="gemma3-270m")
     ap.add_argument("--out", default="results/minions")
+    ap.add_argument("--reuse", action="store_true", help="take the latest finished run of each cell instead of rerunning it")
     args = ap.parse_args()
     runs = ROOT / "results" / "minions_runs"
     port = free_port()
@@ -57,17 +67,17 @@ def main() -> None:
         for ds in args.datasets:
             for p in PROTOCOLS:
                 cfg = ROOT / "configs" / "minions" / f"{ds}_{p}.yaml"
+                done = sorted((runs / f"{ds}_{p}").glob("*/metrics.json")) if args.reuse else []
+                if done:
+                    run_dir = max((d.parent for d in done), key=lambda d: d.stat().st_mtime)
+                    rows.append(row_of(ds, p, run_dir))
+                    continue
                 cmd = [sys.executable, "-m", "tandem", "run", str(cfg), f"run.results_dir={runs}",
                        f"remote.base_url=http://127.0.0.1:{port}/v1", *args.set, "--no-plot"]
                 print("[minions_table] " + " ".join(shlex.quote(c) for c in cmd), flush=True)
                 subprocess.run(cmd, check=True, cwd=ROOT)
                 run_dir = max((runs / f"{ds}_{p}").iterdir(), key=lambda d: d.stat().st_mtime)
-                m = json.loads((run_dir / "metrics.json").read_text())
-                n = max(1, m["examples"])
-                rows.append({"dataset": ds, "protocol": p, "examples": m["examples"], "failed": m["failed"], "F1": m["f1"],
-                             "remote tokens / ex": m["remote_tokens_per_example"], "remote $ / ex": m["dollars_per_example"],
-                             "local tokens / ex": (m["local_prompt_tokens"] + m["local_completion_tokens"]) / n,
-                             "s / ex": m["seconds_per_example"], "run": run_dir})
+                rows.append(row_of(ds, p, run_dir))
     finally:
         server.terminate()
         server.wait(timeout=60)

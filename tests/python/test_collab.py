@@ -29,13 +29,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_http(url: str, proc: subprocess.Popen, timeout: float = 120) -> None:
+def wait_http(url: str, proc: subprocess.Popen, timeout: float = 180, log: Path | None = None) -> None:
     import urllib.request
 
     t0 = time.time()
     while time.time() - t0 < timeout:
         if proc.poll() is not None:
-            raise RuntimeError(f"server exited: {proc.stdout.read() if proc.stdout else ''}")
+            raise RuntimeError(f"server exited: {log.read_text()[-2000:] if log else ''}")
         try:
             urllib.request.urlopen(url, timeout=2)
             return
@@ -99,13 +99,15 @@ def test_unsupported_schema_is_a_clear_error(engine):
 # ---- tandem serve <-> the official openai client ----
 
 @pytest.fixture(scope="module")
-def served():
+def served(tmp_path_factory):
     port = free_port()
+    log = tmp_path_factory.mktemp("serve") / "serve.log"
+    # Server output goes to a file: a pipe nobody reads would fill and block the server.
     proc = subprocess.Popen([sys.executable, "-m", "tandem", "serve", "--model", "smollm2-135m", "--port", str(port),
                              "--max-batch", "8", "--batch-window-ms", "50"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                            stdout=open(log, "w"), stderr=subprocess.STDOUT)
     try:
-        wait_http(f"http://127.0.0.1:{port}/v1/models", proc)
+        wait_http(f"http://127.0.0.1:{port}/v1/models", proc, log=log)
         yield port
     finally:
         proc.terminate()
@@ -153,16 +155,17 @@ def test_concurrent_requests_are_batched(served):
 
 # ---- tandem's client <-> llama-cpp-python's OpenAI-compatible server ----
 
-def test_tandem_client_talks_to_llama_cpp_server():
-    pytest.importorskip("llama_cpp.server.app", reason="llama-cpp-python[server] is installed by scripts/setup.sh")
+def test_tandem_client_talks_to_llama_cpp_server(tmp_path):
+    import llama_cpp.server.app  # noqa: F401  (installed by scripts/setup.sh; a missing one fails here)
     import openai
 
     port = free_port()
+    log = tmp_path / "llama_server.log"
     proc = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", str(SMOL), "--port", str(port),
                              "--n_ctx", "1024", "--model_alias", "smol"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                            stdout=open(log, "w"), stderr=subprocess.STDOUT)
     try:
-        wait_http(f"http://127.0.0.1:{port}/v1/models", proc)
+        wait_http(f"http://127.0.0.1:{port}/v1/models", proc, log=log)
         cli = collab.client({"type": "openai", "base_url": f"http://127.0.0.1:{port}/v1", "model": "smol",
                              "timeout_s": 120, "send_schema": False})
         msgs = [("user", "Name a fruit. One word.")]

@@ -150,19 +150,22 @@ def run_workers(cfg: str, run_dir: Path, clients: int, env: dict | None = None, 
     with socket.socket() as sk:
         sk.bind(("127.0.0.1", 0))
         port = sk.getsockname()[1]
-    procs = []
+    procs, logs = [], []
+    run_dir.mkdir(parents=True, exist_ok=True)
     for rank in range(clients + 1):
+        # Output to files: a pipe nobody reads until the end could fill and block a worker.
+        logs.append(run_dir / f"rank{rank}.{len(list(run_dir.glob(f'rank{rank}.*')))}.log")
         procs.append(subprocess.Popen(
             [sys.executable, "-m", "tandem.fed", "worker", cfg, "--rank", str(rank), "--client-ranks", str(clients),
              "--master", f"127.0.0.1:{port}", "--run-dir", str(run_dir), "--timeout", "30"],
-            env={**os.environ, **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+            env={**os.environ, **(env or {})}, stdout=open(logs[-1], "w"), stderr=subprocess.STDOUT))
     rc = procs[0].wait(timeout=timeout)
     for p in procs[1:]:
         try:
             p.wait(timeout=60)
         except subprocess.TimeoutExpired:
             p.kill()
-    return rc, procs[0].stdout.read()
+    return rc, logs[0].read_text()
 
 
 def server_state(run_dir: Path) -> list[torch.Tensor]:

@@ -124,7 +124,7 @@ def main() -> None:
     for p in model.parameters():
         p.requires_grad_(False)
     tok = AutoTokenizer.from_pretrained(str(mdir))
-    texts = [json.loads(l)["question"] for l, _ in zip(open(tandem.data_root() + "/mmlu_pro/test.jsonl"), range(2000))]
+    texts = [json.loads(l)["question"] for l, _ in zip(open(Path(tandem.data_root()) / "mmlu_pro" / "test.jsonl"), range(2000))]
     batches = []
     for c in clients:
         n = len(fed.partition()[c])

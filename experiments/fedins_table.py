@@ -35,6 +35,7 @@ def markdown(rows: list[dict], cols: list[str]) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--set", nargs="*", default=[], help="overrides for every method (key.path=value)")
+    ap.add_argument("--methods", nargs="*", default=METHODS, help="which rows (default: all)")
     ap.add_argument("--no-dist", action="store_true", help="skip the torch.distributed rerun of FedIns")
     ap.add_argument("--out", default="results/fedins")
     ap.add_argument("--reuse", action="store_true", help="take the latest finished run of each method instead of rerunning it")
@@ -44,7 +45,7 @@ def main() -> None:
     rows, curves = [], {}
     import pandas as pd
 
-    for m in METHODS:
+    for m in args.methods:
         cmd = [sys.executable, "-m", "tandem", "run", str(ROOT / "configs" / "fedins" / f"{m}.yaml"),
                f"run.results_dir={runs}", *args.set, "--no-plot"]
         done = sorted((runs / m).glob("*/metrics.json")) if args.reuse else []

@@ -214,6 +214,7 @@ PYBIND11_MODULE(_C, m) {
             d["generated_tokens"] = r.generated_tokens;
             d["prefill_seconds"] = r.prefill_seconds;
             d["decode_seconds"] = r.decode_seconds;
+            d["prefill_positions"] = r.prefill_positions;
             return d;
           },
           py::arg("prompts"), py::arg("max_new_tokens") = 64, py::arg("temperature") = 0.0, py::arg("top_k") = 0,

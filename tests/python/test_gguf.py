@@ -54,7 +54,7 @@ def write_file(path, tensors: dict[str, tuple[np.ndarray, object, tuple[int, ...
 def fixture_file(tmp_path_factory):
     rng = np.random.default_rng(0)
     tensors = {}
-    shape = (6, 512)  # rows x row length (torch order)
+    shape = (7, 512)  # rows x row length (torch order); odd, so paired-row kernels meet a lone row
     for qt in QUANTIZABLE:
         x = rng.normal(0, 1, size=shape).astype(np.float32)
         q = gguf.quants.quantize(x, qt) if qt != T.F32 else x
@@ -119,8 +119,11 @@ def test_packed_matmul_equals_dequantized_matmul(fixture_file, qtype, portable):
     path, tensors = fixture_file
     data, _, shape = tensors[f"t.{qtype.name}"]
     w = torch.from_numpy(gguf.quants.dequantize(data, qtype).astype(np.float32).reshape(shape))
-    x = torch.randn(3, shape[1], generator=torch.Generator().manual_seed(0))
-    got = _C.GgufFile(str(path)).packed_matmul(f"t.{qtype.name}", x, portable)
-    ref = (x.double() @ w.double().T).float()
-    assert got.shape == (3, shape[0])
-    assert torch.allclose(got, ref, rtol=1e-5, atol=1e-4), (got - ref).abs().max().item()
+    # 1 row (single-sequence decoding), and 3, 8 and 11 rows (batched decoding: the tiled
+    # kernels' full tile of 8 and its remainders).
+    for rows in (1, 3, 8, 11):
+        x = torch.randn(rows, shape[1], generator=torch.Generator().manual_seed(rows))
+        got = _C.GgufFile(str(path)).packed_matmul(f"t.{qtype.name}", x, portable)
+        ref = (x.double() @ w.double().T).float()
+        assert got.shape == (rows, shape[0])
+        assert torch.allclose(got, ref, rtol=1e-5, atol=1e-4), (rows, (got - ref).abs().max().item())

@@ -118,6 +118,25 @@ def test_greedy_generation_matches_transformers(pair):
     assert ours["finish_reasons"] == ["length", "length"]
 
 
+def test_shared_prompt_prefix_is_computed_once_and_changes_nothing(pair):
+    """Prompts that share a 40-token prefix (MinionS' jobs over one chunk) prefill it once; the
+    greedy continuations must still equal transformers' for each prompt alone. Gemma 3's
+    8-key sliding window is shorter than the prefix, so the window must count positions."""
+    hf, tm = pair
+    g = torch.Generator().manual_seed(5)
+    prefix = torch.randint(3, 211, (40,), generator=g).tolist()
+    prompts = [prefix + [17, 18, 19], prefix + [20, 21, 22, 23, 24, 25, 26], prefix + [27],
+               torch.randint(3, 211, (44,), generator=g).tolist()]
+    ours = tm.generate(prompts, max_new_tokens=6, pad_id=0)
+    plain = len(prompts) * max(map(len, prompts))
+    assert ours["prefill_positions"] < plain  # the shared path ran
+    for prompt, toks in zip(prompts, ours["tokens"]):
+        with torch.no_grad():
+            ref = hf.generate(torch.tensor([prompt]), max_new_tokens=6, do_sample=False,
+                              eos_token_id=None, pad_token_id=0)
+        assert toks == ref[0, len(prompt):].tolist()
+
+
 def test_score_is_sum_of_token_log_probs(pair):
     hf, tm = pair
     prompt, cont = [7, 8, 9, 10], [11, 12, 13]

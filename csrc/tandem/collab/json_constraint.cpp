@@ -1,6 +1,8 @@
 #include "tandem/collab/json_constraint.h"
 
 #include <algorithm>
+#include <cstdio>
+#include <limits>
 #include <map>
 #include <mutex>
 
@@ -85,13 +87,16 @@ std::shared_ptr<const TokenTable> TokenTable::build(const text::Tokenizer& tok) 
   t->string_close = mk(close);
   t->digits = mk(dig);
   t->number_end = mk(end);
+  t->in_string = t->string_ok | t->string_close;
+  t->digits_or_end = t->digits | t->number_end;
   cache[&tok] = t;
   return t;
 }
 
 JsonConstraint::JsonConstraint(std::shared_ptr<const SchemaNode> schema, std::shared_ptr<const TokenTable> table,
-                               const text::Tokenizer& tok)
-    : schema_(std::move(schema)), table_(std::move(table)), tok_(tok) {
+                               const text::Tokenizer& tok, std::shared_ptr<MaskCache> masks)
+    : schema_(std::move(schema)), table_(std::move(table)), tok_(tok),
+      masks_(masks ? std::move(masks) : std::make_shared<MaskCache>()) {
   stack_.push_back({schema_.get()});
   pump();
 }
@@ -184,40 +189,50 @@ void JsonConstraint::pump() {
 }
 
 torch::Tensor JsonConstraint::allowed() const {
+  const int64_t V = static_cast<int64_t>(table_->text.size());
   switch (slot_) {
     case Slot::kString:
-      return table_->string_ok | table_->string_close;
+      return table_->in_string;
     case Slot::kInteger:
-      return slot_count_ > 0 ? (table_->digits | table_->number_end) : table_->digits.clone();
+      return slot_count_ > 0 ? table_->digits_or_end : table_->digits;
     case Slot::kEnum: {
-      const auto& opts = stack_.back().node->options;
-      std::vector<uint8_t> m(table_->text.size(), 0);
-      bool complete = false;
-      for (const auto& o : opts) complete = complete || o == enum_prefix_;
-      for (size_t v = 0; v < table_->text.size(); ++v) {
-        const auto& t = table_->text[v];
-        if (t.empty()) continue;
-        if (complete && t[0] == '"') {
-          m[v] = 1;
-          continue;
-        }
-        const std::string cand = enum_prefix_ + t;
-        for (const auto& o : opts)
-          if (o.compare(0, cand.size(), cand) == 0 && cand.size() <= o.size()) {
-            m[v] = 1;
-            break;
+      const SchemaNode* node = stack_.back().node;
+      char addr[32];
+      std::snprintf(addr, sizeof addr, "enum:%p:", static_cast<const void*>(node));
+      return masks_->get(addr + enum_prefix_, [&] {
+        const auto& opts = node->options;
+        std::vector<uint8_t> m(static_cast<size_t>(V), 0);
+        bool complete = false;
+        for (const auto& o : opts) complete = complete || o == enum_prefix_;
+        for (int64_t v = 0; v < V; ++v) {
+          const auto& t = table_->text[static_cast<size_t>(v)];
+          if (t.empty()) continue;
+          if (complete && t[0] == '"') {
+            m[static_cast<size_t>(v)] = 1;
+            continue;
           }
-      }
-      return torch::tensor(m, torch::kUInt8).to(torch::kBool);
+          const std::string cand = enum_prefix_ + t;
+          for (const auto& o : opts)
+            if (o.compare(0, cand.size(), cand) == 0 && cand.size() <= o.size()) {
+              m[static_cast<size_t>(v)] = 1;
+              break;
+            }
+        }
+        return torch::tensor(m, torch::kUInt8).to(torch::kBool);
+      });
     }
     case Slot::kChoice: {
-      auto m = torch::zeros({static_cast<int64_t>(table_->text.size())}, torch::kBool);
-      for (auto id : alt_first_)
-        if (id >= 0) m[id] = true;
-      return m;
+      std::string key = "alts";
+      for (auto id : alt_first_) key += ":" + std::to_string(id);
+      return masks_->get(key, [&] {
+        auto m = torch::zeros({V}, torch::kBool);
+        for (auto id : alt_first_)
+          if (id >= 0) m[id] = true;
+        return m;
+      });
     }
     default:
-      return torch::zeros({static_cast<int64_t>(table_->text.size())}, torch::kBool);
+      return masks_->get("none", [&] { return torch::zeros({V}, torch::kBool); });
   }
 }
 
@@ -367,49 +382,77 @@ std::vector<ConstrainedResult> generate_json(CausalLM& model, const text::Tokeni
   const int64_t B = static_cast<int64_t>(prompts.size());
   std::vector<ConstrainedResult> res(static_cast<size_t>(B));
   if (B == 0) return res;
+  for (const auto& p : prompts)
+    if (p.empty()) throw std::invalid_argument("generate_json: every prompt needs at least one token");
   auto table = TokenTable::build(tok);
+  auto masks = std::make_shared<MaskCache>();
   std::vector<JsonConstraint> rows;
   rows.reserve(static_cast<size_t>(B));
-  for (int64_t b = 0; b < B; ++b) rows.emplace_back(schema, table, tok);
+  for (int64_t b = 0; b < B; ++b) rows.emplace_back(schema, table, tok, masks);
   const int64_t pad = std::max<int64_t>(tok.pad_id, std::max<int64_t>(tok.eos_id, 0));
   const auto dev = model.parameters().front().device();
-  auto [ids, mask] = left_pad(prompts, pad);
-  ids = ids.to(dev);
-  mask = mask.to(dev);
   KVCache cache;
   at::Generator gen = at::detail::createCPUGenerator(seed);
-  LMOutput out = model.forward(ids, mask, {}, &cache, false, 1);
+  PrefillResult pre = prefill(model, prompts, pad, cache);
+  LMOutput out = std::move(pre.out);
+  torch::Tensor mask = pre.mask;
   const int64_t V = static_cast<int64_t>(table->text.size());
+  const float kNegInf = -std::numeric_limits<float>::infinity();
+  std::vector<int64_t> feed(static_cast<size_t>(B));
   for (int64_t step = 0; step < max_new_tokens; ++step) {
-    std::vector<int64_t> feed(static_cast<size_t>(B), pad);
-    bool any = false;
-    torch::Tensor logits;  // fetched once per step, only when some row must choose
+    // Rows on skeleton text take their forced token; the rest choose together: one masked
+    // argmax (or draw) over a [choosers, V] block per step. feed < 0: nothing to feed.
+    std::fill(feed.begin(), feed.end(), -1);
+    std::vector<int64_t> choosers;
+    std::vector<torch::Tensor> allowed;
     for (int64_t b = 0; b < B; ++b) {
       auto& r = rows[static_cast<size_t>(b)];
       if (r.done()) continue;
-      int64_t f = r.next_forced();
-      if (f < 0) {
-        if (!logits.defined()) logits = out.logits.select(1, -1).to(torch::kCPU, torch::kFloat);
-        auto l = logits[b].narrow(0, 0, V).masked_fill(r.allowed().logical_not(), -std::numeric_limits<float>::infinity());
-        int64_t pick;
-        if (temperature <= 0) {
-          pick = l.argmax().item<int64_t>();
-        } else {
-          pick = torch::multinomial(torch::softmax(l / temperature, 0), 1, false, gen).item<int64_t>();
-        }
-        if (!std::isfinite(l[pick].item<float>())) {  // nothing allowed: close what is open
+      const int64_t f = r.next_forced();
+      if (f >= 0) {
+        feed[static_cast<size_t>(b)] = f;
+      } else {
+        choosers.push_back(b);
+        allowed.push_back(r.allowed());
+      }
+    }
+    if (!choosers.empty()) {
+      const auto idx = torch::tensor(choosers, torch::kLong);
+      const auto ok = torch::stack(allowed);  // [C, V]
+      auto l = out.logits.select(1, -1).index_select(0, idx.to(out.logits.device())).narrow(1, 0, V)
+                   .to(torch::kCPU, torch::kFloat).masked_fill(ok.logical_not(), kNegInf);
+      const auto any = ok.any(1).contiguous();
+      torch::Tensor pick;
+      if (temperature <= 0) {
+        pick = l.argmax(1).contiguous();
+      } else {
+        // Rows with nothing allowed get a harmless uniform row; they are closed below.
+        l = torch::where(any.unsqueeze(1), l / temperature, torch::zeros_like(l));
+        pick = torch::multinomial(torch::softmax(l, 1), 1, false, gen).squeeze(1).contiguous();
+      }
+      const int64_t* pk = pick.data_ptr<int64_t>();
+      const bool* an = any.data_ptr<bool>();
+      for (size_t c = 0; c < choosers.size(); ++c) {
+        const int64_t b = choosers[c];
+        auto& r = rows[static_cast<size_t>(b)];
+        if (!an[c]) {  // nothing allowed: close what is open
           r.finish_now();
           continue;
         }
         res[static_cast<size_t>(b)].chosen++;
-        f = r.choose(pick);
+        feed[static_cast<size_t>(b)] = r.choose(pk[c]);  // -1: finished by that choice
       }
-      if (f < 0) continue;  // finished by that choice
-      feed[static_cast<size_t>(b)] = f;
-      res[static_cast<size_t>(b)].tokens++;
-      any = true;
     }
-    if (!any) break;
+    bool any_fed = false;
+    for (int64_t b = 0; b < B; ++b) {
+      if (feed[static_cast<size_t>(b)] < 0) {
+        feed[static_cast<size_t>(b)] = pad;
+      } else {
+        res[static_cast<size_t>(b)].tokens++;
+        any_fed = true;
+      }
+    }
+    if (!any_fed) break;
     mask = torch::cat({mask, torch::ones({B, 1}, mask.options())}, 1);
     out = model.forward(torch::tensor(feed, torch::kLong).view({B, 1}).to(dev), mask, {}, &cache, false, 1);
   }

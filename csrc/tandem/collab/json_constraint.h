@@ -8,6 +8,7 @@
 #pragma once
 
 #include <deque>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -40,17 +41,35 @@ struct TokenTable {
   torch::Tensor string_close;     ///< [V] bool: text starts with '"'
   torch::Tensor digits;           ///< [V] bool: all decimal digits
   torch::Tensor number_end;       ///< [V] bool: starts with ',', '}', ']', ' ' or a newline
+  torch::Tensor in_string;        ///< string_ok | string_close: what a string body may take
+  torch::Tensor digits_or_end;    ///< digits | number_end: a started integer's next token
   static std::shared_ptr<const TokenTable> build(const text::Tokenizer& tok);
+};
+
+/// Vocabulary masks of enum prefixes and alternative sets, built once and shared by the rows of
+/// one generation: a mask over a 49K vocabulary costs more than the step's own bookkeeping.
+class MaskCache {
+ public:
+  /// The mask stored under `key`, built by `make` the first time.
+  template <typename Make>
+  const torch::Tensor& get(const std::string& key, Make make) {
+    auto it = masks_.find(key);
+    if (it == masks_.end()) it = masks_.emplace(key, make()).first;
+    return it->second;
+  }
+
+ private:
+  std::map<std::string, torch::Tensor> masks_;
 };
 
 /// One row's constraint state.
 class JsonConstraint {
  public:
   JsonConstraint(std::shared_ptr<const SchemaNode> schema, std::shared_ptr<const TokenTable> table,
-                 const text::Tokenizer& tok);
+                 const text::Tokenizer& tok, std::shared_ptr<MaskCache> masks = nullptr);
   /// The next skeleton token to feed, or -1 when the model must choose (or the row is done).
   int64_t next_forced();
-  /// Allowed tokens for the model's choice now: [V] bool.
+  /// Allowed tokens for the model's choice now: [V] bool, shared (do not modify).
   torch::Tensor allowed() const;
   /// Applies the model's choice; returns the token to feed now, or -1 (feed next_forced(), or done).
   int64_t choose(int64_t token);
@@ -73,6 +92,7 @@ class JsonConstraint {
   std::shared_ptr<const SchemaNode> schema_;
   std::shared_ptr<const TokenTable> table_;
   const text::Tokenizer& tok_;
+  std::shared_ptr<MaskCache> masks_;
   std::vector<Frame> stack_;
   std::deque<int64_t> pending_;
   std::string out_, literal_, enum_prefix_;

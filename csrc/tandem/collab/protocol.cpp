@@ -254,11 +254,12 @@ class MinionS : public Protocol {
       if (jobs.empty()) jobs.push_back("Find information that answers: " + ex.question);
       t.add("remote", "jobs", dr.content, {{"round", round}});
 
-      // 2. Execute: every job on every chunk, `samples` times, as one batched call.
+      // 2. Execute: every job on every chunk, `samples` times, as one batched call. Chunk-major,
+      // so the jobs over one chunk land in the same local batch and share its prefill.
       std::vector<ChatRequest> batch;
       std::vector<std::pair<size_t, size_t>> where;  // (job, chunk)
-      for (size_t j = 0; j < jobs.size(); ++j)
-        for (size_t ch = 0; ch < chunks.size(); ++ch)
+      for (size_t ch = 0; ch < chunks.size(); ++ch)
+        for (size_t j = 0; j < jobs.size(); ++j)
           for (int64_t s = 0; s < samples_; ++s) {
             ChatRequest r;
             r.max_tokens = job_tokens_;

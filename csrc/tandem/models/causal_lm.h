@@ -40,6 +40,8 @@ class KVCache {
   int64_t length() const { return length_; }
   /// Called once per forward, after every layer appended.
   void advance(int64_t n) { length_ += n; }
+  /// Keeps batch rows `index` (long, may repeat): row b of the result is row index[b] before.
+  void select_rows(const torch::Tensor& index);
   void reset();
   /// Bytes held by the cache tensors.
   int64_t bytes() const;

@@ -67,9 +67,14 @@ inline AttentionMask attention_mask(const torch::Tensor& mask, bool has_padding,
   auto opts = torch::TensorOptions().dtype(torch::kLong).device(mask.device());
   auto q = torch::arange(past, S, opts).view({T, 1});
   auto k = torch::arange(0, S, opts).view({1, S});
-  auto ok = (k <= q);
-  if (window > 0) ok = ok & (q - k < window);
-  auto allowed = ok.unsqueeze(0) & (mask.unsqueeze(1) != 0);
+  auto allowed = (k <= q).unsqueeze(0) & (mask.unsqueeze(1) != 0);
+  if (window > 0) {
+    // The window counts positions, not cache slots: with padding inside the cache (shared
+    // prompt prefixes) the two differ. Without it they agree on every real key.
+    auto pos = mask.cumsum(-1);  // [B, S]: 1-based position of each real key
+    auto qpos = pos.narrow(1, past, T);
+    allowed = allowed & (qpos.unsqueeze(2) - pos.unsqueeze(1) < window);
+  }
   m.allowed = (allowed | (k == q).unsqueeze(0)).unsqueeze(1);
   return m;
 }

@@ -1,6 +1,8 @@
 #include "tandem/models/generation.h"
 
+#include <algorithm>
 #include <chrono>
+#include <numeric>
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <torch/torch.h>
@@ -19,15 +21,79 @@ std::pair<torch::Tensor, torch::Tensor> left_pad(const std::vector<std::vector<i
   const int64_t B = static_cast<int64_t>(seqs.size());
   auto ids = torch::full({B, static_cast<int64_t>(L)}, pad_id, torch::kLong);
   auto mask = torch::zeros({B, static_cast<int64_t>(L)}, torch::kLong);
+  int64_t* ip = ids.data_ptr<int64_t>();
+  int64_t* mp = mask.data_ptr<int64_t>();
   for (int64_t b = 0; b < B; ++b) {
     const auto& s = seqs[b];
-    const int64_t off = static_cast<int64_t>(L - s.size());
-    for (size_t i = 0; i < s.size(); ++i) ids[b][off + i] = s[i];
-    if (!s.empty()) mask[b].narrow(0, off, static_cast<int64_t>(s.size())).fill_(1);
+    const size_t off = L - s.size();
+    std::copy(s.begin(), s.end(), ip + b * L + off);
+    std::fill(mp + b * L + off, mp + (b + 1) * L, 1);
   }
   return {ids, mask};
 }
 
+PrefillResult prefill(CausalLM& model, const std::vector<std::vector<int64_t>>& prompts, int64_t pad_id,
+                      KVCache& cache, int64_t min_shared) {
+  const int64_t B = static_cast<int64_t>(prompts.size());
+  const auto dev = model.parameters().front().device();
+  PrefillResult r;
+  size_t max_len = 0;
+  for (const auto& p : prompts) max_len = std::max(max_len, p.size());
+  // Sorted, rows with a common prefix are neighbours; a row joins its predecessor's group while
+  // the group's common prefix stays at least min_shared long.
+  std::vector<int64_t> order(static_cast<size_t>(B));
+  std::iota(order.begin(), order.end(), 0);
+  std::sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return prompts[a] < prompts[b]; });
+  auto lcp = [&](int64_t a, int64_t b) {
+    const auto &x = prompts[a], &y = prompts[b];
+    size_t n = 0;
+    while (n < x.size() && n < y.size() && x[n] == y[n]) ++n;
+    return static_cast<int64_t>(n);
+  };
+  std::vector<int64_t> group_of(static_cast<size_t>(B)), prefix_len;
+  for (size_t i = 0; i < order.size(); ++i) {
+    const int64_t b = order[i];
+    const int64_t own = static_cast<int64_t>(prompts[b].size()) - 1;  // every row keeps one token to run
+    const int64_t shared = i ? lcp(order[i - 1], b) : 0;
+    if (i == 0 || shared < min_shared) {
+      prefix_len.push_back(own);
+    } else {
+      prefix_len.back() = std::min({prefix_len.back(), shared, own});
+    }
+    group_of[b] = static_cast<int64_t>(prefix_len.size()) - 1;
+  }
+  const int64_t G = static_cast<int64_t>(prefix_len.size());
+  int64_t max_prefix = 0, max_suffix = 0;
+  for (int64_t b = 0; b < B; ++b) {
+    const int64_t p = prefix_len[group_of[b]];
+    max_prefix = std::max(max_prefix, p);
+    max_suffix = std::max(max_suffix, static_cast<int64_t>(prompts[b].size()) - p);
+  }
+  const int64_t plain = B * static_cast<int64_t>(max_len), split = G * max_prefix + B * max_suffix;
+  if (G == B || split >= plain) {
+    auto [ids, mask] = left_pad(prompts, pad_id);
+    r.mask = mask.to(dev);
+    r.out = model.forward(ids.to(dev), r.mask, {}, &cache, false, /*logits_to_keep=*/1);
+    r.positions = plain;
+    return r;
+  }
+  std::vector<std::vector<int64_t>> prefixes(static_cast<size_t>(G)), suffixes(static_cast<size_t>(B));
+  for (int64_t b = 0; b < B; ++b) {
+    const int64_t g = group_of[b], p = prefix_len[g];
+    if (prefixes[g].empty()) prefixes[g].assign(prompts[b].begin(), prompts[b].begin() + p);
+    suffixes[b].assign(prompts[b].begin() + p, prompts[b].end());
+  }
+  auto [pid, pmask] = left_pad(prefixes, pad_id);
+  model.forward(pid.to(dev), pmask.to(dev), {}, &cache, false, /*logits_to_keep=*/-1);
+  const auto rows = torch::tensor(group_of, torch::kLong);
+  cache.select_rows(rows);
+  auto [sid, smask] = left_pad(suffixes, pad_id);
+  r.mask = torch::cat({pmask.index_select(0, rows), smask}, 1).to(dev);
+  r.out = model.forward(sid.to(dev), r.mask, {}, &cache, false, 1);
+  r.positions = split;
+  r.groups = G;
+  return r;
+}
 
 torch::Tensor sample_next(const torch::Tensor& logits, const SamplingOptions& o, at::Generator& gen) {
   if (o.temperature <= 0) return logits.argmax(-1);
@@ -61,16 +127,16 @@ GenerationResult generate(CausalLM& model, const std::vector<std::vector<int64_t
     r.prompt_tokens += static_cast<int64_t>(p.size());
   }
   const auto dev = model.parameters().front().device();
-  auto [ids, mask] = left_pad(prompts, pad_id);
-  ids = ids.to(dev);
-  mask = mask.to(dev);
   at::Generator gen = at::detail::createCPUGenerator(opts.seed);
   KVCache cache;
   std::vector<bool> done(B, false);
   int64_t live = B;
 
   auto t0 = Clock::now();
-  LMOutput out = model.forward(ids, mask, {}, &cache, false, /*logits_to_keep=*/1);
+  PrefillResult pre = prefill(model, prompts, pad_id, cache);
+  LMOutput out = std::move(pre.out);
+  torch::Tensor mask = pre.mask;
+  r.prefill_positions = pre.positions;
   r.prefill_seconds = since(t0);
   t0 = Clock::now();
   for (int64_t step = 0; step < opts.max_new_tokens && live > 0; ++step) {

@@ -24,7 +24,25 @@ struct GenerationResult {
   std::vector<std::string> finish_reasons;   ///< "stop" or "length"
   int64_t prompt_tokens = 0, generated_tokens = 0;
   double prefill_seconds = 0, decode_seconds = 0;
+  int64_t prefill_positions = 0;  ///< positions the prompt pass computed (shared prefixes count once)
 };
+
+/// The prompt pass of generation, as run by generate() and the constrained decoder.
+struct PrefillResult {
+  LMOutput out;           ///< logits of each row's last prompt position, [B, 1, V]
+  torch::Tensor mask;     ///< [B, cache length] (1 = token): extend it by one column per step
+  int64_t positions = 0;  ///< token positions computed, padding included (the cost)
+  int64_t groups = 0;     ///< distinct shared prefixes computed (0: one plain left-padded pass)
+};
+
+/// Fills `cache` with `prompts` (token ids, each non-empty). Rows whose prompts share a long
+/// prefix (MinionS runs several jobs over one document chunk) compute that prefix once: the
+/// distinct prefixes run as one left-padded batch, their keys and values are copied to every
+/// row that shares them, then each row's own suffix runs on top (padding in the middle is
+/// masked, positions come from the mask). Used only when it computes fewer positions than one
+/// left-padded pass; `min_shared` is the shortest prefix worth sharing.
+PrefillResult prefill(CausalLM& model, const std::vector<std::vector<int64_t>>& prompts, int64_t pad_id,
+                      KVCache& cache, int64_t min_shared = 32);
 
 /// Generates continuations of `prompts` (token ids) in one batch; `pad_id` fills the left.
 GenerationResult generate(CausalLM& model, const std::vector<std::vector<int64_t>>& prompts,

@@ -25,7 +25,7 @@ struct Layer {
 torch::Tensor proj_q(const torch::Tensor& x, const torch::Tensor& w, const PackedWeight& pw,
                      const torch::Tensor& b = {}) {
   const int64_t rows = x.numel() / x.size(-1);
-  if (pw.defined() && rows <= 4 && x.scalar_type() == torch::kFloat && x.device().is_cpu()) {
+  if (pw.defined() && rows <= kPackedMaxRows && x.scalar_type() == torch::kFloat && x.device().is_cpu()) {
     auto sizes = x.sizes().vec();
     sizes.back() = pw.rows;
     auto y = packed_matmul(x.reshape({rows, x.size(-1)}), pw).view(sizes);
@@ -146,7 +146,7 @@ class LlamaModel : public CausalLM {
   torch::Tensor project_vocab(const torch::Tensor& x) override {
     const int64_t rows = x.numel() / x.size(-1);
     const bool need_grad = torch::GradMode::is_enabled() && x.requires_grad();
-    if (!need_grad && head_packed_.defined() && rows <= 4 && x.scalar_type() == torch::kFloat && x.device().is_cpu()) {
+    if (!need_grad && head_packed_.defined() && rows <= kPackedMaxRows && x.scalar_type() == torch::kFloat && x.device().is_cpu()) {
       std::vector<int64_t> shape(x.sizes().begin(), x.sizes().end());
       shape.back() = -1;
       return packed_matmul(x.reshape({rows, x.size(-1)}), head_packed_).view(shape);
@@ -196,6 +196,12 @@ std::pair<torch::Tensor, torch::Tensor> KVCache::append(int64_t layer, const tor
   K.narrow(2, length_, T).copy_(k);
   V.narrow(2, length_, T).copy_(v);
   return {K.narrow(2, 0, need), V.narrow(2, 0, need)};
+}
+
+void KVCache::select_rows(const torch::Tensor& index) {
+  for (auto* store : {&k_, &v_})
+    for (auto& t : *store)
+      if (t.defined()) t = t.narrow(2, 0, length_).index_select(0, index.to(t.device()));
 }
 
 void KVCache::reset() {

@@ -1,6 +1,7 @@
 #include "tandem/models/packed_matmul.h"
 
 #include <cstring>
+#include <type_traits>
 
 #include <immintrin.h>
 
@@ -116,6 +117,113 @@ __attribute__((target("avx512f,avx512bw"))) float dot_q8_0_avx512(const uint8_t*
   return _mm512_reduce_add_ps(acc);
 }
 
+// Several activation rows at once (batched decoding): each block is dequantized once into two
+// 16-lane vectors of weights (w = d*q + m, one rounding as in a fused dequantize) and then
+// multiplied into MT row accumulators. Expanding the 4-bit block costs more than the two FMAs per
+// row, so sharing it across rows is what lets a batch of 8 cost little more than one row.
+template <int WR, int MT, typename Expand>
+__attribute__((target("avx512f,avx512bw,f16c,fma"))) inline void rows_avx512(const uint8_t* w, int64_t row_bytes,
+                                                                             const float* x, int64_t ldx,
+                                                                             int64_t n_blocks, float* y, int64_t ldy,
+                                                                             Expand expand) {
+  // WR weight rows x MT activation rows per pass: each activation vector loaded feeds WR FMAs.
+  __m512 acc[WR][MT];
+  for (int i = 0; i < WR; ++i)
+    for (int m = 0; m < MT; ++m) acc[i][m] = _mm512_setzero_ps();
+  for (int64_t b = 0; b < n_blocks; ++b) {
+    __m512 w0[WR], w1[WR];
+    for (int i = 0; i < WR; ++i) expand(w + i * row_bytes + b * Expand::kBytes, w0[i], w1[i]);
+    const float* xb = x + b * 32;
+    for (int m = 0; m < MT; ++m) {
+      const __m512 x0 = _mm512_loadu_ps(xb + m * ldx), x1 = _mm512_loadu_ps(xb + m * ldx + 16);
+      for (int i = 0; i < WR; ++i) {
+        acc[i][m] = _mm512_fmadd_ps(w0[i], x0, acc[i][m]);
+        acc[i][m] = _mm512_fmadd_ps(w1[i], x1, acc[i][m]);
+      }
+    }
+  }
+  for (int i = 0; i < WR; ++i)
+    for (int m = 0; m < MT; ++m) y[m * ldy + i] = _mm512_reduce_add_ps(acc[i][m]);
+}
+
+struct ExpandQ4_1 {
+  static constexpr int64_t kBytes = 20;
+  __attribute__((target("avx512f,avx512bw,f16c,fma"))) void operator()(const uint8_t* w, __m512& w0, __m512& w1) const {
+    const __m512 d = _mm512_set1_ps(_cvtsh_ss(static_cast<uint16_t>(w[0] | (w[1] << 8))));
+    const __m512 m = _mm512_set1_ps(_cvtsh_ss(static_cast<uint16_t>(w[2] | (w[3] << 8))));
+    const __m128i qs = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w + 4));
+    const __m128i low = _mm_set1_epi8(0x0F);
+    w0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_and_si128(qs, low))), d, m);
+    w1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_and_si128(_mm_srli_epi16(qs, 4), low))), d, m);
+  }
+};
+
+struct ExpandQ4_0 {
+  static constexpr int64_t kBytes = 18;
+  __attribute__((target("avx512f,avx512bw,f16c,fma"))) void operator()(const uint8_t* w, __m512& w0, __m512& w1) const {
+    const float df = _cvtsh_ss(static_cast<uint16_t>(w[0] | (w[1] << 8)));
+    const __m512 d = _mm512_set1_ps(df), off = _mm512_set1_ps(-8.f * df);
+    const __m128i qs = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w + 2));
+    const __m128i low = _mm_set1_epi8(0x0F);
+    w0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_and_si128(qs, low))), d, off);
+    w1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_and_si128(_mm_srli_epi16(qs, 4), low))), d, off);
+  }
+};
+
+struct ExpandQ8_0 {
+  static constexpr int64_t kBytes = 34;
+  __attribute__((target("avx512f,avx512bw,f16c,fma"))) void operator()(const uint8_t* w, __m512& w0, __m512& w1) const {
+    const __m512 d = _mm512_set1_ps(_cvtsh_ss(static_cast<uint16_t>(w[0] | (w[1] << 8))));
+    w0 = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w + 2)))), d);
+    w1 = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w + 18)))), d);
+  }
+};
+
+// y[m, r] for rows r0..r1 and all M activation rows, in tiles of up to 8 activation rows.
+template <typename Expand>
+__attribute__((target("avx512f,avx512bw,f16c,fma"))) void matmul_rows_avx512(const uint8_t* base, int64_t row_bytes,
+                                                                             const float* x, int64_t M, int64_t cols,
+                                                                             float* y, int64_t ldy, int64_t r0,
+                                                                             int64_t r1) {
+  const Expand e;
+  const int64_t nb = cols / 32;
+  // Two weight rows at a time (one for an odd last row), times tiles of up to 8 activation rows:
+  // 2 x 8 accumulators, 4 expanded weight vectors and 2 activation vectors fit the 32 registers.
+  auto tile = [&](auto wr, int64_t r) {
+    constexpr int WR = decltype(wr)::value;
+    const uint8_t* w = base + r * row_bytes;
+    int64_t m = 0;
+    for (; m + 8 <= M; m += 8) rows_avx512<WR, 8>(w, row_bytes, x + m * cols, cols, nb, y + m * ldy + r, ldy, e);
+    switch (M - m) {
+      case 7: rows_avx512<WR, 7>(w, row_bytes, x + m * cols, cols, nb, y + m * ldy + r, ldy, e); break;
+      case 6: rows_avx512<WR, 6>(w, row_bytes, x + m * cols, cols, nb, y + m * ldy + r, ldy, e); break;
+      case 5: rows_avx512<WR, 5>(w, row_bytes, x + m * cols, cols, nb, y + m * ldy + r, ldy, e); break;
+      case 4: rows_avx512<WR, 4>(w, row_bytes, x + m * cols, cols, nb, y + m * ldy + r, ldy, e); break;
+      case 3: rows_avx512<WR, 3>(w, row_bytes, x + m * cols, cols, nb, y + m * ldy + r, ldy, e); break;
+      case 2: rows_avx512<WR, 2>(w, row_bytes, x + m * cols, cols, nb, y + m * ldy + r, ldy, e); break;
+      case 1: rows_avx512<WR, 1>(w, row_bytes, x + m * cols, cols, nb, y + m * ldy + r, ldy, e); break;
+      default: break;
+    }
+  };
+  int64_t r = r0;
+  for (; r + 2 <= r1; r += 2) tile(std::integral_constant<int, 2>{}, r);
+  if (r < r1) tile(std::integral_constant<int, 1>{}, r);
+}
+
+using RowsFn = void (*)(const uint8_t*, int64_t, const float*, int64_t, int64_t, float*, int64_t, int64_t, int64_t);
+
+RowsFn rows_for(gguf::GgmlType t) {
+  static const bool ok = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                         __builtin_cpu_supports("f16c") && __builtin_cpu_supports("fma");
+  if (!ok) return nullptr;
+  switch (t) {
+    case gguf::GgmlType::Q4_0: return matmul_rows_avx512<ExpandQ4_0>;
+    case gguf::GgmlType::Q4_1: return matmul_rows_avx512<ExpandQ4_1>;
+    case gguf::GgmlType::Q8_0: return matmul_rows_avx512<ExpandQ8_0>;
+    default: return nullptr;
+  }
+}
+
 using DotFn = float (*)(const uint8_t*, const float*, int64_t);
 
 DotFn dot_for(gguf::GgmlType t, bool portable = false) {
@@ -143,6 +251,12 @@ at::Tensor packed_matmul(const at::Tensor& x_in, const PackedWeight& w, bool por
   const uint8_t* base = w.raw.data_ptr<uint8_t>();
   const float* xp = x.data_ptr<float>();
   float* yp = y.data_ptr<float>();
+  // One activation row (decoding one sequence): the single-row dot kernels stream the weights
+  // fastest. Several rows: the tiled kernels expand each block once for all of them.
+  if (RowsFn rows = (portable || M < 2) ? nullptr : rows_for(w.type)) {
+    at::parallel_for(0, w.rows, 64, [&](int64_t r0, int64_t r1) { rows(base, row_bytes, xp, M, w.cols, yp, w.rows, r0, r1); });
+    return y;
+  }
   at::parallel_for(0, w.rows, 64, [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r)
       for (int64_t m = 0; m < M; ++m) yp[m * w.rows + r] = dot(base + r * row_bytes, xp + m * w.cols, n_blocks);

@@ -19,6 +19,11 @@ struct PackedWeight {
   bool defined() const { return raw.defined(); }
 };
 
+/// Largest number of activation rows for which the packed kernels beat BLAS on float32 weights
+/// (decoding a batch); above it (prefill) BLAS's cache blocking wins. Measured in
+/// benchmarks/bench_generate.py: each block is expanded once per tile of 8 rows.
+constexpr int64_t kPackedMaxRows = 16;
+
 /// Whether packed_matmul supports `type`.
 bool packed_supported(gguf::GgmlType type);
 

@@ -98,6 +98,13 @@ def _cmd_serve(args) -> int:
     return 0
 
 
+def _cmd_fed_worker(args) -> int:
+    from . import fed
+
+    fed.worker(args.config, args.set, args.rank, args.client_ranks, args.master, args.run_dir, args.timeout)
+    return 0
+
+
 def _cmd_fed(args) -> int:
     from . import fed
 
@@ -167,6 +174,15 @@ def build_parser() -> argparse.ArgumentParser:
     fl.add_argument("--run-dir", default=None, help="results and the server checkpoint (rerun to resume)")
     fl.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for a client's update")
     fl.set_defaults(fn=_cmd_fed)
+    fw = fsub.add_parser("worker", help="one rank (0 = server), for launches across machines")
+    fw.add_argument("config")
+    fw.add_argument("--rank", type=int, required=True)
+    fw.add_argument("--client-ranks", type=int, required=True, help="number of client ranks (world size - 1)")
+    fw.add_argument("--master", required=True, help="host:port of rank 0")
+    fw.add_argument("--run-dir", required=True)
+    fw.add_argument("--timeout", type=float, default=120.0)
+    fw.add_argument("--set", action="append", default=[], help="key.path=value override (repeatable)")
+    fw.set_defaults(fn=_cmd_fed_worker)
 
     g = sub.add_parser("registry", help="list registered component names")
     g.add_argument("kind", nargs="?")

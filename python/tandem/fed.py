@@ -223,7 +223,9 @@ def launch(config: str, clients: int, overrides: Sequence[str] = (), run_dir: st
     master = f"127.0.0.1:{_free_port()}"
     procs = []
     for rank in range(clients + 1):
-        cmd = [sys.executable, "-m", "tandem.fed", "worker", config, "--rank", str(rank), "--client-ranks",
+        # Through the package's own entry point: `-m tandem.fed` would run a module the package
+        # has already imported, which Python warns about in every worker.
+        cmd = [sys.executable, "-m", "tandem", "fed", "worker", config, "--rank", str(rank), "--client-ranks",
                str(clients), "--master", master, "--run-dir", str(out), "--timeout", str(timeout_s)]
         for o in overrides:
             cmd += ["--set", o]

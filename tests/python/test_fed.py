@@ -144,7 +144,7 @@ def fed_initial_ssf(fed):
 
 
 def run_workers(cfg: str, run_dir: Path, clients: int, env: dict | None = None, timeout: float = 240):
-    """Starts rank 0..clients as `python -m tandem.fed worker` processes; returns the server's rc."""
+    """Starts rank 0..clients as `tandem fed worker` processes; returns the server's rc."""
     import socket
 
     with socket.socket() as sk:
@@ -156,7 +156,7 @@ def run_workers(cfg: str, run_dir: Path, clients: int, env: dict | None = None, 
         # Output to files: a pipe nobody reads until the end could fill and block a worker.
         logs.append(run_dir / f"rank{rank}.{len(list(run_dir.glob(f'rank{rank}.*')))}.log")
         procs.append(subprocess.Popen(
-            [sys.executable, "-m", "tandem.fed", "worker", cfg, "--rank", str(rank), "--client-ranks", str(clients),
+            [sys.executable, "-m", "tandem", "fed", "worker", cfg, "--rank", str(rank), "--client-ranks", str(clients),
              "--master", f"127.0.0.1:{port}", "--run-dir", str(run_dir), "--timeout", "30"],
             env={**os.environ, **(env or {})}, stdout=open(logs[-1], "w"), stderr=subprocess.STDOUT))
     rc = procs[0].wait(timeout=timeout)

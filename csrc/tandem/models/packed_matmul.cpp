@@ -146,34 +146,43 @@ __attribute__((target("avx512f,avx512bw,f16c,fma"))) inline void rows_avx512(con
     for (int m = 0; m < MT; ++m) y[m * ldy + i] = _mm512_reduce_add_ps(acc[i][m]);
 }
 
-struct ExpandQ4_1 {
+// A Q4 block's 32 four-bit codes as two 16-lane float vectors (low nibbles, then high), and its
+// leading float16 scale; Q4_1 and Q4_0 differ only in what they add.
+__attribute__((target("avx512f,avx512bw,f16c,fma"))) inline void q4_codes(const uint8_t* qs, __m512& lo, __m512& hi) {
+  const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qs));
+  const __m128i low = _mm_set1_epi8(0x0F);
+  lo = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_and_si128(q, low)));
+  hi = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_and_si128(_mm_srli_epi16(q, 4), low)));
+}
+__attribute__((target("avx512f,avx512bw,f16c,fma"))) inline float f16_at(const uint8_t* p) {
+  return _cvtsh_ss(static_cast<uint16_t>(p[0] | (p[1] << 8)));
+}
+
+struct ExpandQ4_1 {  // w = d * q + m
   static constexpr int64_t kBytes = 20;
   __attribute__((target("avx512f,avx512bw,f16c,fma"))) void operator()(const uint8_t* w, __m512& w0, __m512& w1) const {
-    const __m512 d = _mm512_set1_ps(_cvtsh_ss(static_cast<uint16_t>(w[0] | (w[1] << 8))));
-    const __m512 m = _mm512_set1_ps(_cvtsh_ss(static_cast<uint16_t>(w[2] | (w[3] << 8))));
-    const __m128i qs = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w + 4));
-    const __m128i low = _mm_set1_epi8(0x0F);
-    w0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_and_si128(qs, low))), d, m);
-    w1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_and_si128(_mm_srli_epi16(qs, 4), low))), d, m);
+    const __m512 d = _mm512_set1_ps(f16_at(w)), m = _mm512_set1_ps(f16_at(w + 2));
+    q4_codes(w + 4, w0, w1);
+    w0 = _mm512_fmadd_ps(w0, d, m);
+    w1 = _mm512_fmadd_ps(w1, d, m);
   }
 };
 
-struct ExpandQ4_0 {
+struct ExpandQ4_0 {  // w = d * (q - 8)
   static constexpr int64_t kBytes = 18;
   __attribute__((target("avx512f,avx512bw,f16c,fma"))) void operator()(const uint8_t* w, __m512& w0, __m512& w1) const {
-    const float df = _cvtsh_ss(static_cast<uint16_t>(w[0] | (w[1] << 8)));
+    const float df = f16_at(w);
     const __m512 d = _mm512_set1_ps(df), off = _mm512_set1_ps(-8.f * df);
-    const __m128i qs = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w + 2));
-    const __m128i low = _mm_set1_epi8(0x0F);
-    w0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_and_si128(qs, low))), d, off);
-    w1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_and_si128(_mm_srli_epi16(qs, 4), low))), d, off);
+    q4_codes(w + 2, w0, w1);
+    w0 = _mm512_fmadd_ps(w0, d, off);
+    w1 = _mm512_fmadd_ps(w1, d, off);
   }
 };
 
 struct ExpandQ8_0 {
   static constexpr int64_t kBytes = 34;
   __attribute__((target("avx512f,avx512bw,f16c,fma"))) void operator()(const uint8_t* w, __m512& w0, __m512& w1) const {
-    const __m512 d = _mm512_set1_ps(_cvtsh_ss(static_cast<uint16_t>(w[0] | (w[1] << 8))));
+    const __m512 d = _mm512_set1_ps(f16_at(w));
     w0 = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w + 2)))), d);
     w1 = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w + 18)))), d);
   }

@@ -191,7 +191,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    # Overrides may come after options too (`tandem fed launch CFG --clients 3 fed.rounds=2`):
+    # argparse leaves key=value words that follow an option unclaimed; they join the overrides.
+    args, extra = parser.parse_known_args(argv)
+    stray = [w for w in extra if w.startswith("-") or "=" not in w or not hasattr(args, "overrides")]
+    if stray:
+        parser.error("unrecognized arguments: " + " ".join(stray))
+    if extra:
+        args.overrides = list(args.overrides or []) + extra
     # `tandem run a=b` (overrides only) means: the default config with those overrides.
     if getattr(args, "config", None) and "=" in args.config and args.fn is _cmd_run:
         args.overrides.insert(0, args.config)

@@ -52,6 +52,19 @@ def test_cli_run_prints_table(tmp_path, keyword_data):
     assert json.loads(open(f"{run_dir}/metrics.json").read())["run"]["experiment"] == "kw"
 
 
+def test_cli_overrides_may_follow_options(tmp_path, keyword_data):
+    cfg_path = tmp_path / "exp.yaml"
+    cfg_path.write_text(yaml.safe_dump(keyword_config(keyword_data, tmp_path / "results")))
+    proc = run_cli("config", str(cfg_path), "seed=4")
+    assert yaml.safe_load(proc.stdout)["seed"] == 4
+    proc = run_cli("run", str(cfg_path), "--no-plot", "train.epochs=2", "seed=7")
+    assert proc.returncode == 0, proc.stderr
+    run_dir = proc.stdout.split("results: ")[1].split()[0]
+    assert json.loads(open(f"{run_dir}/metrics.json").read())["run"]["seed"] == 7
+    proc = run_cli("run", str(cfg_path), "--no-plot", "--bogus")
+    assert proc.returncode == 2 and "unrecognized arguments: --bogus" in proc.stderr
+
+
 def test_cli_config_and_registry():
     proc = run_cli("config", "configs/default.yaml", "seed=5")
     assert proc.returncode == 0, proc.stderr

@@ -244,21 +244,10 @@ def launch(config: str, clients: int, overrides: Sequence[str] = (), run_dir: st
 
 
 def _main(argv: list[str] | None = None) -> int:
-    import argparse
+    """`python -m tandem.fed worker ...`: the same as `tandem fed worker ...` (one parser, in cli)."""
+    from .cli import main
 
-    p = argparse.ArgumentParser(prog="python -m tandem.fed")
-    sub = p.add_subparsers(dest="cmd", required=True)
-    w = sub.add_parser("worker")
-    w.add_argument("config")
-    w.add_argument("--rank", type=int, required=True)
-    w.add_argument("--client-ranks", type=int, required=True)
-    w.add_argument("--master", required=True)
-    w.add_argument("--run-dir", required=True)
-    w.add_argument("--timeout", type=float, default=120.0)
-    w.add_argument("--set", action="append", default=[])
-    a = p.parse_args(argv)
-    worker(a.config, a.set, a.rank, a.client_ranks, a.master, a.run_dir, a.timeout)
-    return 0
+    return main(["fed", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

@@ -91,7 +91,6 @@ PrefillResult prefill(CausalLM& model, const std::vector<std::vector<int64_t>>& 
   r.mask = torch::cat({pmask.index_select(0, rows), smask}, 1).to(dev);
   r.out = model.forward(sid.to(dev), r.mask, {}, &cache, false, 1);
   r.positions = split;
-  r.groups = G;
   return r;
 }
 

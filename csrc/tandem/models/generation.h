@@ -32,7 +32,6 @@ struct PrefillResult {
   LMOutput out;           ///< logits of each row's last prompt position, [B, 1, V]
   torch::Tensor mask;     ///< [B, cache length] (1 = token): extend it by one column per step
   int64_t positions = 0;  ///< token positions computed, padding included (the cost)
-  int64_t groups = 0;     ///< distinct shared prefixes computed (0: one plain left-padded pass)
 };
 
 /// Fills `cache` with `prompts` (token ids, each non-empty). Rows whose prompts share a long

@@ -6,6 +6,7 @@ set(TANDEM_CORE_SOURCES
   csrc/tandem/core/runtime.cpp
   csrc/tandem/core/progress.cpp
   csrc/tandem/core/files.cpp
+  csrc/tandem/core/utf8.cpp
   csrc/tandem/core/safetensors.cpp
   csrc/tandem/data/jsonl.cpp
   csrc/tandem/data/text_classification.cpp
@@ -65,6 +66,7 @@ set(TANDEM_CORE_SOURCES
 )
 set(TANDEM_BINDING_SOURCES
   csrc/bindings/module.cpp
+  csrc/bindings/errors.cpp
   csrc/bindings/fed.cpp
   csrc/bindings/collab.cpp
 )

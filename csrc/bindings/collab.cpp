@@ -50,7 +50,6 @@ RuntimeOptions runtime(const std::string& device, const std::string& dtype, int 
 }  // namespace
 
 void bind_collab(py::module_& m) {
-  py::register_exception<collab::RemoteError>(m, "RemoteError", PyExc_RuntimeError);
 
   py::class_<collab::LMClient, std::shared_ptr<collab::LMClient>>(m, "LMClient", "An LM client built from YAML (type: local | openai | replay).")
       .def(py::init([](const std::string& yaml, const std::string& device, const std::string& dtype, int threads) {
@@ -91,18 +90,41 @@ void bind_collab(py::module_& m) {
            py::arg("chat_template") = "auto")
       .def("name", &collab::LocalEngine::name);
 
+  m.def(
+      "check_serve_options",
+      [](const std::string& host, int port, int64_t max_batch, double window_ms, int http_threads, double read_timeout_s,
+         int64_t long_request_tokens) {
+        collab::ServeOptions o;
+        o.host = host;
+        o.port = port;
+        o.max_batch = max_batch;
+        o.batch_window_ms = window_ms;
+        o.http_threads = http_threads;
+        o.read_timeout_s = read_timeout_s;
+        o.long_request_tokens = long_request_tokens;
+        o.validate();
+      },
+      "Range-checks `tandem serve` options (ValueError naming the flag).");
+
   py::class_<collab::OpenAIServer, std::shared_ptr<collab::OpenAIServer>>(m, "OpenAIServer")
       .def(py::init([](std::shared_ptr<collab::LocalEngine> e, const std::string& host, int port, int64_t max_batch,
-                       double window_ms) {
+                       double window_ms, int http_threads, double read_timeout_s, int64_t long_request_tokens,
+                       const std::string& api_key) {
              collab::ServeOptions o;
              o.host = host;
              o.port = port;
              o.max_batch = max_batch;
              o.batch_window_ms = window_ms;
+             o.http_threads = http_threads;
+             o.read_timeout_s = read_timeout_s;
+             o.long_request_tokens = long_request_tokens;
+             o.api_key = api_key;
              return std::make_shared<collab::OpenAIServer>(std::move(e), o);
            }),
            py::arg("engine"), py::arg("host") = "127.0.0.1", py::arg("port") = 0, py::arg("max_batch") = 8,
-           py::arg("batch_window_ms") = 10.0)
+           py::arg("batch_window_ms") = 10.0, py::arg("http_threads") = collab::ServeOptions{}.http_threads,
+           py::arg("read_timeout_s") = collab::ServeOptions{}.read_timeout_s,
+           py::arg("long_request_tokens") = collab::ServeOptions{}.long_request_tokens, py::arg("api_key") = "")
       .def("start", &collab::OpenAIServer::start, "Serves on background threads; returns the port.")
       .def("run_forever", &collab::OpenAIServer::run_forever, py::call_guard<py::gil_scoped_release>())
       .def("stop", &collab::OpenAIServer::stop, py::call_guard<py::gil_scoped_release>())
@@ -110,7 +132,8 @@ void bind_collab(py::module_& m) {
       .def("stats", [](const collab::OpenAIServer& s) {
         auto st = s.stats();
         return py::dict(py::arg("requests") = st.requests, py::arg("batches") = st.batches,
-                        py::arg("max_batch_seen") = st.max_batch_seen);
+                        py::arg("max_batch_seen") = st.max_batch_seen, py::arg("cancelled") = st.cancelled,
+                        py::arg("rejected") = st.rejected);
       });
 
   m.def(

@@ -37,16 +37,14 @@ Config load_any(const std::string& source, bool is_text, const std::string& name
 
 }  // namespace
 
+void bind_errors(py::module_& m);  // errors.cpp
 void bind_fed(py::module_& m);     // fed.cpp
 void bind_collab(py::module_& m);  // collab.cpp
 
 PYBIND11_MODULE(_C, m) {
   m.doc() = "tandem C++ core (libtandem) bindings";
 
-  // Registered with translators, so C++ throws arrive as these Python types (ValueError subclasses).
-  py::register_exception<ConfigError>(m, "ConfigError", PyExc_ValueError);
-  py::register_exception<SafetensorsError>(m, "SafetensorsError", PyExc_ValueError);
-  py::register_exception<gguf::GgufError>(m, "GgufError", PyExc_ValueError);
+  bind_errors(m);  // errors.cpp: tandem's exception types and the message-keeping translator
 
   // ---- core ----
   m.def("registry_kinds", &RegistryBase::kinds, "Kinds of registered components.");

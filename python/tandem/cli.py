@@ -93,8 +93,17 @@ def _cmd_report(args) -> int:
 def _cmd_serve(args) -> int:
     from . import collab
 
+    import os
+
+    api_key = args.api_key or ""
+    if args.api_key_env:
+        api_key = os.environ.get(args.api_key_env, "")
+        if not api_key:
+            raise ValueError(f"--api-key-env {args.api_key_env}: that environment variable is not set or empty")
     collab.serve(args.model, port=args.port, host=args.host, max_batch=args.max_batch,
-                 batch_window_ms=args.batch_window_ms, device=args.device, dtype=args.dtype, threads=args.threads)
+                 batch_window_ms=args.batch_window_ms, device=args.device, dtype=args.dtype, threads=args.threads,
+                 http_threads=args.http_threads, read_timeout_s=args.read_timeout, long_request_tokens=args.long_request_tokens,
+                 api_key=api_key)
     return 0
 
 
@@ -163,6 +172,13 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--device", default="cpu")
     sv.add_argument("--dtype", default="float32")
     sv.add_argument("--threads", type=int, default=0, help="0 = all cores")
+    sv.add_argument("--http-threads", type=int, default=128, help="connections served at once")
+    sv.add_argument("--read-timeout", type=float, default=10.0, help="seconds a client may stall while sending")
+    sv.add_argument("--long-request-tokens", type=int, default=1024,
+                    help="prompt + max_tokens above this run in a lane of their own, so they never hold up short ones")
+    sv.add_argument("--api-key", default=None, help="require 'Authorization: Bearer <key>' on every request")
+    sv.add_argument("--api-key-env", default=None, metavar="VAR",
+                    help="the same, with the key read from environment variable VAR (kept out of `ps`)")
     sv.set_defaults(fn=_cmd_serve)
 
     fd = sub.add_parser("fed", help="federated runs over torch.distributed (gloo)")

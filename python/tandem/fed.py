@@ -175,6 +175,25 @@ def _client_loop(fed: Federation, rank: int) -> None:
         dist.send(usage.to(torch.int64).contiguous(), dst=0, tag=c)
 
 
+def _lock_run_dir(out: Path):
+    """An exclusive flock on <run_dir>/.lock for the server's lifetime (released if it is killed):
+    two launches into one run directory would both write the same checkpoint."""
+    import fcntl
+
+    f = open(out / ".lock", "a+")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.seek(0)
+        pid = f.read().strip() or "?"
+        raise RuntimeError(f"{out} is in use by another tandem fed server (pid {pid}); wait for it to finish, "
+                           "or pass another --run-dir") from None
+    f.truncate(0)
+    f.write(f"{os.getpid()}\n")
+    f.flush()
+    return f
+
+
 def worker(config: str, overrides: Sequence[str], rank: int, client_ranks: int, master: str, run_dir: str,
            timeout_s: float = 120.0) -> None:
     """One process of a distributed federation: rank 0 serves, ranks 1..client_ranks train."""
@@ -185,9 +204,12 @@ def worker(config: str, overrides: Sequence[str], rank: int, client_ranks: int, 
     if rank == 0:
         out = Path(run_dir)
         out.mkdir(parents=True, exist_ok=True)
+        lock = _lock_run_dir(out)  # noqa: F841 - held until this process exits
         transport = _ServerTransport(fed, client_ranks, timeout_s)
-        records = fed.run(transport, str(out / "server"))
-        transport.stop()
+        try:
+            records = fed.run(transport, str(out / "server"))
+        finally:
+            transport.stop()  # clients stop now, not at their receive timeout, even when the run failed
         _report(out, records, "torch.distributed (gloo)",
                 {"client_processes": client_ranks, "dead_processes": transport.dead,
                  "federation": json.loads(fed.describe())})
@@ -209,8 +231,12 @@ def _free_port() -> int:
 
 
 def default_run_dir(config: str, overrides: Sequence[str], client_ranks: int) -> Path:
-    """results/fed_launch/<config stem>-<hash of config text, overrides and process count>."""
-    h = hashlib.sha256((Path(config).read_text() + "|" + "|".join(overrides) + f"|{client_ranks}").encode()).hexdigest()
+    """results/fed_launch/<config stem>-<hash of the resolved config and the process count>.
+
+    Resolved: `extends:` files and overrides merged, so editing a base file gives a new
+    directory instead of "resuming" a run of the old config."""
+    resolved = _C.resolve_config(str(config), overrides=list(overrides))
+    h = hashlib.sha256((resolved + f"|{client_ranks}").encode()).hexdigest()
     return Path("results") / "fed_launch" / f"{Path(config).stem}-{h[:10]}"
 
 

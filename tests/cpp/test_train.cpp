@@ -107,6 +107,47 @@ TEST(Trainer, CheckpointResumeIsExact) {
   EXPECT_EQ(s.curve[1].at("step"), 10);
 }
 
+TEST(Trainer, ResumePastTheBestStepKeepsTheSameStepValueAndLoss) {
+  // The evaluation bottoms out at step 4 then rises: keep_best must keep step 4 whether or not
+  // the run was interrupted after it. A resumed run once read the best value back as the bits of
+  // a double reinterpreted as int64 (4.6e18), so any later evaluation "won".
+  TempDir dir;
+  auto make = [] { return torch::tensor({1.0, 2.0}, torch::requires_grad()); };
+  TrainerOptions o;
+  o.steps = 10;
+  o.lr = 0.1;
+  o.log_every = 2;
+  o.eval_every = 2;
+  o.checkpoint_every = 2;
+  o.keep_best = "dev";
+  auto eval = [](int64_t step) { return std::map<std::string, double>{{"dev", std::abs(static_cast<double>(step) - 4.3)}}; };
+  auto step_loss = [](const torch::Tensor& w) { return (w * w).sum(); };
+  auto full = make();
+  const auto ref = Trainer(o, {{"w", full}}, "").fit([&](int64_t, int64_t) { return step_loss(full); }, eval);
+  ASSERT_EQ(ref.best_step, 4);
+
+  for (int64_t kill_at : {7, 10}) {  // between checkpoints, and after the last one (resumed at the end)
+    TempDir d;
+    auto part = make();
+    {
+      Trainer t(o, {{"w", part}}, d.file("ck.pt"));
+      try {
+        t.fit([&](int64_t s, int64_t) {
+          if (s == kill_at) throw std::runtime_error("killed");
+          return step_loss(part);
+        }, eval);
+      } catch (const std::runtime_error&) {
+      }
+    }
+    auto resumed = make();
+    const auto s = Trainer(o, {{"w", resumed}}, d.file("ck.pt")).fit([&](int64_t, int64_t) { return step_loss(resumed); }, eval);
+    EXPECT_EQ(s.best_step, ref.best_step) << "killed at " << kill_at;
+    EXPECT_EQ(s.best_value, ref.best_value) << "killed at " << kill_at;
+    EXPECT_EQ(s.final_loss, ref.final_loss) << "killed at " << kill_at;
+    EXPECT_TRUE(torch::equal(resumed, full)) << "killed at " << kill_at;
+  }
+}
+
 TEST(Trainer, CheckpointEveryMustAlignWithLogEvery) {
   const Config c = Config::load_string("steps: 10\nlog_every: 4\ncheckpoint_every: 6\n", "t.yaml");
   expect_error<ConfigError>([&] { TrainerOptions::from_config(c); }, {"t.yaml:3", "checkpoint_every", "multiple of log_every"});

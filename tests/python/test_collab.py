@@ -186,6 +186,7 @@ class Stub(http.server.BaseHTTPRequestHandler):
     script: list = []
     hang_s = 3.0
     seen: list = []
+    outage_over = False  # True: "ALWAYS500" questions are answered too
 
     def log_message(self, *a):  # quiet
         pass
@@ -195,8 +196,14 @@ class Stub(http.server.BaseHTTPRequestHandler):
         Stub.seen.append(body)
         user = body["messages"][-1]["content"]
         what = Stub.script.pop(0) if Stub.script else "ok"
-        if "ALWAYS500" in user:
+        if "ALWAYS500" in user and not Stub.outage_over:
             what = "500"
+        if what.startswith("429-retry-after-"):
+            self.send_response(429)
+            self.send_header("Retry-After", what.rsplit("-", 1)[1])
+            self.end_headers()
+            self.wfile.write(b"{\"error\": \"slow down\"}")
+            return
         if what in ("500", "429"):
             self.send_response(int(what))
             self.end_headers()
@@ -228,7 +235,7 @@ class Stub(http.server.BaseHTTPRequestHandler):
 def stub():
     srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Stub)
     threading.Thread(target=srv.serve_forever, daemon=True).start()
-    Stub.script, Stub.seen = [], []
+    Stub.script, Stub.seen, Stub.outage_over = [], [], False
     yield srv.server_address[1]
     srv.shutdown()
 
@@ -262,21 +269,43 @@ def write_docs(path: Path, n: int = 3) -> Path:
     return path
 
 
-def test_a_failing_example_is_recorded_and_the_run_goes_on(stub, tmp_path):
+def test_failed_examples_fail_the_run_and_are_retried_on_the_next(stub, tmp_path):
     data = write_docs(tmp_path / "docs.jsonl")
     cfg = {"experiment": {"type": "collab_qa", "name": "faulty"}, "device": "cpu",
            "data": {"type": "jsonl", "path": str(data)}, "protocol": {"type": "remote_only"},
            "remote": {"type": "openai", "base_url": f"http://127.0.0.1:{stub}/v1", "model": "m", "max_retries": 2,
-                      "backoff_s": 0.01, "timeout_s": 2.0}, "run": {"results_dir": str(tmp_path / "res")}}
-    res = tandem.run(cfg, plot=False)
-    rows = [json.loads(l) for l in (res.run_dir / "predictions.jsonl").read_text().splitlines()]
+                      "backoff_s": 0.01, "timeout_s": 2.0}, "run": {"results_dir": str(tmp_path / "res"), "id": "r"}}
+    # A remote outage for one example: the others finish, the run does not (no metrics.json).
+    with pytest.raises(RuntimeError, match=r"1 of 3 examples failed \(d1; first error: .*gave up after 3 attempts; last: HTTP 500"):
+        tandem.run(cfg, plot=False)
+    run_dir = tmp_path / "res" / "faulty" / "r"
+    rows = [json.loads(l) for l in (run_dir / "predictions.jsonl").read_text().splitlines()]
     assert [r["id"] for r in rows] == ["d0", "d1", "d2"]
     assert [r["failed"] for r in rows] == [False, True, False]
-    t = json.loads((res.run_dir / "transcripts" / "d1.json").read_text())
+    t = json.loads((run_dir / "transcripts" / "d1.json").read_text())
     assert "gave up after 3 attempts; last: HTTP 500" in t["error"]
-    assert "Error:" in (res.run_dir / "transcripts" / "d1.md").read_text()
-    assert res.metrics["failed"] == 1 and res.metrics["examples"] == 3
-    assert res.metrics["remote_prompt_tokens"] == 14  # the two that answered, 7 each
+    assert "Error:" in (run_dir / "transcripts" / "d1.md").read_text()
+    assert not (run_dir / "metrics.json").exists()
+    # The outage ends: the rerun asks the remote about d1 only, and finishes.
+    Stub.outage_over, Stub.seen = True, []
+    res = tandem.run(cfg, plot=False)
+    assert ["ALWAYS500" in b["messages"][-1]["content"] for b in Stub.seen] == [True]
+    assert res.metrics["failed"] == 0 and res.metrics["examples"] == 3
+    assert res.metrics["remote_prompt_tokens"] == 21  # three answered, 7 each
+    assert "retrying 1 examples that failed last time" in (run_dir / "log.txt").read_text()
+
+
+def test_retry_after_is_honoured_and_a_timeout_says_so(stub):
+    Stub.script = ["429-retry-after-1"]
+    t0 = time.time()
+    r = stub_client(stub, retries=2).chat([[("user", "hello")]], max_tokens=4)[0]
+    assert r["attempts"] == 2 and time.time() - t0 >= 1.0  # waited what the server asked, not the 0.01 s backoff
+    Stub.script = ["429-retry-after-600"]
+    with pytest.raises(collab.RemoteError, match="Retry-After 600 s, more than max_retry_after_s"):
+        stub_client(stub, retries=2, max_retry_after_s=5).chat([[("user", "hello")]], max_tokens=4)
+    Stub.script = ["hang"] * 2
+    with pytest.raises(collab.RemoteError, match=r"no complete reply within the timeout of 1 s \(timeout_s\)"):
+        stub_client(stub, retries=1).chat([[("user", "hi")]], max_tokens=4)
 
 
 def test_record_then_replay_offline_bit_exact(stub, tmp_path):

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
+import pytest
 import yaml
 from safetensors import safe_open
 
@@ -48,7 +49,7 @@ def test_sigkill_during_writes_leaves_only_whole_files(tmp_path):
     data = write_keyword_dataset(tmp_path / "kw.jsonl", 600)
     # Wide features make each checkpoint a few MB, so kills often land mid-write.
     cfg = keyword_config(data, tmp_path / "results", **{"features.buckets": 1 << 17, "model.type": "bag_mlp",
-                                                        "model.hidden": 16, "train.epochs": 400,
+                                                        "model.hidden": 16, "train.epochs": 40,
                                                         "run.id": "victim"})
     cfg_path = tmp_path / "victim.yaml"
     cfg_path.write_text(yaml.safe_dump(cfg))
@@ -70,10 +71,17 @@ def test_sigkill_during_writes_leaves_only_whole_files(tmp_path):
             mid_training += 1
         assert "metrics.json" not in names  # unfinished runs are marked by its absence
         # Remove checkpoints between attempts so each kill again races the first writes too.
-        (run_dir / "checkpoint.safetensors").unlink(missing_ok=True)
+        if attempt < 5:
+            (run_dir / "checkpoint.safetensors").unlink(missing_ok=True)
     assert mid_training >= 3
-    # Rerunning the same run id clears stale temporaries and finishes.
-    res = tandem.run(cfg_path, train__epochs=2, plot=False, echo_log=False)
+    # The same run id with another config is refused, naming what differs; nothing is touched.
+    files = lambda: sorted((f.name, f.stat().st_mtime_ns) for f in run_dir.iterdir() if f.name != ".lock")
+    before = files()
+    with pytest.raises(tandem.ConfigError, match=r"run.id 'victim' names .* a run of a different config \(differs in: train.epochs\)"):
+        tandem.run(cfg_path, train__epochs=2, plot=False, echo_log=False)
+    assert files() == before
+    # Rerunning the same command clears stale temporaries and finishes from the last checkpoint.
+    res = tandem.run(cfg_path, plot=False, echo_log=False)
     assert res.run_dir == run_dir
-    assert not [f for f in run_dir.iterdir() if f.name.startswith(".")]
+    assert not [f for f in run_dir.iterdir() if ".tmp-" in f.name]  # no writer's temporary left
     check_whole(run_dir)

@@ -1,8 +1,11 @@
 // The `openai` client: OpenAI-compatible /chat/completions over HTTP (cpp-httplib).
 // Retries with exponential backoff on connection failures, timeouts, 429 and 5xx, and on
 // bodies that are not the expected JSON (malformed or truncated); other 4xx fail at once.
+// A 429/503 with Retry-After waits what the server asked (capped at max_retry_after_s).
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
+#include <ctime>
 #include <future>
 #include <thread>
 
@@ -27,6 +30,25 @@ Url split_url(const std::string& url, const std::string& where) {
   return u;
 }
 
+std::string fmt_seconds(double s) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%g", s);
+  return buf;
+}
+
+/// Retry-After in seconds (RFC 9110: delta-seconds, or an HTTP date); -1 when unreadable.
+double retry_after_seconds(const std::string& v) {
+  char* end = nullptr;
+  const double d = std::strtod(v.c_str(), &end);
+  if (end != v.c_str() && *end == '\0' && d >= 0) return d;
+  std::tm tm{};
+  if (strptime(v.c_str(), "%a, %d %b %Y %H:%M:%S GMT", &tm)) {
+    const double delta = std::difftime(timegm(&tm), std::time(nullptr));
+    return std::max(0.0, delta);
+  }
+  return -1;
+}
+
 class OpenAIClient : public LMClient {
  public:
   OpenAIClient(const Config& cfg, const RuntimeOptions&)
@@ -35,6 +57,7 @@ class OpenAIClient : public LMClient {
         timeout_s_(cfg.get_positive("timeout_s", 60.0)),
         retries_(cfg.get_nonnegative_int("max_retries", 3)),
         backoff_s_(cfg.get_in_range("backoff_s", 0.0, 60.0, 0.5)),
+        max_retry_after_s_(cfg.get_in_range("max_retry_after_s", 0.0, 3600.0, 120.0)),
         concurrency_(cfg.get_positive_int("concurrency", 4)),
         send_schema_(cfg.get<bool>("send_schema", true)) {
     const std::string env = cfg.get<std::string>("api_key_env", "");
@@ -64,8 +87,10 @@ class OpenAIClient : public LMClient {
     if (!send_schema_) body.erase("response_format");
     const std::string payload = body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
     std::string last;
+    double wait_s = 0;  // before the next attempt: backoff, or what Retry-After asked
     for (int attempt = 0; attempt <= retries_; ++attempt) {
-      if (attempt > 0) std::this_thread::sleep_for(std::chrono::duration<double>(backoff_s_ * (1 << (attempt - 1))));
+      if (attempt > 0) std::this_thread::sleep_for(std::chrono::duration<double>(wait_s));
+      wait_s = backoff_s_ * static_cast<double>(1LL << std::min(attempt, 30));
       httplib::Client cli(url_.origin);
       const auto secs = static_cast<time_t>(timeout_s_);
       const auto usecs = static_cast<time_t>((timeout_s_ - static_cast<double>(secs)) * 1e6);
@@ -77,11 +102,23 @@ class OpenAIClient : public LMClient {
       auto res = cli.Post(url_.prefix + "/chat/completions", h, payload, "application/json");
       if (!res) {
         // Read errors cover both a timeout and a body cut short by a closed connection.
-        last = "no complete reply (" + httplib::to_string(res.error()) + ")";
+        const auto err = res.error();
+        last = err == httplib::Error::Read || err == httplib::Error::Connection
+                   ? "no complete reply within the timeout of " + fmt_seconds(timeout_s_) + " s (timeout_s) or the connection closed (" +
+                         httplib::to_string(err) + ")"
+                   : "no reply (" + httplib::to_string(err) + ")";
         continue;
       }
       if (res->status == 429 || res->status >= 500) {
         last = "HTTP " + std::to_string(res->status) + ": " + res->body.substr(0, 200);
+        if (res->has_header("Retry-After")) {
+          const double asked = retry_after_seconds(res->get_header_value("Retry-After"));
+          if (asked > max_retry_after_s_) {
+            throw RemoteError(describe() + ": HTTP " + std::to_string(res->status) + " with Retry-After " + fmt_seconds(asked) +
+                              " s, more than max_retry_after_s (" + fmt_seconds(max_retry_after_s_) + "); " + last);
+          }
+          if (asked >= 0) wait_s = asked;
+        }
         continue;
       }
       if (res->status != 200)
@@ -109,7 +146,7 @@ class OpenAIClient : public LMClient {
   std::string model_, key_;
   double timeout_s_;
   int64_t retries_;
-  double backoff_s_;
+  double backoff_s_, max_retry_after_s_;
   int64_t concurrency_;
   bool send_schema_;
 };

@@ -377,7 +377,8 @@ void JsonConstraint::finish_now() {
 std::vector<ConstrainedResult> generate_json(CausalLM& model, const text::Tokenizer& tok,
                                              const std::vector<std::vector<int64_t>>& prompts,
                                              const std::shared_ptr<const SchemaNode>& schema, int64_t max_new_tokens,
-                                             double temperature, uint64_t seed) {
+                                             double temperature, uint64_t seed,
+                                             const std::function<bool(int64_t row)>& cancelled) {
   torch::NoGradGuard ng;
   const int64_t B = static_cast<int64_t>(prompts.size());
   std::vector<ConstrainedResult> res(static_cast<size_t>(B));
@@ -399,6 +400,7 @@ std::vector<ConstrainedResult> generate_json(CausalLM& model, const text::Tokeni
   const int64_t V = static_cast<int64_t>(table->text.size());
   const float kNegInf = -std::numeric_limits<float>::infinity();
   std::vector<int64_t> feed(static_cast<size_t>(B));
+  std::vector<bool> was_cancelled(static_cast<size_t>(B), false);
   for (int64_t step = 0; step < max_new_tokens; ++step) {
     // Rows on skeleton text take their forced token; the rest choose together: one masked
     // argmax (or draw) over a [choosers, V] block per step. feed < 0: nothing to feed.
@@ -408,6 +410,11 @@ std::vector<ConstrainedResult> generate_json(CausalLM& model, const text::Tokeni
     for (int64_t b = 0; b < B; ++b) {
       auto& r = rows[static_cast<size_t>(b)];
       if (r.done()) continue;
+      if (cancelled && cancelled(b)) {
+        r.finish_now();
+        was_cancelled[static_cast<size_t>(b)] = true;
+        continue;
+      }
       const int64_t f = r.next_forced();
       if (f >= 0) {
         feed[static_cast<size_t>(b)] = f;
@@ -423,7 +430,7 @@ std::vector<ConstrainedResult> generate_json(CausalLM& model, const text::Tokeni
                    .to(torch::kCPU, torch::kFloat).masked_fill(ok.logical_not(), kNegInf);
       const auto any = ok.any(1).contiguous();
       torch::Tensor pick;
-      if (temperature <= 0) {
+      if (is_greedy(temperature)) {
         pick = l.argmax(1).contiguous();
       } else {
         // Rows with nothing allowed get a harmless uniform row; they are closed below.
@@ -459,7 +466,7 @@ std::vector<ConstrainedResult> generate_json(CausalLM& model, const text::Tokeni
   for (int64_t b = 0; b < B; ++b) {
     auto& r = rows[static_cast<size_t>(b)];
     auto& o = res[static_cast<size_t>(b)];
-    o.finish_reason = r.done() ? "stop" : "length";
+    o.finish_reason = was_cancelled[static_cast<size_t>(b)] ? "cancelled" : r.done() ? "stop" : "length";
     if (!r.done()) r.finish_now();
     o.text = r.text();
     o.value = nlohmann::json::parse(o.text);  // by construction; a throw here is a bug

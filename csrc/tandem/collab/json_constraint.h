@@ -9,6 +9,7 @@
 
 #include <deque>
 #include <map>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -107,13 +108,15 @@ struct ConstrainedResult {
   nlohmann::json value;    ///< the parsed value
   int64_t tokens = 0;      ///< tokens fed (skeleton and model-chosen)
   int64_t chosen = 0;      ///< tokens the model chose (content and decisions)
-  std::string finish_reason;  ///< "stop" (schema complete) or "length" (closed early)
+  std::string finish_reason;  ///< "stop" (schema complete), "length" or "cancelled" (closed early)
 };
 
 /// Batched constrained generation: one schema for all rows, greedy (temperature 0) or sampled.
+/// `cancelled(row)`, asked before each step, closes that row early (finish reason "cancelled").
 std::vector<ConstrainedResult> generate_json(CausalLM& model, const text::Tokenizer& tok,
                                              const std::vector<std::vector<int64_t>>& prompts,
                                              const std::shared_ptr<const SchemaNode>& schema, int64_t max_new_tokens,
-                                             double temperature = 0.0, uint64_t seed = 0);
+                                             double temperature = 0.0, uint64_t seed = 0,
+                                             const std::function<bool(int64_t row)>& cancelled = {});
 
 }  // namespace tandem::collab

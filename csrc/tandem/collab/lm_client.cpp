@@ -19,6 +19,7 @@ nlohmann::json ChatRequest::to_openai(const std::string& model) const {
   for (const auto& m : messages) msgs.push_back({{"role", m.role}, {"content", m.content}});
   nlohmann::json j = {{"model", model}, {"messages", msgs}, {"max_tokens", max_tokens}, {"temperature", temperature},
                       {"seed", seed}};
+  if (top_p != 1.0) j["top_p"] = top_p;  // only when set, so keys of earlier recordings stay valid
   if (!json_schema.is_null())
     j["response_format"] = {{"type", "json_schema"}, {"json_schema", {{"name", "reply"}, {"schema", json_schema}, {"strict", true}}}};
   return j;
@@ -46,6 +47,25 @@ LocalEngine::LocalEngine(const std::string& model, const RuntimeOptions& rt, con
 
 int64_t LocalEngine::count_tokens(const std::string& text) const { return static_cast<int64_t>(tok_->encode(text).size()); }
 
+int64_t LocalEngine::prompt_tokens(const ChatRequest& r) const {
+  return static_cast<int64_t>(tok_->encode_for_model(tmpl_->render(r.messages)).size());
+}
+
+namespace {
+
+// The per-row cancel hook of a group of requests (rows index into `batch` through `rows`).
+std::function<bool(int64_t)> cancel_hook(const std::vector<ChatRequest>& batch, const std::vector<size_t>& rows) {
+  bool any = false;
+  for (size_t i : rows) any = any || batch[i].cancel != nullptr;
+  if (!any) return {};
+  return [&batch, &rows](int64_t b) {
+    const auto& c = batch[rows[static_cast<size_t>(b)]].cancel;
+    return c && c->load();
+  };
+}
+
+}  // namespace
+
 std::vector<ChatResponse> LocalEngine::chat(const std::vector<ChatRequest>& batch) {
   std::vector<ChatResponse> out(batch.size());
   // Rows that share (schema, sampling) decode together; each group is one batched generation.
@@ -53,7 +73,7 @@ std::vector<ChatResponse> LocalEngine::chat(const std::vector<ChatRequest>& batc
   for (size_t i = 0; i < batch.size(); ++i) {
     const auto& r = batch[i];
     groups[r.json_schema.dump() + "|" + std::to_string(r.max_tokens) + "|" + std::to_string(r.temperature) + "|" +
-           std::to_string(r.seed)]
+           std::to_string(r.top_p) + "|" + std::to_string(r.seed)]
         .push_back(i);
   }
   for (const auto& [key, rows] : groups) {
@@ -62,15 +82,19 @@ std::vector<ChatResponse> LocalEngine::chat(const std::vector<ChatRequest>& batc
     for (size_t i : rows) prompts.push_back(tok_->encode_for_model(tmpl_->render(batch[i].messages)));
     if (!first.json_schema.is_null()) {
       auto schema = parse_json_schema(first.json_schema, "json_schema");
-      auto res = generate_json(*lm_, *tok_, prompts, schema, first.max_tokens, first.temperature, first.seed);
+      if (first.top_p != 1.0) throw std::invalid_argument("top_p is not supported with a json_schema response_format");
+      auto res = generate_json(*lm_, *tok_, prompts, schema, first.max_tokens, first.temperature, first.seed,
+                               cancel_hook(batch, rows));
       for (size_t j = 0; j < rows.size(); ++j)
         out[rows[j]] = {res[j].text, static_cast<int64_t>(prompts[j].size()), res[j].tokens, res[j].finish_reason, 1};
     } else {
       SamplingOptions so;
       so.max_new_tokens = first.max_tokens;
       so.temperature = first.temperature;
+      so.top_p = first.top_p;
       so.seed = first.seed;
       so.stop_token_ids = stop_ids_;
+      so.cancelled = cancel_hook(batch, rows);
       auto g = generate(*lm_, prompts, so, std::max<int64_t>(tok_->pad_id, 0));
       for (size_t j = 0; j < rows.size(); ++j)
         out[rows[j]] = {tok_->decode(g.tokens[j], true), static_cast<int64_t>(prompts[j].size()),
@@ -80,15 +104,16 @@ std::vector<ChatResponse> LocalEngine::chat(const std::vector<ChatRequest>& batc
   return out;
 }
 
-std::vector<ChatResponse> LocalEngine::complete(const std::vector<std::string>& texts, int64_t max_tokens,
-                                                double temperature, uint64_t seed) {
+std::vector<ChatResponse> LocalEngine::complete(const std::vector<std::string>& texts, const ChatRequest& settings) {
   std::vector<std::vector<int64_t>> prompts;
   for (const auto& t : texts) prompts.push_back(tok_->encode_for_model(t));
   SamplingOptions so;
-  so.max_new_tokens = max_tokens;
-  so.temperature = temperature;
-  so.seed = seed;
+  so.max_new_tokens = settings.max_tokens;
+  so.temperature = settings.temperature;
+  so.top_p = settings.top_p;
+  so.seed = settings.seed;
   so.stop_token_ids = stop_ids_;
+  if (settings.cancel) so.cancelled = [c = settings.cancel](int64_t) { return c->load(); };
   auto g = generate(*lm_, prompts, so, std::max<int64_t>(tok_->pad_id, 0));
   std::vector<ChatResponse> out;
   for (size_t j = 0; j < texts.size(); ++j)

@@ -5,6 +5,7 @@
 //            offline bit-exactly (a request missing from the file is an error naming it)
 #pragma once
 
+#include <atomic>
 #include <memory>
 #include <string>
 #include <vector>
@@ -26,8 +27,12 @@ struct ChatRequest {
   std::vector<ChatMessage> messages;
   int64_t max_tokens = 256;
   double temperature = 0.0;
+  double top_p = 1.0;          ///< nucleus sampling (1 = off)
   uint64_t seed = 0;
   nlohmann::json json_schema;  ///< null: free text; else the reply must be JSON of this schema
+  /// Set (by a server) when the reply is no longer wanted: decoding of this row stops at the
+  /// next step with finish reason "cancelled". Not part of key().
+  std::shared_ptr<const std::atomic<bool>> cancel;
   /// The request as OpenAI's chat-completions body (model name filled by the client).
   nlohmann::json to_openai(const std::string& model) const;
   /// A stable key of everything that determines the reply (record / replay).
@@ -63,10 +68,14 @@ class LocalEngine {
  public:
   LocalEngine(const std::string& model, const RuntimeOptions& rt, const std::string& chat_template = "auto");
   std::vector<ChatResponse> chat(const std::vector<ChatRequest>& batch);
-  /// Plain completion of raw prompts (the /v1/completions endpoint).
-  std::vector<ChatResponse> complete(const std::vector<std::string>& prompts, int64_t max_tokens, double temperature,
-                                     uint64_t seed);
+  /// Plain completion of raw prompts (the /v1/completions endpoint); `settings` gives the
+  /// sampling options and the cancel flag (its messages are not used).
+  std::vector<ChatResponse> complete(const std::vector<std::string>& prompts, const ChatRequest& settings);
   int64_t count_tokens(const std::string& text) const;
+  /// Tokens of the rendered chat prompt of `r` (what chat() feeds the model).
+  int64_t prompt_tokens(const ChatRequest& r) const;
+  /// Positions the model can attend to (prompt + generated tokens must fit).
+  int64_t context_length() const { return lm_->config().max_positions; }
   const std::string& name() const { return name_; }
   text::Tokenizer& tokenizer() { return *tok_; }
   CausalLM& model() { return *lm_; }

@@ -1,7 +1,16 @@
 // `tandem serve`: an OpenAI-compatible HTTP server over a tandem model (/v1/chat/completions,
 // /v1/completions, /v1/models), so a tandem model can be the "remote" of a local one.
-// Requests from concurrent clients are queued and decoded together: one worker takes up to
-// max_batch requests that arrive within batch_window_ms and runs them as one batch.
+//
+// Scheduling: requests are queued in two lanes, each with its own worker thread. A request
+// whose prompt plus max_tokens exceeds `long_request_tokens` goes to the long lane, so one huge
+// request never holds up the short ones. Within a lane, one worker takes up to max_batch requests
+// that arrive within batch_window_ms and decodes them as one batch.
+//
+// Robustness: prompt + max_tokens must fit the model's context (400 otherwise, as the OpenAI API
+// answers); a request whose client disconnects is cancelled at the next decode step; stop()
+// (SIGTERM in `tandem serve`) cancels in-flight work and returns within seconds; reads time out;
+// the port is bound exclusively (a second server on a busy port is an error); every request
+// field is honoured or refused with a 400 naming it; an optional API key guards every route.
 #pragma once
 
 #include <atomic>
@@ -17,20 +26,29 @@
 
 namespace httplib {
 class Server;
-}
+struct Request;
+struct Response;
+}  // namespace httplib
 
 namespace tandem::collab {
 
 struct ServeOptions {
   std::string host = "127.0.0.1";
-  int port = 8080;              ///< 0 = any free port (see port())
-  int64_t max_batch = 8;
-  double batch_window_ms = 10;  ///< how long the first request waits for company
-  int http_threads = 32;
+  int port = 8080;                      ///< 1..65535, or 0 = any free port (see port())
+  int64_t max_batch = 8;                ///< requests decoded together, 1..256
+  double batch_window_ms = 10;          ///< how long the first request waits for company, 0..10000
+  int http_threads = 128;               ///< connections served at once, 1..4096
+  double read_timeout_s = 10;           ///< a client silent this long while sending is dropped, 0.1..3600
+  int64_t long_request_tokens = 1024;   ///< prompt + max_tokens above this run in the long lane
+  int64_t max_n = 8;                    ///< most choices (`n`) one request may ask for
+  std::string api_key;                  ///< non-empty: every request needs "Authorization: Bearer <key>"
+  /// Throws std::invalid_argument naming the option (as its CLI flag) and its range.
+  void validate() const;
 };
 
 struct ServeStats {
   int64_t requests = 0, batches = 0, max_batch_seen = 0, prompt_tokens = 0, completion_tokens = 0;
+  int64_t cancelled = 0, rejected = 0;  ///< cancelled: client gone or shutdown; rejected: 4xx answers
 };
 
 class OpenAIServer {
@@ -41,6 +59,7 @@ class OpenAIServer {
   int start();
   /// Serves on this thread until stop() (from another thread or a signal handler path).
   void run_forever();
+  /// Stops accepting, cancels queued and in-flight generations, joins every thread.
   void stop();
   int port() const { return port_; }
   ServeStats stats() const;
@@ -50,19 +69,26 @@ class OpenAIServer {
     bool completion = false;
     ChatRequest chat;
     std::string prompt;
+    std::shared_ptr<std::atomic<bool>> cancel = std::make_shared<std::atomic<bool>>(false);
     std::promise<ChatResponse> done;
   };
-  void worker();
-  std::future<ChatResponse> submit(std::unique_ptr<Job> job);
+  struct Lane {
+    std::mutex mu;
+    std::condition_variable cv;
+    std::deque<std::shared_ptr<Job>> queue;
+    std::thread thread;
+  };
+  void worker(Lane& lane);
+  void submit(Lane& lane, const std::shared_ptr<Job>& job);
   void routes();
+  void handle(const httplib::Request& req, httplib::Response& res, bool completion);
+  void reject(httplib::Response& res, int status, const std::string& msg, const std::string& type, const std::string& code = "");
 
   std::shared_ptr<LocalEngine> engine_;
   ServeOptions opts_;
   std::unique_ptr<httplib::Server> http_;
-  std::thread http_thread_, worker_thread_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<std::unique_ptr<Job>> queue_;
+  std::thread http_thread_;
+  Lane lanes_[2];  // 0: short requests, 1: long ones
   std::atomic<bool> stopping_{false};
   int port_ = 0;
   mutable std::mutex stats_mu_;

@@ -32,7 +32,7 @@ class ReplayClient : public LMClient {
     if (mode_ == "replay" && !fs::exists(path_))
       throw std::invalid_argument(cfg.where("path") + ": replay file " + path_ + " does not exist");
     if (mode_ != "replay") inner_ = create_from_config<LMClient>(cfg.at("inner"), rt);
-    else if (cfg.has("inner")) cfg.mark_used("inner");  // offline: the inner client is never built
+    else cfg.set_aside("inner", "replay mode answers from the file; the inner client is never built");
   }
 
   std::vector<ChatResponse> chat(const std::vector<ChatRequest>& batch) override {

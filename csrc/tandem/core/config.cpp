@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <functional>
 #include <fstream>
 #include <map>
 #include <set>
@@ -18,6 +19,7 @@ struct ConfigState {
   std::map<std::string, std::string> origin;   // path -> file or override that wrote it (subtree)
   std::set<std::string> used;                  // paths some component asked for
   std::set<std::string> used_whole;            // paths consumed as a whole (no key checks below)
+  std::vector<std::string> set_aside;          // "where: key: why" for sections read but not used
 };
 
 }  // namespace detail
@@ -71,6 +73,26 @@ std::string read_text_file(const std::string& path, const std::string& who) {
   return ss.str();
 }
 
+// YAML forbids a key twice in one mapping, but yaml-cpp keeps both and the merge would let the
+// last win (or merge two sections): refuse it, naming both lines.
+void check_duplicate_keys(const YAML::Node& n, const std::string& name, const std::string& path) {
+  if (n.IsMap()) {
+    std::map<std::string, int> seen;
+    for (auto it = n.begin(); it != n.end(); ++it) {
+      const std::string key = it->first.IsScalar() ? it->first.Scalar() : describe_yaml(it->first);
+      const int line = it->first.Mark().line + 1;
+      const std::string p = path.empty() ? key : path + "." + key;
+      auto [at, fresh] = seen.emplace(key, line);
+      if (!fresh)
+        throw ConfigError(name + ":" + std::to_string(line) + ": " + p + ": duplicated key (first written at line " +
+                          std::to_string(at->second) + "); a key may appear once in a mapping");
+      check_duplicate_keys(it->second, name, p);
+    }
+  } else if (n.IsSequence()) {
+    for (size_t i = 0; i < n.size(); ++i) check_duplicate_keys(n[i], name, path + "[" + std::to_string(i) + "]");
+  }
+}
+
 YAML::Node parse_yaml(const std::string& text, const std::string& name) {
   try {
     YAML::Node n = YAML::Load(text);
@@ -79,6 +101,7 @@ YAML::Node parse_yaml(const std::string& text, const std::string& name) {
       throw ConfigError(name + ":" + std::to_string(n.Mark().line + 1) +
                         ": expected a mapping of keys to values at the top level, got " +
                         describe_yaml(n));
+    check_duplicate_keys(n, name, "");
     return n;
   } catch (const YAML::Exception& e) {
     std::string where = name;
@@ -391,6 +414,15 @@ int64_t Config::get_nonnegative_int(const std::string& key, int64_t fallback) co
   return v;
 }
 
+int64_t Config::get_limit(const std::string& key) const {
+  YAML::Node c = child(key);
+  if (!c.IsDefined() || c.IsNull()) return 0;
+  if (c.IsScalar() && c.Scalar() == "all") return 0;
+  int64_t v = 0;
+  if (!convert_scalar(c, v) || v <= 0) fail_value(key, c, "a positive integer, or \"all\" (leave it out for all)");
+  return v;
+}
+
 double Config::get_positive(const std::string& key, double fallback) const {
   YAML::Node c = child(key);
   if (!c.IsDefined() || c.IsNull()) return fallback;
@@ -423,6 +455,14 @@ std::string Config::get_choice(const std::string& key, const std::vector<std::st
 }
 
 std::string Config::type() const { return get<std::string>("type"); }
+
+void Config::set_aside(const std::string& key, const std::string& why) const {
+  if (!has(key)) return;
+  mark_used(key);
+  state_->set_aside.push_back(where(key) + ": " + child_path(key) + ": not used (" + why + ")");
+}
+
+std::vector<std::string> Config::set_aside_notes() const { return state_->set_aside; }
 
 void Config::mark_used(const std::string& key) const {
   state_->used.insert(child_path(key));
@@ -501,6 +541,44 @@ std::string Config::dump() const {
   YAML::Emitter out;
   out << node_;
   return std::string(out.c_str()) + "\n";
+}
+
+namespace {
+
+void collect_differences(const YAML::Node& a, const YAML::Node& b, const std::string& path, std::set<std::string>& out) {
+  const std::string here = path.empty() ? "(root)" : path;
+  if (a.IsMap() && b.IsMap()) {
+    std::set<std::string> keys;
+    for (const auto& kv : a) keys.insert(kv.first.as<std::string>());
+    for (const auto& kv : b) keys.insert(kv.first.as<std::string>());
+    for (const auto& k : keys) {
+      const std::string sub = path.empty() ? k : path + "." + k;
+      const YAML::Node x = a[k], y = b[k];
+      if (!x.IsDefined() || !y.IsDefined()) {
+        out.insert(sub);
+        continue;
+      }
+      collect_differences(x, y, sub, out);
+    }
+    return;
+  }
+  if (a.IsSequence() && b.IsSequence()) {
+    if (a.size() != b.size()) {
+      out.insert(here);
+      return;
+    }
+    for (size_t i = 0; i < a.size(); ++i) collect_differences(a[i], b[i], path + "[" + std::to_string(i) + "]", out);
+    return;
+  }
+  if (a.Type() != b.Type() || (a.IsScalar() && a.Scalar() != b.Scalar())) out.insert(here);
+}
+
+}  // namespace
+
+std::vector<std::string> Config::differing_keys(const std::string& yaml_a, const std::string& yaml_b) {
+  std::set<std::string> out;
+  collect_differences(YAML::Load(yaml_a), YAML::Load(yaml_b), "", out);
+  return {out.begin(), out.end()};
 }
 
 }  // namespace tandem

@@ -67,6 +67,9 @@ class Config {
   int64_t get_positive_int(const std::string& key) const;
   int64_t get_positive_int(const std::string& key, int64_t fallback) const;
   int64_t get_nonnegative_int(const std::string& key, int64_t fallback) const;
+  /// A count limit: a positive integer or "all" (also the meaning when absent); returns 0 for
+  /// all. 0 is refused: it reads as "none", and silently meaning "all" would surprise.
+  int64_t get_limit(const std::string& key) const;
   double get_positive(const std::string& key, double fallback) const;
   /// A number in [lo, hi].
   double get_in_range(const std::string& key, double lo, double hi, double fallback) const;
@@ -78,6 +81,12 @@ class Config {
 
   /// Marks `key` (and everything under it) as read, for values consumed as a whole.
   void mark_used(const std::string& key) const;
+  /// For a section the chosen method does not use (a grid's shared base gives every method the
+  /// same sections): accepted, and said in the run log with `why`, never silently. Validate its
+  /// keys first where they can be (read them) so a typo there still fails.
+  void set_aside(const std::string& key, const std::string& why) const;
+  /// The notes set_aside() made, for the run log.
+  std::vector<std::string> set_aside_notes() const;
 
   /// Throws ConfigError for a value at `key` that fails a check the caller made.
   [[noreturn]] void fail(const std::string& key, const std::string& expected) const;
@@ -87,6 +96,9 @@ class Config {
 
   /// The resolved configuration (extends merged, overrides applied) as YAML text.
   std::string dump() const;
+  /// Dotted key paths whose values differ between two YAML documents (a key present in one
+  /// only counts), in sorted order; "" stands for the root when one is not a map.
+  static std::vector<std::string> differing_keys(const std::string& yaml_a, const std::string& yaml_b);
   /// The raw yaml-cpp node of this view (read-only use).
   const YAML::Node& node() const { return node_; }
 

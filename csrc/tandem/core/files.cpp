@@ -1,9 +1,13 @@
 #include "tandem/core/files.h"
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <csignal>
+#include <cstdlib>
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
@@ -28,6 +32,49 @@ void fsync_dir(const fs::path& dir) {
     ::fsync(fd);
     ::close(fd);
   }
+}
+
+// Crash points for the resume tests: TANDEM_CRASH_AT="<file name>:<n>[:before|after]" makes this
+// (a leading '*' matches any file name with that ending)
+// process SIGKILL itself at the n-th commit of a file with that name, either with the data
+// written but not yet renamed into place ("before", the default: a kill during the write) or
+// just after the rename ("after": a kill between two writes). Read once; unset, it costs one
+// branch per commit.
+struct CrashPoint {
+  std::string name, when;
+  long nth = 0;
+  std::atomic<long> seen{0};
+};
+
+CrashPoint* crash_point() {
+  static CrashPoint* cp = []() -> CrashPoint* {
+    const char* env = std::getenv("TANDEM_CRASH_AT");
+    if (!env || !*env) return nullptr;
+    auto* c = new CrashPoint;
+    std::string v = env;
+    const auto a = v.find(':');
+    if (a == std::string::npos) throw std::runtime_error("TANDEM_CRASH_AT='" + v + "': expected <file name>:<n>[:before|after]");
+    c->name = v.substr(0, a);
+    std::string rest = v.substr(a + 1);
+    const auto b = rest.find(':');
+    c->when = b == std::string::npos ? "before" : rest.substr(b + 1);
+    c->nth = std::atol(rest.substr(0, b).c_str());
+    if (c->nth <= 0 || (c->when != "before" && c->when != "after"))
+      throw std::runtime_error("TANDEM_CRASH_AT='" + v + "': expected <file name>:<n>[:before|after] with n >= 1");
+    return c;
+  }();
+  return cp;
+}
+
+void maybe_crash(const std::string& path, const char* when) {
+  CrashPoint* cp = crash_point();
+  if (!cp || cp->when != when) return;
+  const std::string file = fs::path(path).filename().string();
+  const bool match = cp->name.size() > 1 && cp->name[0] == '*'  // "*.safetensors": any name with that ending
+                         ? file.size() >= cp->name.size() - 1 && file.compare(file.size() - (cp->name.size() - 1), std::string::npos, cp->name, 1) == 0
+                         : file == cp->name;
+  if (!match) return;
+  if (++cp->seen == cp->nth) std::raise(SIGKILL);
 }
 
 }  // namespace
@@ -63,6 +110,7 @@ void AtomicFile::write(const void* data, size_t n) {
 void AtomicFile::commit() {
   if (fd_ < 0) throw std::logic_error("AtomicFile::commit called twice for " + path_);
   if (::fsync(fd_) != 0) fail_io("cannot flush", tmp_);
+  maybe_crash(path_, "before");
   ::close(fd_);
   fd_ = -1;
   if (::rename(tmp_.c_str(), path_.c_str()) != 0) {
@@ -70,6 +118,7 @@ void AtomicFile::commit() {
     fail_io("cannot rename temporary onto", path_);
   }
   fsync_dir(fs::path(path_).parent_path());
+  maybe_crash(path_, "after");
 }
 
 void write_file_atomic(const std::string& path, std::string_view data) {
@@ -130,6 +179,34 @@ void RunLog::line(const std::string& text) {
     std::fputs(l.c_str() + 20, stderr);  // without the date, for the terminal
     std::fflush(stderr);
   }
+}
+
+DirectoryLock::DirectoryLock(const std::string& dir) {
+  fs::create_directories(dir);
+  const std::string path = (fs::path(dir) / ".lock").string();
+  fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd_ < 0) fail_io("cannot open the lock file", path);
+  if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+    const int err = errno;
+    char buf[32] = {0};
+    const ssize_t n = ::pread(fd_, buf, sizeof buf - 1, 0);
+    ::close(fd_);
+    fd_ = -1;
+    if (err != EWOULDBLOCK) {
+      errno = err;
+      fail_io("cannot lock", path);
+    }
+    std::string pid = n > 0 ? std::string(buf, static_cast<size_t>(n)) : "?";
+    while (!pid.empty() && (pid.back() == '\n' || pid.back() == ' ')) pid.pop_back();
+    throw std::runtime_error(dir + " is in use by another tandem process (pid " + pid +
+                             "); wait for it to finish, or give this run its own run.id");
+  }
+  const std::string me = std::to_string(::getpid()) + "\n";
+  if (::ftruncate(fd_, 0) == 0) (void)!::pwrite(fd_, me.data(), me.size(), 0);
+}
+
+DirectoryLock::~DirectoryLock() {
+  if (fd_ >= 0) ::close(fd_);  // closing releases the flock; the file stays (harmless, hidden)
 }
 
 }  // namespace tandem

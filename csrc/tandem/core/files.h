@@ -36,6 +36,20 @@ int remove_stale_temporaries(const std::string& dir);
 
 std::string read_file(const std::string& path);
 
+/// An exclusive lock on a directory while a run uses it: `<dir>/.lock` holds an flock(2) (so a
+/// killed holder releases it at once) and the holder's pid. Throws std::runtime_error naming
+/// the directory and the pid when another process holds it.
+class DirectoryLock {
+ public:
+  explicit DirectoryLock(const std::string& dir);
+  ~DirectoryLock();
+  DirectoryLock(const DirectoryLock&) = delete;
+  DirectoryLock& operator=(const DirectoryLock&) = delete;
+
+ private:
+  int fd_ = -1;
+};
+
 /// An append-only log: each line reaches the file in one write(2), so a kill never leaves a
 /// partial line. Optionally echoes to stderr.
 class RunLog {

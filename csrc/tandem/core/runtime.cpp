@@ -7,6 +7,10 @@
 #include <stdexcept>
 #include <thread>
 
+#include <algorithm>
+#include <filesystem>
+#include <mutex>
+
 #include <torch/torch.h>
 
 #include "tandem/core/config.h"
@@ -28,7 +32,11 @@ c10::Device parse_device(const std::string& text) {
     if (dev.has_index() && dev.index() >= static_cast<int>(torch::cuda::device_count()))
       throw std::invalid_argument("a CUDA index below " + std::to_string(torch::cuda::device_count()) +
                                   " (the number of CUDA devices here)");
-  } else if (!dev.is_cpu() && !dev.is_mps()) {
+  } else if (dev.is_mps()) {
+    if (!at::hasMPS())
+      throw std::invalid_argument("a device this machine has (cpu or auto); mps was requested but this torch build "
+                                  "or machine has no Apple MPS device");
+  } else if (!dev.is_cpu()) {
     throw std::invalid_argument("expected one of cpu, cuda, cuda:N, mps, auto");
   }
   return dev;
@@ -83,10 +91,45 @@ std::string data_root() {
   return "../shared/data";
 }
 
+namespace {
+std::mutex inputs_mu;
+std::vector<std::string> inputs;
+}  // namespace
+
+void note_input(const std::string& kind, const std::string& path) {
+  std::error_code ec;
+  const std::string line = kind + ": " + std::filesystem::absolute(path, ec).lexically_normal().string();
+  std::lock_guard<std::mutex> lock(inputs_mu);
+  if (std::find(inputs.begin(), inputs.end(), line) == inputs.end()) inputs.push_back(line);
+}
+
+std::vector<std::string> inputs_read() {
+  std::lock_guard<std::mutex> lock(inputs_mu);
+  return inputs;
+}
+
+void clear_inputs_read() {
+  std::lock_guard<std::mutex> lock(inputs_mu);
+  inputs.clear();
+}
+
 std::string resolve_data_path(const std::string& path) {
   namespace fs = std::filesystem;
-  if (fs::path(path).is_absolute() || fs::exists(path)) return path;
-  return (fs::path(data_root()) / path).string();
+  std::error_code ec;
+  std::string chosen;
+  if (fs::path(path).is_absolute() || path.rfind("./", 0) == 0 || path.rfind("../", 0) == 0) {
+    chosen = path;
+  } else {
+    const fs::path under_root = fs::path(data_root()) / path;
+    const bool here = fs::exists(path, ec), there = fs::exists(under_root, ec);
+    if (here && there && !fs::equivalent(path, under_root, ec))
+      throw std::invalid_argument("data path '" + path + "' names two files: " + fs::absolute(path, ec).string() +
+                                  " (working directory) and " + fs::absolute(under_root, ec).string() +
+                                  " (data root, $TANDEM_DATA); write './" + path + "' or an absolute path");
+    chosen = here && !there ? path : under_root.string();
+  }
+  note_input("data", chosen);
+  return fs::absolute(chosen, ec).lexically_normal().string();
 }
 
 namespace {

@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include <c10/core/Device.h>
 #include <c10/core/ScalarType.h>
@@ -27,8 +28,17 @@ int available_cores();
 
 /// Root of the datasets: $TANDEM_DATA, else ../shared/data (relative to the working directory).
 std::string data_root();
-/// `path` if absolute or existing relative to the working directory, else under data_root().
+/// The absolute path of a data file named in a config: absolute paths and ones starting with
+/// "./" or "../" as written; any other relative path under data_root(), or relative to the
+/// working directory when only there. A name found in both places is an error naming both
+/// (which one was meant cannot be guessed). Every resolved path is recorded (inputs_read()).
 std::string resolve_data_path(const std::string& path);
+
+/// Records that this process read `path` as `kind` ("data", "model"); the runner logs them all.
+void note_input(const std::string& kind, const std::string& path);
+/// "kind: absolute path" for every input noted since the last clear, in first-seen order.
+std::vector<std::string> inputs_read();
+void clear_inputs_read();
 
 /// Settings read from the top level of a run config (device, dtype, seed, threads).
 struct RuntimeOptions {

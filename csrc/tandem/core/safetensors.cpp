@@ -129,8 +129,8 @@ SafetensorsFile load_safetensors(const std::string& path, bool mmap) {
     for (const auto& d : shape_j) {
       if (!d.is_number_unsigned()) bad(path, "tensor '" + name + "': shape entries must be integers >= 0");
       uint64_t dim = d.get<uint64_t>();
-      if (dim != 0 && numel > std::numeric_limits<uint64_t>::max() / dim)
-        bad(path, "tensor '" + name + "': shape overflows");
+      if (dim > (1ULL << 50) || (dim != 0 && numel > (1ULL << 50) / dim))
+        bad(path, "tensor '" + name + "': shape " + shape_j.dump() + " has more than 2^50 elements");
       numel *= dim;
       shape.push_back(static_cast<int64_t>(dim));
     }

@@ -24,7 +24,7 @@ const char* split_name(Split s) { return s == Split::kTrain ? "train" : s == Spl
 GenerationTask::GenerationTask(const Config& c, int64_t default_new_tokens, int64_t default_words)
     : n_train_(static_cast<size_t>(c.get_nonnegative_int("train", 200))),
       n_dev_(static_cast<size_t>(c.get_nonnegative_int("dev", 40))),
-      n_test_(static_cast<size_t>(c.get_nonnegative_int("test", 50))),
+      n_test_(static_cast<size_t>(c.get_positive_int("test", 50))),
       max_new_tokens_(c.get_positive_int("max_new_tokens", default_new_tokens)),
       max_context_words_(c.get_positive_int("max_context_words", default_words)),
       skip_bad_lines_(c.get<bool>("skip_bad_lines", false)) {}

@@ -53,7 +53,7 @@ class Qasper : public LongDocDataset {
   explicit Qasper(const Config& c)
       : path_(resolve_data_path(c.get<std::string>("path", "qasper/test.jsonl"))),
         per_paper_(c.get_nonnegative_int("questions_per_paper", 0)),
-        limit_(c.get_nonnegative_int("limit", 0)) {}
+        limit_(c.get_limit("limit")) {}
   std::vector<LongDocExample> load() override {
     std::vector<LongDocExample> out;
     read_jsonl(path_, [&](const nlohmann::json& rec, size_t) {
@@ -90,7 +90,7 @@ class FinanceBench : public LongDocDataset {
         documents_(resolve_data_path(c.get<std::string>("documents", "financebench/documents.jsonl"))),
         pages_(c.get_choice("pages", {"all", "evidence_window"}, "evidence_window")),
         window_(c.get_nonnegative_int("window", 1)),
-        limit_(c.get_nonnegative_int("limit", 0)) {}
+        limit_(c.get_limit("limit")) {}
   std::vector<LongDocExample> load() override {
     std::vector<nlohmann::json> qs;
     std::map<std::string, bool> wanted;
@@ -148,7 +148,7 @@ class JsonlLongDoc : public LongDocDataset {
         q_(c.get<std::string>("question_field", "question")),
         a_(c.get<std::string>("answers_field", "answers")),
         id_(c.get<std::string>("id_field", "id")),
-        limit_(c.get_nonnegative_int("limit", 0)) {}
+        limit_(c.get_limit("limit")) {}
   std::vector<LongDocExample> load() override {
     std::vector<LongDocExample> out;
     read_jsonl(path_, [&](const nlohmann::json& rec, size_t line) {

@@ -49,7 +49,7 @@ class JsonlTextDataset : public TextDataset {
         label_field_(cfg.get<std::string>("label_field", "label")),
         id_field_(cfg.get<std::string>("id_field", "")),
         test_fraction_(cfg.get_in_range("test_fraction", 0.0, 1.0, 0.2)) {
-    opts_.limit = static_cast<size_t>(cfg.get_nonnegative_int("limit", 0));
+    opts_.limit = static_cast<size_t>(cfg.get_limit("limit"));
     opts_.skip_bad_lines = cfg.get<bool>("skip_bad_lines", false);
   }
 

@@ -2,10 +2,13 @@
 // Per example it appends a line to predictions.jsonl (flushed, so a crash or kill keeps every
 // finished example and a rerun of the same config resumes after them) and writes
 // transcripts/<id>.json and .md. A failed example (remote errors after retries) is recorded
-// with its error, scores 0, and the run goes on.
+// with its error and the run goes on to the others; but a run with failures is not finished:
+// it ends with an error listing them and no metrics.json, and rerunning the same command
+// retries just those (the latest line of an id in predictions.jsonl is the one that counts).
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <set>
 
 #include "tandem/collab/protocol.h"
@@ -33,22 +36,22 @@ class CollabQa : public Experiment {
     protocol_ = create_from_config<collab::Protocol>(root.at("protocol"));
     prices_ = collab::PriceTable::from_config(root.at_or_empty("prices"));
     if (protocol_->uses_local()) local_ = create_from_config<collab::LMClient>(root.at("local"), rt);
-    else if (root.has("local")) root.mark_used("local");
+    else root.set_aside("local", "this protocol never calls the local model");
     if (protocol_->uses_remote()) remote_ = create_from_config<collab::LMClient>(root.at("remote"), rt);
-    else if (root.has("remote")) root.mark_used("remote");
+    else root.set_aside("remote", "this protocol never calls the remote model");
   }
 
   ExperimentResult run(RunContext& ctx) override {
     auto examples = data_->load();
     const std::string pred_path = ctx.path("predictions.jsonl");
-    std::set<std::string> done;
-    std::vector<nlohmann::json> rows;
+    std::map<std::string, nlohmann::json> latest;  // id -> its last recorded row
     if (fs::exists(pred_path))
-      read_jsonl(pred_path, [&](const nlohmann::json& r, size_t) {
-        done.insert(r.at("id").get<std::string>());
-        rows.push_back(r);
-      }, JsonlOptions{true, 0});  // a line cut by a kill is skipped, its example redone
+      read_jsonl(pred_path, [&](const nlohmann::json& r, size_t) { latest[r.at("id").get<std::string>()] = r; },
+                 JsonlOptions{true, 0});  // a line cut by a kill is skipped, its example redone
+    std::set<std::string> done, retry;
+    for (const auto& [id, r] : latest) (r.value("failed", false) ? retry : done).insert(id);
     if (!done.empty()) ctx.info("resuming: " + std::to_string(done.size()) + " examples already finished");
+    if (!retry.empty()) ctx.info("retrying " + std::to_string(retry.size()) + " examples that failed last time");
     fs::create_directories(ctx.path("transcripts"));
     collab::ProtocolClients clients{local_.get(), remote_.get()};
     Progress bar("examples", static_cast<int64_t>(examples.size()), "ex");
@@ -78,12 +81,29 @@ class CollabQa : public Experiment {
                             {"seconds", secs}, {"cost", m.to_json(prices_)}};
       preds << row.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
       preds.flush();
-      rows.push_back(row);
+      if (!preds) throw std::runtime_error(pred_path + ": cannot append a prediction (disk full?)");
+      latest[ex.id] = row;
       char post[64];
       std::snprintf(post, sizeof post, "f1=%.3f%s", f1, error.empty() ? "" : " FAILED");
       bar.update(1, post);
     }
     bar.finish();
+    std::vector<nlohmann::json> rows;
+    std::vector<std::string> failed_ids;
+    for (const auto& ex : examples) {
+      const auto& r = latest.at(ex.id);
+      rows.push_back(r);
+      if (r.value("failed", false)) failed_ids.push_back(ex.id);
+    }
+    if (!failed_ids.empty()) {
+      std::string ids;
+      for (size_t i = 0; i < failed_ids.size() && i < 10; ++i) ids += (i ? ", " : "") + failed_ids[i];
+      if (failed_ids.size() > 10) ids += ", ...";
+      const std::string first_error = latest.at(failed_ids.front()).value("error", std::string());
+      throw std::runtime_error(std::to_string(failed_ids.size()) + " of " + std::to_string(examples.size()) +
+                               " examples failed (" + ids + "; first error: " + first_error.substr(0, 300) +
+                               "). The others are kept in " + pred_path + "; rerun the same command to retry the failed ones");
+    }
 
     double f1 = 0, secs = 0, dollars = 0;
     int64_t failed = 0, rp = 0, rc = 0, lp = 0, lc = 0, calls = 0;

@@ -40,7 +40,7 @@ namespace {
 // Reading options every JSONL question file takes: data.limit and data.skip_bad_lines.
 JsonlOptions jsonl_options(const Config& c) {
   JsonlOptions o;
-  o.limit = static_cast<size_t>(c.get_nonnegative_int("limit", 0));
+  o.limit = static_cast<size_t>(c.get_limit("limit"));
   o.skip_bad_lines = c.get<bool>("skip_bad_lines", false);
   return o;
 }
@@ -118,6 +118,10 @@ class LmMultipleChoice : public Experiment {
     const Config e = root.at_or_empty("eval");
     batch_ = e.get_positive_int("batch_size", 8);
     template_ = e.get<std::string>("prompt", "{context}Question: {question}\nAnswer:");
+    // A long `support` or question must not reach the model whole: it would ask for memory in
+    // proportion to its length squared. Prompts keep their last tokens (the question, "Answer:").
+    max_prompt_tokens_ = e.get_positive_int("max_prompt_tokens", 1024);
+    max_option_tokens_ = e.get_positive_int("max_option_tokens", 64);
   }
 
   ExperimentResult run(RunContext& ctx) override {
@@ -131,6 +135,11 @@ class LmMultipleChoice : public Experiment {
     const auto qs = dataset_->load();
     if (qs.empty()) throw std::runtime_error("lm_multiple_choice: the dataset is empty");
     const int64_t pad = std::max<int64_t>(0, model->config().pad_token_id);
+    const int64_t ctx_len = model->config().max_positions;
+    if (max_prompt_tokens_ + max_option_tokens_ > ctx_len)
+      throw ConfigError("eval.max_prompt_tokens + eval.max_option_tokens (" + std::to_string(max_prompt_tokens_) + " + " +
+                        std::to_string(max_option_tokens_) + ") exceed the model's context of " + std::to_string(ctx_len) + " tokens");
+    int64_t truncated = 0;
 
     int64_t hit_sum = 0, hit_mean = 0, n_options = 0, tokens = 0;
     auto t0 = std::chrono::steady_clock::now();
@@ -139,10 +148,17 @@ class LmMultipleChoice : public Experiment {
       std::vector<std::vector<int64_t>> prompts, conts;
       std::vector<size_t> owner;
       for (size_t i = s; i < std::min(qs.size(), s + batch_); ++i) {
-        const auto p = tok->encode_for_model(render(qs[i]));
+        auto p = tok->encode_for_model(render(qs[i]));
+        if (static_cast<int64_t>(p.size()) > max_prompt_tokens_) {
+          p.erase(p.begin(), p.end() - max_prompt_tokens_);
+          ++truncated;
+        }
         for (const auto& o : qs[i].options) {
           prompts.push_back(p);
           conts.push_back(tok->encode(" " + o));
+          if (static_cast<int64_t>(conts.back().size()) > max_option_tokens_)
+            throw std::runtime_error("question " + qs[i].id + ": an option is " + std::to_string(conts.back().size()) +
+                                     " tokens, more than eval.max_option_tokens (" + std::to_string(max_option_tokens_) + ")");
           owner.push_back(i);
           tokens += static_cast<int64_t>(p.size() + conts.back().size());
         }
@@ -165,6 +181,9 @@ class LmMultipleChoice : public Experiment {
       }
     }
     bar.finish();
+    if (truncated)
+      ctx.info(std::to_string(truncated) + " prompts were longer than eval.max_prompt_tokens (" + std::to_string(max_prompt_tokens_) +
+               ") and kept their last tokens");
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     const double n = static_cast<double>(qs.size());
     const double chance = static_cast<double>(qs.size()) / n_options;  // mean of 1/options
@@ -178,6 +197,8 @@ class LmMultipleChoice : public Experiment {
                  {"accuracy_per_token", hit_mean / n},
                  {"chance_accuracy", chance},
                  {"questions", qs.size()},
+                 {"prompts_truncated", truncated},
+                 {"max_prompt_tokens", max_prompt_tokens_},
                  {"model", model_name_},
                  {"model_parameters", model->num_parameters()},
                  {"load_seconds", load_s},
@@ -190,8 +211,9 @@ class LmMultipleChoice : public Experiment {
  private:
   std::string render(const ChoiceQuestion& q) const {
     std::string out = template_;
+    // One pass, left to right: a value that itself contains "{question}" is not expanded again.
     auto sub = [&](const std::string& key, const std::string& val) {
-      for (size_t p; (p = out.find(key)) != std::string::npos;) out.replace(p, key.size(), val);
+      for (size_t p = out.find(key); p != std::string::npos; p = out.find(key, p + val.size())) out.replace(p, key.size(), val);
     };
     sub("{context}", q.context.empty() ? "" : q.context + "\n");
     sub("{question}", q.question);
@@ -201,7 +223,7 @@ class LmMultipleChoice : public Experiment {
   RuntimeOptions rt_;
   std::string model_name_, template_;
   std::unique_ptr<ChoiceDataset> dataset_;
-  int64_t batch_;
+  int64_t batch_, max_prompt_tokens_, max_option_tokens_;
 };
 TANDEM_REGISTER(Experiment, "lm_multiple_choice", LmMultipleChoice, const Config&, const RuntimeOptions&);
 

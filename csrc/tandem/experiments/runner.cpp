@@ -64,6 +64,7 @@ RunSummary run_experiment(const Config& cfg, const RunOptions& opts) {
 
   // Seeding happens before construction so that initial parameters are reproducible.
   runtime.apply();
+  clear_inputs_read();
   auto experiment = ExperimentRegistry::create_named(type, exp_cfg, cfg, runtime);
   cfg.check_unused();
 
@@ -93,14 +94,34 @@ RunSummary run_experiment(const Config& cfg, const RunOptions& opts) {
     for (int i = 2; fs::exists(base / run_id); ++i) run_id = timestamp_id() + "-" + std::to_string(i);
   }
   const fs::path run_dir = base / run_id;
-  fs::create_directories(run_dir);
+  // One process per run directory: a second run of the same config would append to the same
+  // predictions (and pay a remote twice). The lock dies with its holder, even on kill -9.
+  DirectoryLock lock(run_dir.string());
+  if (!resumed && fs::exists(run_dir / "config.yaml")) {
+    // A run.id naming an existing run: continue it only if it is this very config.
+    const std::string before = read_file((run_dir / "config.yaml").string());
+    const auto diff = Config::differing_keys(before, cfg.dump());
+    if (!diff.empty()) {
+      std::string keys;
+      for (size_t i = 0; i < diff.size() && i < 12; ++i) keys += (i ? ", " : "") + diff[i];
+      throw ConfigError(run_cfg.where("id") + ": run.id '" + run_id + "' names " + run_dir.string() +
+                        ", a run of a different config (differs in: " + keys +
+                        "); resuming it would mix two configs: choose another run.id or delete that directory");
+    }
+    if (fs::exists(run_dir / "metrics.json"))
+      throw ConfigError(run_cfg.where("id") + ": run.id '" + run_id + "': " + run_dir.string() +
+                        " is a finished run of this config (metrics.json); its results stand: choose another run.id "
+                        "or delete that directory to run it again");
+    resumed = true;
+  }
   remove_stale_temporaries(run_dir.string());
 
   RunLog log((run_dir / "log.txt").string(), opts.echo_log);
   RunContext ctx{runtime, run_dir.string(), &log};
   ctx.write_artifact("config.yaml", "# resolved from " + cfg.file() + "\n" + cfg.dump());
   ctx.write_artifact("config.hash", config_hash + "\n");
-  if (resumed) log.line("resuming the unfinished run " + run_id + " of this same config");
+  for (const auto& note : cfg.set_aside_notes()) log.line("config: " + note);
+  if (resumed) log.line("resuming the unfinished run " + run_id + " of this same config (resolved config identical)");
   log.line("run " + name + "/" + run_id + ": experiment=" + type + " device=" + runtime.device.str() +
            " dtype=" + dtype_name(runtime.dtype) + " threads=" + std::to_string(torch::get_num_threads()) +
            " seed=" + std::to_string(runtime.seed));
@@ -120,6 +141,7 @@ RunSummary run_experiment(const Config& cfg, const RunOptions& opts) {
                     {"seed", runtime.seed},
                     {"torch", TORCH_VERSION},
                     {"config", cfg.file()}};
+  for (const auto& in : inputs_read()) log.line("read " + in);
   if (!result.table.empty()) ctx.write_table("table", result.table);
   // metrics.json is written last: its presence marks a finished run.
   ctx.write_artifact("metrics.json", metrics.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");

@@ -71,8 +71,17 @@ class SpaExperiment : public Experiment {
       c.at("adapter").fail("type", "no adapter for method " + method_ + " (lst and spa take one)");
     } else {
       // A grid shares one base config: its training budget does not apply to frozen methods.
-      c.mark_used("train");
-      c.mark_used("state_cache");
+      // Its keys are still checked (a typo fails), and the log says they were set aside.
+      const Config tc = c.at_or_empty("train");
+      TrainerOptions::from_config(tc);
+      tc.get_positive_int("batch_size", 8);
+      tc.get_nonnegative_int("dev_eval_examples", 16);
+      const Config cc = c.at_or_empty("state_cache");
+      cc.get<std::string>("dir", "");
+      cc.get_in_range("budget_gb", 0.0, 1e6, 16.0);
+      cc.get_in_range("logits_budget_gb", 0.0, 1e6, 4.0);
+      c.set_aside("train", "method " + method_ + " trains nothing");
+      c.set_aside("state_cache", "method " + method_ + " trains nothing");
     }
     if (method_ == "spa") {
       // The router reads the plugin's state: one probe forward gives its width.
@@ -94,7 +103,8 @@ class SpaExperiment : public Experiment {
     } else if (c.has("router")) {
       c.at("router").fail("type", "no router for method " + method_ + " (only spa routes)");
     } else {
-      c.mark_used("router_train");  // shared grid budget; only spa trains a router
+      TrainerOptions::from_config(c.at_or_empty("router_train"));  // checked, then set aside
+      c.set_aside("router_train", "only method spa trains a router");
     }
   }
 

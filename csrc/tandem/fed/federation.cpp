@@ -46,6 +46,16 @@ uint64_t mix(uint64_t a, uint64_t b) {  // splitmix64 of a combined key: decorre
 }  // namespace
 
 Federation::Federation(const Config& root, const RuntimeOptions& rt) : rt_(rt) {
+  {
+    // What a resumed server must share with the run that wrote its checkpoint: every section
+    // the federation reads, the seed and the dtype (not threads, device or where results go).
+    YAML::Node id(YAML::NodeType::Map);
+    for (const char* k : {"backbone", "data", "partition", "model", "strategy", "fed", "seed", "dtype"})
+      if (root.node()[k]) id[k] = root.node()[k];
+    YAML::Emitter e;
+    e << id;
+    identity_yaml_ = std::string(e.c_str()) + "\n";
+  }
   const Config f = root.at("fed");
   s_.rounds = f.get_positive_int("rounds", 20);
   s_.clients_per_round = f.get_positive_int("clients_per_round", 5);
@@ -278,6 +288,18 @@ std::vector<RoundRecord> Federation::run(const Transport& transport, const std::
   int64_t start = 1;
   if (!ckpt.empty() && fs::exists(ckpt)) {  // resume after the last round that was saved
     auto st = load_safetensors(ckpt, /*mmap=*/false);
+    const auto saved = st.metadata.find("config");
+    if (saved == st.metadata.end())
+      throw std::runtime_error(ckpt + ": this server checkpoint records no config (written by an older tandem), so "
+                               "resuming it could mix two configs; delete " + checkpoint_dir + " to start over");
+    const auto diff = Config::differing_keys(saved->second, identity_yaml_);
+    if (!diff.empty()) {
+      std::string keys;
+      for (size_t i = 0; i < diff.size() && i < 12; ++i) keys += (i ? ", " : "") + diff[i];
+      throw std::runtime_error(ckpt + ": the server checkpoint was written by a different config (differs in: " + keys +
+                               "); resuming would report the old run: restore the config, or delete " + checkpoint_dir +
+                               " (or use another run directory) to start over");
+    }
     std::vector<torch::Tensor> state;
     for (const auto& n : names) state.push_back(st.at(n));
     set_global_state(state);
@@ -317,7 +339,7 @@ std::vector<RoundRecord> Federation::run(const Transport& transport, const std::
       auto state = global_state();
       for (size_t i = 0; i < names.size(); ++i) tensors.emplace_back(names[i], state[i]);
       fs::create_directories(checkpoint_dir);
-      save_safetensors(ckpt, tensors, {{"log", j.dump()}, {"round", std::to_string(r)}});
+      save_safetensors(ckpt, tensors, {{"log", j.dump()}, {"round", std::to_string(r)}, {"config", identity_yaml_}});
     }
     if (on_round) on_round(rec);
     char post[96];

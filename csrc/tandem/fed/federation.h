@@ -89,6 +89,7 @@ class Federation {
  private:
   RuntimeOptions rt_;
   FedSettings s_;
+  std::string identity_yaml_;  // the config sections that determine the run (checked on resume)
   std::unique_ptr<Backbone> backbone_;
   std::unique_ptr<Strategy> strategy_;
   std::unique_ptr<Config> model_cfg_;

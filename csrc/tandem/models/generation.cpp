@@ -95,7 +95,7 @@ PrefillResult prefill(CausalLM& model, const std::vector<std::vector<int64_t>>& 
 }
 
 torch::Tensor sample_next(const torch::Tensor& logits, const SamplingOptions& o, at::Generator& gen) {
-  if (o.temperature <= 0) return logits.argmax(-1);
+  if (is_greedy(o.temperature)) return logits.argmax(-1);
   auto l = logits.to(torch::kFloat) / o.temperature;
   if (o.top_k > 0 && o.top_k < l.size(-1)) {
     auto kth = std::get<0>(l.topk(o.top_k, -1)).narrow(-1, o.top_k - 1, 1);
@@ -143,6 +143,12 @@ GenerationResult generate(CausalLM& model, const std::vector<std::vector<int64_t
     const int64_t* nx = next.data_ptr<int64_t>();
     for (int64_t b = 0; b < B; ++b) {
       if (done[b]) continue;
+      if (opts.cancelled && opts.cancelled(b)) {
+        done[b] = true;
+        r.finish_reasons[b] = "cancelled";
+        --live;
+        continue;
+      }
       const int64_t tok = nx[b];
       if (std::find(opts.stop_token_ids.begin(), opts.stop_token_ids.end(), tok) != opts.stop_token_ids.end()) {
         done[b] = true;

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -17,11 +18,19 @@ struct SamplingOptions {
   double top_p = 1.0;        ///< 1 = off
   std::vector<int64_t> stop_token_ids;
   uint64_t seed = 0;
+  /// Asked before every step for each unfinished row: true ends that row now, with finish
+  /// reason "cancelled" (a server's client went away, or the server is shutting down).
+  std::function<bool(int64_t row)> cancelled;
 };
+
+/// Temperatures below this sample as greedy (their limit): dividing logits by 1e-300 would
+/// overflow to inf and turn the softmax into NaN.
+constexpr double kGreedyBelowTemperature = 1e-4;
+inline bool is_greedy(double temperature) { return temperature < kGreedyBelowTemperature; }
 
 struct GenerationResult {
   std::vector<std::vector<int64_t>> tokens;  ///< new tokens per prompt (stop token excluded)
-  std::vector<std::string> finish_reasons;   ///< "stop" or "length"
+  std::vector<std::string> finish_reasons;   ///< "stop", "length" or "cancelled"
   int64_t prompt_tokens = 0, generated_tokens = 0;
   double prefill_seconds = 0, decode_seconds = 0;
   int64_t prefill_positions = 0;  ///< positions the prompt pass computed (shared prefixes count once)

@@ -129,9 +129,15 @@ GgufFile::GgufFile(const std::string& path) : path_(path) {
     ti.name = c.str("tensor name");
     const uint32_t nd = c.read<uint32_t>("tensor rank");
     if (nd == 0 || nd > 8) throw GgufError(path + ": tensor '" + ti.name + "' has rank " + std::to_string(nd));
+    uint64_t elements = 1;
     for (uint32_t d = 0; d < nd; ++d) {
       const uint64_t dim = c.read<uint64_t>("tensor dim");
       if (dim == 0 || dim > (1ULL << 40)) throw GgufError(path + ": tensor '" + ti.name + "' has bad dimension " + std::to_string(dim));
+      // The element count must not overflow (each dimension alone may be fine): 2^50 at most,
+      // far beyond any file this could be; the size check against the file comes below.
+      if (elements > (1ULL << 50) / dim)
+        throw GgufError(path + ": tensor '" + ti.name + "' has dimensions whose product exceeds 2^50 elements");
+      elements *= dim;
       ti.ne.push_back(static_cast<int64_t>(dim));
     }
     ti.type = c.read<uint32_t>("tensor type");

@@ -27,6 +27,10 @@ T json_get(const nlohmann::json& j, const std::string& file, const char* key, co
     if (required) bad_config(file, std::string("missing key \"") + key + "\"");
     return fallback;
   }
+  if constexpr (std::is_same_v<T, int64_t>) {
+    // 12.5 or "12" must not become 12: sizes are whole numbers.
+    if (!j[key].is_number_integer()) bad_config(file, std::string("key \"") + key + "\" must be an integer, got " + j[key].dump());
+  }
   try {
     return j[key].get<T>();
   } catch (const nlohmann::json::exception&) {
@@ -55,7 +59,18 @@ class HfWeights : public WeightSource {
       }
       if (!j.contains("weight_map") || !j["weight_map"].is_object()) bad_config(index.string(), "missing \"weight_map\"");
       std::set<std::string> files;
-      for (auto it = j["weight_map"].begin(); it != j["weight_map"].end(); ++it) files.insert(it.value().get<std::string>());
+      for (auto it = j["weight_map"].begin(); it != j["weight_map"].end(); ++it) {
+        if (!it.value().is_string()) bad_config(index.string(), "weight_map[\"" + it.key() + "\"] must be a file name");
+        const std::string f = it.value().get<std::string>();
+        // A shard is a file in this directory: no absolute paths, no "..", no sub-directories
+        // that climb out (an index must not make tandem read files elsewhere).
+        const fs::path rel(f);
+        bool escapes = f.empty() || rel.is_absolute();
+        for (const auto& part : rel) escapes = escapes || part == "..";
+        if (escapes)
+          bad_config(index.string(), "weight_map[\"" + it.key() + "\"] = \"" + f + "\" is not a file inside " + dir);
+        files.insert(f);
+      }
       shards.assign(files.begin(), files.end());
     } else if (fs::exists(fs::path(dir) / "model.safetensors")) {
       shards.push_back("model.safetensors");
@@ -161,6 +176,35 @@ class GgufWeights : public WeightSource {
   std::map<std::string, std::pair<std::string, int64_t>> names_;
 };
 
+void check_model_sizes(const ModelConfig& c) {
+  // Every size read from a file is checked before anything is allocated from it: a damaged or
+  // hostile config must end in a message, not in a 10^9-layer allocation or a division by zero.
+  auto in = [&](const char* name, int64_t v, int64_t lo, int64_t hi) {
+    if (v < lo || v > hi)
+      bad_config(c.source, std::string(name) + " = " + std::to_string(v) + " is outside [" + std::to_string(lo) + ", " +
+                               std::to_string(hi) + "]");
+  };
+  in("vocab size", c.vocab_size, 1, 1LL << 24);
+  in("hidden size", c.hidden_size, 1, 1LL << 17);
+  in("number of layers", c.num_layers, 1, 4096);
+  in("attention heads", c.num_heads, 1, 4096);
+  in("key/value heads", c.num_kv_heads, 1, c.num_heads);
+  if (c.num_heads % c.num_kv_heads != 0)
+    bad_config(c.source, "attention heads (" + std::to_string(c.num_heads) + ") must be a multiple of key/value heads (" +
+                             std::to_string(c.num_kv_heads) + ")");
+  in("head dimension", c.head_dim, 1, 1LL << 14);
+  in("intermediate size", c.intermediate_size, 1, 1LL << 20);
+  in("context length", c.max_positions, 1, 1LL << 24);
+  if (!(c.rms_norm_eps > 0 && c.rms_norm_eps < 1)) bad_config(c.source, "norm epsilon " + std::to_string(c.rms_norm_eps) + " is outside (0, 1)");
+  if (!(c.rope_theta > 0)) bad_config(c.source, "RoPE base " + std::to_string(c.rope_theta) + " must be positive");
+  // The weights these sizes imply, in elements (doubles: no overflow): at most 2^40.
+  const double h = static_cast<double>(c.hidden_size), d = static_cast<double>(c.head_dim);
+  const double per_layer = h * d * static_cast<double>(2 * c.num_heads + 2 * c.num_kv_heads) + 3.0 * h * static_cast<double>(c.intermediate_size);
+  const double total = static_cast<double>(c.vocab_size) * h * (c.tie_word_embeddings ? 1 : 2) + static_cast<double>(c.num_layers) * per_layer;
+  if (total > 1099511627776.0)
+    bad_config(c.source, "the sizes imply " + std::to_string(total) + " weights, beyond any loadable model (2^40)");
+}
+
 ModelConfig config_from_gguf(const gguf::GgufFile& f) {
   ModelConfig c;
   c.source = f.path();
@@ -173,7 +217,7 @@ ModelConfig config_from_gguf(const gguf::GgufFile& f) {
   c.num_heads = f.get_int(a + "attention.head_count");
   c.num_kv_heads = f.get_int(a + "attention.head_count_kv", c.num_heads);
   c.intermediate_size = f.get_int(a + "feed_forward_length");
-  c.head_dim = f.get_int(a + "attention.key_length", c.hidden_size / c.num_heads);
+  c.head_dim = f.get_int(a + "attention.key_length", c.num_heads > 0 ? c.hidden_size / c.num_heads : 0);
   c.rms_norm_eps = f.get_float(a + "attention.layer_norm_rms_epsilon", 1e-6);
   c.rope_theta = f.get_float(a + "rope.freq_base", 10000.0);
   c.max_positions = f.get_int(a + "context_length", 2048);
@@ -184,6 +228,7 @@ ModelConfig config_from_gguf(const gguf::GgufFile& f) {
   c.bos_token_id = f.get_int("tokenizer.ggml.bos_token_id", -1);
   c.eos_token_id = f.get_int("tokenizer.ggml.eos_token_id", -1);
   c.pad_token_id = f.get_int("tokenizer.ggml.padding_token_id", c.eos_token_id);
+  check_model_sizes(c);  // before the per-layer tables below are sized from num_layers
   if (c.architecture == "gemma3") {
     // As llama.cpp reads Gemma 3: every 6th layer global, the rest sliding with RoPE base 10^4,
     // attention scaled by head_dim^-0.5, embeddings tied.
@@ -216,7 +261,7 @@ ModelConfig read_hf_config(const std::string& path) {
     c.hidden_size = json_get<int64_t>(j, path, "n_embd", 0, true);
     c.num_layers = json_get<int64_t>(j, path, "n_layer", 0, true);
     c.num_heads = c.num_kv_heads = json_get<int64_t>(j, path, "n_head", 0, true);
-    c.head_dim = c.hidden_size / c.num_heads;
+    c.head_dim = c.num_heads > 0 ? c.hidden_size / c.num_heads : 0;
     c.intermediate_size = json_get<int64_t>(j, path, "n_inner", 4 * c.hidden_size, false);
     c.max_positions = json_get<int64_t>(j, path, "n_positions", 1024, false);
     c.rms_norm_eps = json_get<double>(j, path, "layer_norm_epsilon", 1e-5, false);
@@ -227,6 +272,7 @@ ModelConfig read_hf_config(const std::string& path) {
       if (json_get<bool>(j, path, flag, false, false)) bad_config(path, std::string(flag) + " = true is not supported");
     c.bos_token_id = json_get<int64_t>(j, path, "bos_token_id", -1, false);
     c.eos_token_id = json_get<int64_t>(j, path, "eos_token_id", -1, false);
+    check_model_sizes(c);
     return c;
   }
   c.vocab_size = json_get<int64_t>(j, path, "vocab_size", 0, true);
@@ -242,6 +288,7 @@ ModelConfig read_hf_config(const std::string& path) {
   c.attention_bias = c.architecture == "qwen2" || json_get<bool>(j, path, "attention_bias", false, false);
   // rope_theta sits at the top level (older configs) or under rope_parameters (newer ones).
   c.rope_theta = json_get<double>(j, path, "rope_theta", 10000.0, false);
+  check_model_sizes(c);  // before anything is sized from these numbers
   if (c.architecture == "gemma3_text") {
     c.tie_word_embeddings = json_get<bool>(j, path, "tie_word_embeddings", true, false);
     c.query_pre_attn_scalar = json_get<double>(j, path, "query_pre_attn_scalar", static_cast<double>(c.head_dim), false);
@@ -252,9 +299,15 @@ ModelConfig read_hf_config(const std::string& path) {
     const std::string act = json_get<std::string>(j, path, "hidden_activation", "gelu_pytorch_tanh", false);
     if (act != "gelu_pytorch_tanh") bad_config(path, "hidden_activation \"" + act + "\" is not supported (expected gelu_pytorch_tanh)");
     if (j.contains("layer_types") && j["layer_types"].is_array()) {
-      for (const auto& t : j["layer_types"]) c.sliding_layers.push_back(t.get<std::string>() == "sliding_attention");
+      for (const auto& t : j["layer_types"]) {
+        if (!t.is_string()) bad_config(path, "layer_types must be a list of strings");
+        c.sliding_layers.push_back(t.get<std::string>() == "sliding_attention");
+      }
+      if (static_cast<int64_t>(c.sliding_layers.size()) != c.num_layers)
+        bad_config(path, "layer_types has " + std::to_string(c.sliding_layers.size()) + " entries for " +
+                             std::to_string(c.num_layers) + " layers (num_hidden_layers)");
     } else {
-      const int64_t pattern = json_get<int64_t>(j, path, "sliding_window_pattern", 6, false);
+      const int64_t pattern = std::max<int64_t>(1, json_get<int64_t>(j, path, "sliding_window_pattern", 6, false));
       for (int64_t i = 0; i < c.num_layers; ++i) c.sliding_layers.push_back((i + 1) % pattern != 0);
     }
     c.rope_local_theta = json_get<double>(j, path, "rope_local_base_freq", 10000.0, false);
@@ -286,8 +339,7 @@ ModelConfig read_hf_config(const std::string& path) {
   c.bos_token_id = token_id("bos_token_id");
   c.eos_token_id = token_id("eos_token_id");
   c.pad_token_id = token_id("pad_token_id");
-  if (c.num_heads <= 0 || c.num_kv_heads <= 0 || c.num_heads % c.num_kv_heads != 0)
-    bad_config(path, "num_attention_heads must be a positive multiple of num_key_value_heads");
+  check_model_sizes(c);
   return c;
 }
 

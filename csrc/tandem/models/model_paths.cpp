@@ -1,5 +1,7 @@
 #include "tandem/models/model_paths.h"
 
+#include "tandem/core/runtime.h"
+
 #include <cstdlib>
 #include <filesystem>
 #include <stdexcept>
@@ -14,10 +16,16 @@ std::string models_root() {
 }
 
 std::string resolve_model_path(const std::string& name) {
-  if (fs::exists(name)) return name;
+  if (fs::exists(name)) {
+    note_input("model", name);
+    return name;
+  }
   const fs::path root(models_root());
   for (const std::string& cand : {name, name + ".gguf"})
-    if (fs::exists(root / cand)) return (root / cand).string();
+    if (fs::exists(root / cand)) {
+      note_input("model", (root / cand).string());
+      return (root / cand).string();
+    }
   std::string known;
   if (fs::is_directory(root))
     for (const auto& e : fs::directory_iterator(root)) {

@@ -150,6 +150,23 @@ void Trainer::save_checkpoint(int64_t step, const std::vector<std::map<std::stri
   write_file_atomic(ckpt_path_, os.str());
 }
 
+namespace {
+
+// Reads `key` into a fresh tensor. InputArchive::read into a tensor that is already defined
+// writes *into* it (keeping its dtype), so reusing one tensor across keys of different dtypes
+// reinterprets the bytes: a double read into an int64 tensor gave best_value 4.6e18.
+torch::Tensor read_entry(torch::serialize::InputArchive& ar, const std::string& file, const std::string& key) {
+  torch::Tensor t;
+  try {
+    ar.read(key, t);
+  } catch (const std::exception&) {
+    throw std::runtime_error(file + ": the training checkpoint has no entry '" + key + "' (written by another version or model config?); delete it to start over");
+  }
+  return t;
+}
+
+}  // namespace
+
 bool Trainer::load_checkpoint(int64_t& step, std::vector<std::map<std::string, double>>& curve) {
   if (ckpt_path_.empty() || !fs::exists(ckpt_path_)) return false;
   torch::serialize::InputArchive ar;
@@ -159,10 +176,9 @@ bool Trainer::load_checkpoint(int64_t& step, std::vector<std::map<std::string, d
     throw std::runtime_error(ckpt_path_ + ": cannot read the training checkpoint (" + std::string(e.what()).substr(0, 200) +
                              "); delete it to start over");
   }
-  torch::Tensor t;
-  ar.read("steps_total", t);
-  if (t.item<int64_t>() != opts_.steps)
-    throw std::runtime_error(ckpt_path_ + ": checkpoint was written for train.steps=" + std::to_string(t.item<int64_t>()) +
+  const int64_t steps_total = read_entry(ar, ckpt_path_, "steps_total").item<int64_t>();
+  if (steps_total != opts_.steps)
+    throw std::runtime_error(ckpt_path_ + ": checkpoint was written for train.steps=" + std::to_string(steps_total) +
                              ", the config says " + std::to_string(opts_.steps) + "; delete it or restore the config");
   torch::NoGradGuard ng;
   for (auto& [n, p] : params_) {
@@ -188,18 +204,14 @@ bool Trainer::load_checkpoint(int64_t& step, std::vector<std::map<std::string, d
     }
     best_.push_back(b);
   }
-  ar.read("best_value", t);
-  best_value_ = t.item<double>();
-  ar.read("best_step", t);
-  best_step_ = t.item<int64_t>();
+  best_value_ = read_entry(ar, ckpt_path_, "best_value").item<double>();
+  best_step_ = read_entry(ar, ckpt_path_, "best_step").item<int64_t>();
   torch::serialize::InputArchive opt_ar;
   ar.read("optimizer", opt_ar);
   opt_->load(opt_ar);
-  ar.read("step", t);
-  step = t.item<int64_t>();
-  torch::Tensor vals, keys;
-  ar.read("curve_values", vals);
-  ar.read("curve_keys", keys);
+  step = read_entry(ar, ckpt_path_, "step").item<int64_t>();
+  const torch::Tensor vals = read_entry(ar, ckpt_path_, "curve_values");
+  const torch::Tensor keys = read_entry(ar, ckpt_path_, "curve_keys");
   std::string joined(reinterpret_cast<const char*>(keys.data_ptr()), keys.numel());
   std::istringstream ks(joined);
   std::string k;
@@ -219,7 +231,12 @@ bool Trainer::load_checkpoint(int64_t& step, std::vector<std::map<std::string, d
 TrainSummary Trainer::fit(const StepFn& step_fn, const EvalFn& eval_fn) {
   TrainSummary s;
   int64_t start = 0;
-  if (load_checkpoint(start, s.curve)) s.resumed_from = start;
+  if (load_checkpoint(start, s.curve)) {
+    s.resumed_from = start;
+    // The loss of the last logged window: a run resumed at its final step never re-enters the
+    // loop, and checkpoints fall on log boundaries, so the saved curve holds it.
+    if (!s.curve.empty() && s.curve.back().count("loss")) s.final_loss = s.curve.back().at("loss");
+  }
   const auto t0 = std::chrono::steady_clock::now();
   const c10::Device dev = params_.empty() ? c10::Device(c10::kCPU) : params_.front().second.device();
   Progress bar(label_, opts_.steps, "step");

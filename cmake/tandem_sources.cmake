@@ -78,6 +78,14 @@ set(TANDEM_TEST_SOURCES
   tests/cpp/test_train.cpp
   tests/cpp/test_fed_collab.cpp
 )
+# The readers of untrusted input that tandem_fuzz_asan compiles in with the sanitizers.
+set(TANDEM_FUZZ_TARGET_SOURCES
+  csrc/tandem/core/config.cpp
+  csrc/tandem/core/safetensors.cpp
+  csrc/tandem/models/gguf.cpp
+  csrc/tandem/text/bpe_tokenizer.cpp
+  csrc/tandem/collab/json_constraint.cpp
+)
 set(TANDEM_BENCH_SOURCES
   benchmarks/bench_core.cpp
 )

@@ -10,12 +10,32 @@
 
 namespace tandem::collab {
 
-std::shared_ptr<const SchemaNode> parse_json_schema(const nlohmann::json& s, const std::string& where) {
+namespace {
+
+std::shared_ptr<SchemaNode> parse_schema_node(const nlohmann::json& s, const std::string& where, int depth) {
   auto n = std::make_shared<SchemaNode>();
   auto fail = [&](const std::string& what) { throw std::invalid_argument(where + ": " + what); };
+  if (depth > 32) fail("schema nested deeper than 32 levels");
   if (!s.is_object()) fail("a schema must be a JSON object");
+  // Keywords tandem's decoder honours; any other is refused (a constraint silently dropped would
+  // let through output the caller's schema forbids).
+  auto only = [&](std::initializer_list<const char*> allowed) {
+    for (auto it = s.begin(); it != s.end(); ++it) {
+      bool ok = it.key() == "description" || it.key() == "title";
+      for (const char* a : allowed) ok = ok || it.key() == a;
+      if (!ok) fail("keyword \"" + it.key() + "\" is not supported here");
+    }
+  };
+  auto count = [&](const char* key, int64_t fallback, int64_t hi) {
+    if (!s.contains(key)) return fallback;
+    if (!s[key].is_number_integer() || s[key].get<int64_t>() < 0 || s[key].get<int64_t>() > hi)
+      fail(std::string(key) + " must be an integer in [0, " + std::to_string(hi) + "]");
+    return s[key].get<int64_t>();
+  };
   if (s.contains("enum")) {
+    only({"enum", "type"});
     n->kind = SchemaNode::Kind::kEnum;
+    if (!s["enum"].is_array()) fail("enum must be a list");
     for (const auto& o : s["enum"]) {
       if (!o.is_string() || o.get<std::string>().empty()) fail("enum options must be non-empty strings");
       n->options.push_back(o.get<std::string>());
@@ -23,38 +43,57 @@ std::shared_ptr<const SchemaNode> parse_json_schema(const nlohmann::json& s, con
     if (n->options.empty()) fail("enum needs at least one option");
     return n;
   }
-  const std::string type = s.value("type", std::string());
+  if (!s.contains("type") || !s["type"].is_string()) fail("\"type\" must be a string (or give \"enum\")");
+  const std::string type = s["type"].get<std::string>();
   if (type == "object") {
+    only({"type", "properties", "required", "additionalProperties"});
     n->kind = SchemaNode::Kind::kObject;
     if (!s.contains("properties") || !s["properties"].is_object()) fail("object needs \"properties\"");
+    if (s.contains("additionalProperties") && s["additionalProperties"] != false)
+      fail("additionalProperties may only be false (every output has exactly the listed properties)");
     // Property order: "required" order when given (all properties are emitted), else as written.
     std::vector<std::string> order;
-    if (s.contains("required"))
-      for (const auto& r : s["required"]) order.push_back(r.get<std::string>());
+    if (s.contains("required")) {
+      if (!s["required"].is_array()) fail("required must be a list of property names");
+      for (const auto& r : s["required"]) {
+        if (!r.is_string()) fail("required must be a list of property names");
+        order.push_back(r.get<std::string>());
+      }
+    }
     for (auto it = s["properties"].begin(); it != s["properties"].end(); ++it)
       if (std::find(order.begin(), order.end(), it.key()) == order.end()) order.push_back(it.key());
     for (const auto& k : order) {
       if (!s["properties"].contains(k)) fail("required property \"" + k + "\" is not in properties");
-      n->properties.emplace_back(k, std::const_pointer_cast<SchemaNode>(parse_json_schema(s["properties"][k], where + "/" + k)));
+      n->properties.emplace_back(k, parse_schema_node(s["properties"][k], where + "/" + k, depth + 1));
     }
   } else if (type == "string") {
+    only({"type", "maxLength"});
     n->kind = SchemaNode::Kind::kString;
-    n->max_length = s.value("maxLength", int64_t{200});
+    n->max_length = count("maxLength", 200, 100000);
   } else if (type == "integer") {
+    only({"type"});
     n->kind = SchemaNode::Kind::kInteger;
   } else if (type == "boolean") {
+    only({"type"});
     n->kind = SchemaNode::Kind::kBoolean;
   } else if (type == "array") {
+    only({"type", "items", "minItems", "maxItems"});
     n->kind = SchemaNode::Kind::kArray;
     if (!s.contains("items")) fail("array needs \"items\"");
-    n->items = std::const_pointer_cast<SchemaNode>(parse_json_schema(s["items"], where + "/items"));
-    n->min_items = s.value("minItems", int64_t{0});
-    n->max_items = s.value("maxItems", int64_t{8});
+    n->items = parse_schema_node(s["items"], where + "/items", depth + 1);
+    n->min_items = count("minItems", 0, 1000);
+    n->max_items = count("maxItems", 8, 1000);
     if (n->min_items > n->max_items) fail("minItems exceeds maxItems");
   } else {
     fail("unsupported schema type \"" + type + "\" (supported: object, string, integer, boolean, array, enum)");
   }
   return n;
+}
+
+}  // namespace
+
+std::shared_ptr<const SchemaNode> parse_json_schema(const nlohmann::json& s, const std::string& where) {
+  return parse_schema_node(s, where, 0);
 }
 
 std::shared_ptr<const TokenTable> TokenTable::build(const text::Tokenizer& tok) {

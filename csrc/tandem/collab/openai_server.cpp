@@ -43,7 +43,11 @@ double number_in(const nlohmann::json& body, const std::string& key, double lo, 
   const auto& v = body[key];
   if (!v.is_number()) bad("'" + key + "' must be a number, got " + v.dump());
   const double x = v.get<double>();
-  if (!(x >= lo && x <= hi)) bad("'" + key + "' must be between " + nlohmann::json(lo).dump() + " and " + nlohmann::json(hi).dump() + ", got " + v.dump());
+  if (!(x >= lo && x <= hi)) {
+    char range[64];
+    std::snprintf(range, sizeof range, "%g and %g", lo, hi);
+    bad("'" + key + "' must be between " + range + ", got " + v.dump());
+  }
   return x;
 }
 

@@ -50,7 +50,9 @@ void merge_into(YAML::Node dst, const YAML::Node& src, const std::string& src_na
     const std::string key = it->first.as<std::string>();
     if (skip_extends && path.empty() && key == "extends") continue;
     const std::string p = join(path, key);
-    const YAML::Node& value = it->second;
+    // A copy, not a reference: yaml-cpp's iterator hands out a temporary proxy, and a reference
+    // to its member dangles after this statement (AddressSanitizer found it).
+    const YAML::Node value = it->second;
     const YAML::Node& cdst = dst;
     YAML::Node existing = cdst[key];
     if (existing.IsDefined() && existing.IsMap() && value.IsMap()) {
@@ -79,8 +81,11 @@ void check_duplicate_keys(const YAML::Node& n, const std::string& name, const st
   if (n.IsMap()) {
     std::map<std::string, int> seen;
     for (auto it = n.begin(); it != n.end(); ++it) {
-      const std::string key = it->first.IsScalar() ? it->first.Scalar() : describe_yaml(it->first);
       const int line = it->first.Mark().line + 1;
+      if (!it->first.IsScalar())
+        throw ConfigError(name + ":" + std::to_string(line) + ": " + (path.empty() ? std::string("(top level)") : path) +
+                          ": a key must be a plain name, got " + describe_yaml(it->first));
+      const std::string key = it->first.Scalar();
       const std::string p = path.empty() ? key : path + "." + key;
       auto [at, fresh] = seen.emplace(key, line);
       if (!fresh)
@@ -411,6 +416,15 @@ int64_t Config::get_nonnegative_int(const std::string& key, int64_t fallback) co
   if (!c.IsDefined() || c.IsNull()) return fallback;
   int64_t v = 0;
   if (!convert_scalar(c, v) || v < 0) fail_value(key, c, "an integer >= 0");
+  return v;
+}
+
+int64_t Config::get_int_in_range(const std::string& key, int64_t lo, int64_t hi, int64_t fallback) const {
+  YAML::Node c = child(key);
+  if (!c.IsDefined() || c.IsNull()) return fallback;
+  int64_t v = 0;
+  if (!convert_scalar(c, v) || v < lo || v > hi)
+    fail_value(key, c, "an integer in [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
   return v;
 }
 

@@ -71,6 +71,8 @@ class Config {
   /// all. 0 is refused: it reads as "none", and silently meaning "all" would surprise.
   int64_t get_limit(const std::string& key) const;
   double get_positive(const std::string& key, double fallback) const;
+  /// An integer in [lo, hi] (sizes: a bound keeps a typo like 10^9 from reaching the allocator).
+  int64_t get_int_in_range(const std::string& key, int64_t lo, int64_t hi, int64_t fallback) const;
   /// A number in [lo, hi].
   double get_in_range(const std::string& key, double lo, double hi, double fallback) const;
   /// One of `choices` (error lists them).

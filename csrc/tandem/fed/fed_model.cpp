@@ -44,7 +44,7 @@ class SsfPool : public FedModel {
  public:
   SsfPool(const Config& cfg, const SsfLayout& layout, int64_t hidden, int64_t classes)
       : layout_(layout),
-        m_(cfg.get_positive_int("pool_size", 25)),
+        m_(cfg.get_int_in_range("pool_size", 1, 4096, 25)),
         k_(cfg.get_positive_int("top_k", 3)),
         w_(cfg.get_in_range("match_weight", 0.0, 1.0, 0.1)) {
     if (k_ > m_) throw std::invalid_argument(cfg.where("top_k") + ": " + std::to_string(k_) + " exceeds pool_size " + std::to_string(m_));

@@ -37,7 +37,7 @@ class MlpRouter : public Router {
  public:
   MlpRouter(const Config& c, const RouterDims& d) {
     threshold = c.get_in_range("threshold", 0.0, 1.0, 0.5);
-    const int64_t hidden = c.get_positive_int("hidden", 64);
+    const int64_t hidden = c.get_int_in_range("hidden", 1, 1 << 16, 64);
     const int64_t in = d.hidden + d.features + kDistributionFeatures;
     w1_ = register_parameter("w1", torch::randn({hidden, in}) / std::sqrt(static_cast<double>(in)));
     b1_ = register_parameter("b1", torch::zeros({hidden}));

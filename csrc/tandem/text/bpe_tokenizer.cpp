@@ -14,8 +14,10 @@
 
 #include "tandem/core/files.h"
 #include "tandem/models/gguf.h"
+#include "tandem/core/utf8.h"
 #include "tandem/text/spm_tokenizer.h"
 #include "tandem/text/tokenizer.h"
+#include "tandem/text/vocab_ids.h"
 #include "tandem/text/unicode.h"
 #include "tandem/text/wordpiece_tokenizer.h"
 
@@ -98,10 +100,19 @@ class ByteLevelBpe : public Tokenizer {
 
   ByteLevelBpe(std::vector<std::string> id_to_token, const std::vector<std::pair<std::string, std::string>>& merges,
                std::vector<std::pair<std::string, bool>> added, Options opt, const std::string& source)
-      : id_to_token_(std::move(id_to_token)), opt_(opt) {
+      : id_to_token_(std::move(id_to_token)), opt_(opt), source_(source) {
     for (size_t i = 0; i < id_to_token_.size(); ++i)
       if (!id_to_token_[i].empty() || i == 0) token_to_id_.emplace(id_to_token_[i], static_cast<int64_t>(i));
-    for (size_t r = 0; r < merges.size(); ++r) merge_rank_.emplace(merges[r].first + '\x01' + merges[r].second, static_cast<int>(r));
+    // Every merge joins two tokens into a third, all in the vocabulary (HF tokenizers refuses to
+    // load otherwise). Single bytes may be missing (SmolLM2 has no token for some control bytes):
+    // encoding a text with one is an error naming the file, never a silent drop.
+    for (size_t r = 0; r < merges.size(); ++r) {
+      const auto& [a, b] = merges[r];
+      if (!token_to_id_.count(a) || !token_to_id_.count(b) || !token_to_id_.count(a + b))
+        throw std::runtime_error(source + ": merge " + std::to_string(r) + " ('" + a + "' + '" + b +
+                                 "') uses or makes a token that is not in the vocabulary");
+      merge_rank_.emplace(a + '\x01' + b, static_cast<int>(r));
+    }
     for (auto& [content, special] : added) {
       auto it = token_to_id_.find(content);
       if (it == token_to_id_.end())
@@ -233,7 +244,7 @@ class ByteLevelBpe : public Tokenizer {
       auto it = token_to_id_.find(s);
       if (it == token_to_id_.end()) {
         // Byte-level vocabularies hold every single byte symbol; this means a broken vocab.
-        throw std::runtime_error("tokenizer: symbol '" + s + "' is not in the vocabulary");
+        throw std::runtime_error(source_ + ": the text has a symbol ('" + escape_invalid_utf8(s) + "') that is not in the vocabulary");
       }
       ids.push_back(it->second);
     }
@@ -248,6 +259,7 @@ class ByteLevelBpe : public Tokenizer {
   std::vector<Added> added_;
   std::map<int64_t, bool> special_ids_;
   Options opt_;
+  std::string source_;  // the file, for messages
   mutable std::unordered_map<std::string, std::vector<int64_t>> cache_;
   mutable std::mutex cache_mu_;
 };
@@ -258,7 +270,7 @@ std::pair<std::string, std::string> split_merge(const std::string& m, const std:
   return {m.substr(0, sp), m.substr(sp + 1)};
 }
 
-std::shared_ptr<Tokenizer> from_tokenizer_json(const std::string& path) {
+std::shared_ptr<Tokenizer> from_tokenizer_json_checked(const std::string& path) {
   nlohmann::json j;
   try {
     j = nlohmann::json::parse(read_file(path));
@@ -276,7 +288,7 @@ std::shared_ptr<Tokenizer> from_tokenizer_json(const std::string& path) {
     if (pt.is_null()) return;
     const std::string t = pt.value("type", std::string());
     if (t == "Sequence") {
-      for (const auto& p : pt["pretokenizers"]) scan(p);
+      for (const auto& p : pt.at("pretokenizers")) scan(p);
     } else if (t == "ByteLevel") {
       if (pt.value("add_prefix_space", false))
         throw std::runtime_error(path + ": ByteLevel add_prefix_space=true is not supported yet");
@@ -291,25 +303,37 @@ std::shared_ptr<Tokenizer> from_tokenizer_json(const std::string& path) {
   scan(j.value("pre_tokenizer", nlohmann::json()));
   if (!byte_level) throw std::runtime_error(path + ": expected a ByteLevel pre-tokenizer for a BPE model");
   std::vector<std::string> vocab;
-  for (auto it = model["vocab"].begin(); it != model["vocab"].end(); ++it) {
-    const int64_t id = it.value().get<int64_t>();
-    if (id < 0) throw std::runtime_error(path + ": negative token id for '" + it.key() + "'");
+  const auto& vocab_j = model.at("vocab");
+  if (!vocab_j.is_object()) throw std::runtime_error(path + ": model.vocab must be an object of token -> id");
+  for (auto it = vocab_j.begin(); it != vocab_j.end(); ++it) {
+    const int64_t id = json_token_id(it.value(), path, it.key());
     if (static_cast<size_t>(id) >= vocab.size()) vocab.resize(id + 1);
     vocab[id] = it.key();
   }
   std::vector<std::pair<std::string, bool>> added;
   for (const auto& a : j.value("added_tokens", nlohmann::json::array())) {
-    const int64_t id = a["id"].get<int64_t>();
+    const int64_t id = json_token_id(a.at("id"), path, "added_tokens");
     if (static_cast<size_t>(id) >= vocab.size()) vocab.resize(id + 1);
-    vocab[id] = a["content"].get<std::string>();
-    added.emplace_back(a["content"].get<std::string>(), a.value("special", false));
+    vocab[id] = a.at("content").get<std::string>();
+    added.emplace_back(a.at("content").get<std::string>(), a.value("special", false));
   }
   std::vector<std::pair<std::string, std::string>> merges;
   for (const auto& m : model.value("merges", nlohmann::json::array())) {
     if (m.is_string()) merges.push_back(split_merge(m.get<std::string>(), path));
-    else merges.emplace_back(m[0].get<std::string>(), m[1].get<std::string>());
+    else if (m.is_array() && m.size() == 2) merges.emplace_back(m.at(0).get<std::string>(), m.at(1).get<std::string>());
+    else throw std::runtime_error(path + ": a merge must be \"a b\" or [\"a\", \"b\"], got " + m.dump());
   }
   return std::make_shared<ByteLevelBpe>(std::move(vocab), merges, std::move(added), opt, path);
+}
+
+// Every structural surprise in a tokenizer.json (a string where an id belongs, a missing list)
+// becomes one error naming the file, not a JSON library exception from deep inside.
+std::shared_ptr<Tokenizer> from_tokenizer_json(const std::string& path) {
+  try {
+    return from_tokenizer_json_checked(path);
+  } catch (const nlohmann::json::exception& e) {
+    throw std::runtime_error(path + ": malformed tokenizer.json (" + std::string(e.what()) + ")");
+  }
 }
 
 std::shared_ptr<Tokenizer> from_gguf(const std::string& path) {

@@ -11,6 +11,7 @@
 #include "tandem/text/tokenizer.h"
 #include "tandem/text/unicode.h"
 #include "tandem/text/wordpiece_tokenizer.h"
+#include "tandem/text/vocab_ids.h"
 
 namespace tandem::text {
 namespace {
@@ -166,7 +167,7 @@ class WordPiece : public Tokenizer {
 }  // namespace
 
 std::shared_ptr<Tokenizer> wordpiece_from_json(const nlohmann::json& j, const std::string& path) {
-  const auto& model = j["model"];
+  const auto& model = j.at("model");
   WordPiece::Options o;
   o.prefix = model.value("continuing_subword_prefix", std::string("##"));
   o.max_chars = model.value("max_input_chars_per_word", 100);
@@ -188,8 +189,10 @@ std::shared_ptr<Tokenizer> wordpiece_from_json(const nlohmann::json& j, const st
                              "\" is not supported (expected BertPreTokenizer)");
   if (j.contains("truncation") && j["truncation"].is_object()) o.max_length = j["truncation"].value("max_length", 512);
   std::vector<std::string> vocab;
-  for (auto it = model["vocab"].begin(); it != model["vocab"].end(); ++it) {
-    const int64_t id = it.value().get<int64_t>();
+  const auto& vocab_j = model.at("vocab");
+  if (!vocab_j.is_object()) throw std::runtime_error(path + ": model.vocab must be an object of token -> id");
+  for (auto it = vocab_j.begin(); it != vocab_j.end(); ++it) {
+    const int64_t id = json_token_id(it.value(), path, it.key());
     if (static_cast<size_t>(id) >= vocab.size()) vocab.resize(id + 1);
     vocab[id] = it.key();
   }

@@ -15,10 +15,10 @@ class LadderSide : public DeviceAdapter {
  public:
   LadderSide(const Config& c, const ModelConfig& m) {
     const int64_t H = m.hidden_size;
-    const int64_t r = c.get_positive_int("reduction", 8);
+    const int64_t r = c.get_int_in_range("reduction", 1, H, 8);
     d_ = H / r;
     if (d_ < 1) c.fail("reduction", "a factor below the hidden size " + std::to_string(H));
-    heads_ = c.get_positive_int("heads", 4);
+    heads_ = c.get_int_in_range("heads", 1, 1024, 4);
     if (d_ % heads_ != 0) c.fail("heads", "a divisor of the side width " + std::to_string(d_));
     temperature_ = c.get_in_range("gate_temperature", 1e-3, 100.0, 0.1);
     const auto chosen = parse_layer_choice(c, m.num_layers, "1");

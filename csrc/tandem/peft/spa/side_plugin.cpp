@@ -21,9 +21,10 @@ class SidePlugin : public DeviceAdapter {
  public:
   SidePlugin(const Config& c, const ModelConfig& m) {
     const std::string placement = c.get_choice("placement", {"parallel", "sequential"}, "parallel");
-    rank_ = c.get_positive_int("rank", 64);
-    const int64_t hidden = c.get_positive_int("mlp_hidden", 4 * rank_);
     const int64_t H = m.hidden_size;
+    // Bounded so a typo (rank: 1000000000) is a config error, not a request for terabytes.
+    rank_ = c.get_int_in_range("rank", 1, 1 << 16, 64);
+    const int64_t hidden = c.get_int_in_range("mlp_hidden", 1, 1 << 16, 4 * rank_);
     if (placement == "parallel")
       layers_ = parse_layer_choice(c, m.num_layers, "3");
     else

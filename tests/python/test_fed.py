@@ -281,3 +281,29 @@ def test_bad_partition_and_strategy_keys_name_the_key(tmp_path):
         tf.Federation(tiny_config(tmp_path, "fedavg"), ["strategy.type=fedmedian"])
     with pytest.raises(ValueError, match="min_examples"):
         tf.Federation(tiny_config(tmp_path, "fedavg"), ["partition.min_examples=500"])
+
+
+def test_resume_after_a_config_change_is_refused_naming_the_keys(tmp_path):
+    """A server checkpoint records the config that wrote it: changing a file pulled in by
+    `extends:` and relaunching must not "resume" (and report) the old run."""
+    base = tmp_path / "base.yaml"
+    base.write_text(Path(tiny_config(tmp_path, "fedavg", rounds=2)).read_text())
+    top = tmp_path / "top.yaml"
+    top.write_text(f"extends: {base}\n")
+    before = tf.default_run_dir(str(top), [], 3)
+    tf.Federation(str(top)).run(checkpoint_dir=str(tmp_path / "server"))
+    base.write_text(base.read_text().replace('"local_steps": 2', '"local_steps": 3'))
+    assert tf.default_run_dir(str(top), [], 3) != before  # the launch directory follows the resolved config
+    with pytest.raises(RuntimeError, match=r"server_state.safetensors: the server checkpoint was written by a different "
+                                           r"config \(differs in: fed.local_steps\)"):
+        tf.Federation(str(top)).run(checkpoint_dir=str(tmp_path / "server"))
+
+
+def test_a_run_directory_serves_one_launch_at_a_time(tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    held = tf._lock_run_dir(out)
+    with pytest.raises(RuntimeError, match=rf"{out} is in use by another tandem fed server \(pid {os.getpid()}\)"):
+        tf._lock_run_dir(out)
+    held.close()
+    tf._lock_run_dir(out).close()  # released with its holder

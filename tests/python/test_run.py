@@ -5,6 +5,7 @@ import json
 import math
 
 import pandas as pd
+import pytest
 import yaml
 
 import tandem
@@ -129,3 +130,21 @@ def test_default_config_runs_unchanged_on_an_hf_checkpoint_directory(tmp_path):
     assert res.metrics["questions"] == 8
     assert res.metrics["model_parameters"] == sum(p.numel() for p in hf.parameters())
     assert 0.0 <= res.metrics["accuracy"] <= 1.0
+
+
+def test_a_run_directory_in_use_is_refused_not_shared(tmp_path, keyword_data):
+    """Two runs of one config into one run directory would append to the same predictions (and
+    pay a remote twice): the second is refused while the first holds the directory's lock."""
+    import fcntl
+    import os
+
+    cfg = keyword_config(keyword_data, tmp_path, **{"run.id": "busy", "train.epochs": 1})
+    run_dir = tmp_path / "kw" / "busy"
+    run_dir.mkdir(parents=True)
+    with open(run_dir / ".lock", "a+") as f:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        f.write(f"{os.getpid()}\n")
+        f.flush()
+        with pytest.raises(RuntimeError, match=rf"kw/busy is in use by another tandem process \(pid {os.getpid()}\)"):
+            tandem.run(cfg, plot=False, echo_log=False)
+    assert tandem.run(cfg, plot=False, echo_log=False).run_dir == run_dir  # free again: it runs

@@ -63,7 +63,8 @@ class LMClient {
 };
 
 /// A tandem model with its tokenizer and chat template: what `local` clients and
-/// `tandem serve` run. Thread-compatible, not thread-safe (one caller at a time).
+/// `tandem serve` run. chat() and complete() may run on several threads at once (the server's
+/// lanes do): the model keeps no per-call state and the tokenizer's caches are locked.
 class LocalEngine {
  public:
   LocalEngine(const std::string& model, const RuntimeOptions& rt, const std::string& chat_template = "auto");

@@ -32,8 +32,8 @@ CASES = [
     ("1 resume", "trainer resumed past its best evaluation, or at its last step",
      "same kept step, best value, final loss and parameters", "tests/cpp/test_train.cpp::ResumePastTheBestStepKeepsTheSameStepValueAndLoss"),
     ("1 resume", "SIGKILL during result writes", "only whole files; the rerun clears temporaries and finishes", "tests/python/test_sigkill.py::test_sigkill_during_writes_leaves_only_whole_files"),
-    ("2 serve", "a huge generation, a disconnecting client, 40 stalled half-headers, a prompt past the context, SIGTERM mid-generation",
-     "normal clients served (p95 bounded), disconnect cancelled, 400 for the prompt, exit within 5 s", "tests/python/test_serve_faults.py::test_normal_clients_are_served_through_the_faults_and_sigterm_stops_it"),
+    ("2 serve", "a huge generation, a disconnecting client, 40 stalled half-headers, 8 tricklers (a header byte per 0.5 s), a prompt past the context, SIGTERM mid-generation",
+     "normal clients served (p95 bounded), disconnect cancelled, stalled and trickling heads dropped, 400 for the prompt, exit within 5 s", "tests/python/test_serve_faults.py::test_normal_clients_are_served_through_the_faults_and_sigterm_stops_it"),
     ("2 serve", "out-of-range CLI options (--port 99999, --max-batch 0, ...)", "exit 2 naming the flag and its range, before the model loads",
      "tests/python/test_serve_faults.py::test_cli_options_are_range_checked_before_the_model_loads"),
     ("2, 3, 7, 8 serve", "busy port; API key; n; temperature 1e-300 and 3; unknown model; tools/stop/logprobs; max_tokens past the context; bad schema keyword",
@@ -126,7 +126,8 @@ def main() -> None:
               "## `tandem serve` under fault injection (benchmarks/serve_faults.py, SmolLM2-135M, loopback)", "",
               "| measure | value |", "| --- | ---: |"]
     for k in ("latency_unloaded_p50_s", "latency_p50_s", "latency_p95_s", "normal_ok", "normal_requests",
-              "slow_connections", "disconnect_cancelled", "disconnect_cancelled_after_s", "over_long_prompt_status",
+              "slow_connections", "trickle_connections", "trickle_all_dropped_after_s", "header_timeouts",
+              "disconnect_cancelled", "disconnect_cancelled_after_s", "over_long_prompt_status",
               "huge_still_running_at_sigterm", "huge_request_status", "sigterm_exit_s", "sigterm_exit_code"):
         lines.append(f"| {k} | {serve.get(k)} |")
     (out / "report.md").write_text("\n".join(lines) + "\n")

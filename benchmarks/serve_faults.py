@@ -1,7 +1,7 @@
 """Fault injection against `tandem serve` (loopback only, bounded): while normal clients send
 short requests, one client asks for a huge generation, one disconnects mid-generation, dozens
-of connections send half a header and stall, and one sends a prompt past the context; then the
-server gets SIGTERM with the huge generation still running.
+of connections send half a header and stall, some trickle a header byte at a time, and one sends
+a prompt past the context; then the server gets SIGTERM with the huge generation still running.
 
 Measured: latency of the normal requests (p50 / p95) under all that, whether the disconnected
 request was cancelled, the 400 for the over-long prompt, and the seconds from SIGTERM to exit.
@@ -55,7 +55,7 @@ def chat(text: str, max_tokens: int) -> dict:
 
 def start_server(model: str, port: int, log: Path, extra: list[str] | None = None) -> subprocess.Popen:
     proc = subprocess.Popen([sys.executable, "-m", "tandem", "serve", "--model", model, "--port", str(port),
-                             "--read-timeout", "3", *(extra or [])],
+                             "--read-timeout", "3", "--header-timeout", "3", *(extra or [])],
                             stdout=open(log, "w"), stderr=subprocess.STDOUT, cwd=ROOT)
     deadline = time.time() + 120
     while time.time() < deadline:
@@ -71,7 +71,8 @@ def start_server(model: str, port: int, log: Path, extra: list[str] | None = Non
 
 
 def scenario(model: str = "smollm2-135m", normal_requests: int = 24, normal_threads: int = 4,
-             slow_connections: int = 40, huge_tokens: int = 6000, log: Path | None = None) -> dict:
+             slow_connections: int = 40, huge_tokens: int = 6000, trickle_connections: int = 8,
+             log: Path | None = None) -> dict:
     port = free_port()
     log = log or Path(os.environ.get("TMPDIR", "/tmp")) / f"serve_faults_{port}.log"
     proc = start_server(model, port, log)
@@ -139,7 +140,26 @@ def scenario(model: str = "smollm2-135m", normal_requests: int = 24, normal_thre
         for c in slow:
             c.close()
 
-        # 3. SIGTERM mid-generation: the server cancels and exits within seconds.
+        # 3. Tricklers: a header byte every 0.5 s never trips the per-read timeout (3 s), but the
+        # whole head must arrive within --header-timeout (3 s): each is dropped soon after.
+        trick = [socket.create_connection(("127.0.0.1", port)) for _ in range(trickle_connections)]
+        t0, alive = time.time(), len(trick)
+        while alive and time.time() - t0 < 12:
+            alive = 0
+            for c in trick:
+                try:
+                    c.sendall(b"X")
+                    alive += 1
+                except OSError:
+                    pass
+            time.sleep(0.5)
+        out["trickle_connections"] = trickle_connections
+        out["trickle_all_dropped_after_s"] = round(time.time() - t0, 1) if not alive else None
+        out["header_timeouts"] = stats(port)["header_timeouts"]
+        for c in trick:
+            c.close()
+
+        # 4. SIGTERM mid-generation: the server cancels and exits within seconds.
         t0 = time.time()
         proc.send_signal(signal.SIGTERM)
         try:

@@ -44,6 +44,7 @@ set(TANDEM_CORE_SOURCES
   csrc/tandem/collab/http_client.cpp
   csrc/tandem/collab/replay_client.cpp
   csrc/tandem/collab/openai_server.cpp
+  csrc/tandem/collab/connection_watchdog.cpp
   csrc/tandem/collab/protocol.cpp
   csrc/tandem/experiments/collab_qa.cpp
   csrc/tandem/models/gguf.cpp

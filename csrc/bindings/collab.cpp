@@ -38,6 +38,22 @@ py::dict response_dict(const collab::ChatResponse& r) {
                   py::arg("attempts") = r.attempts);
 }
 
+collab::ServeOptions serve_options(const std::string& host, int port, int64_t max_batch, double window_ms, int http_threads,
+                                   double read_timeout_s, double header_timeout_s, int64_t long_request_tokens,
+                                   const std::string& api_key) {
+  collab::ServeOptions o;
+  o.host = host;
+  o.port = port;
+  o.max_batch = max_batch;
+  o.batch_window_ms = window_ms;
+  o.http_threads = http_threads;
+  o.read_timeout_s = read_timeout_s;
+  o.header_timeout_s = header_timeout_s;
+  o.long_request_tokens = long_request_tokens;
+  o.api_key = api_key;
+  return o;
+}
+
 RuntimeOptions runtime(const std::string& device, const std::string& dtype, int threads) {
   RuntimeOptions rt;
   rt.device = parse_device(device);
@@ -93,37 +109,24 @@ void bind_collab(py::module_& m) {
   m.def(
       "check_serve_options",
       [](const std::string& host, int port, int64_t max_batch, double window_ms, int http_threads, double read_timeout_s,
-         int64_t long_request_tokens) {
-        collab::ServeOptions o;
-        o.host = host;
-        o.port = port;
-        o.max_batch = max_batch;
-        o.batch_window_ms = window_ms;
-        o.http_threads = http_threads;
-        o.read_timeout_s = read_timeout_s;
-        o.long_request_tokens = long_request_tokens;
-        o.validate();
+         double header_timeout_s, int64_t long_request_tokens) {
+        serve_options(host, port, max_batch, window_ms, http_threads, read_timeout_s, header_timeout_s, long_request_tokens, "")
+            .validate();
       },
       "Range-checks `tandem serve` options (ValueError naming the flag).");
 
   py::class_<collab::OpenAIServer, std::shared_ptr<collab::OpenAIServer>>(m, "OpenAIServer")
       .def(py::init([](std::shared_ptr<collab::LocalEngine> e, const std::string& host, int port, int64_t max_batch,
-                       double window_ms, int http_threads, double read_timeout_s, int64_t long_request_tokens,
-                       const std::string& api_key) {
-             collab::ServeOptions o;
-             o.host = host;
-             o.port = port;
-             o.max_batch = max_batch;
-             o.batch_window_ms = window_ms;
-             o.http_threads = http_threads;
-             o.read_timeout_s = read_timeout_s;
-             o.long_request_tokens = long_request_tokens;
-             o.api_key = api_key;
-             return std::make_shared<collab::OpenAIServer>(std::move(e), o);
+                       double window_ms, int http_threads, double read_timeout_s, double header_timeout_s,
+                       int64_t long_request_tokens, const std::string& api_key) {
+             return std::make_shared<collab::OpenAIServer>(
+                 std::move(e), serve_options(host, port, max_batch, window_ms, http_threads, read_timeout_s,
+                                             header_timeout_s, long_request_tokens, api_key));
            }),
            py::arg("engine"), py::arg("host") = "127.0.0.1", py::arg("port") = 0, py::arg("max_batch") = 8,
            py::arg("batch_window_ms") = 10.0, py::arg("http_threads") = collab::ServeOptions{}.http_threads,
            py::arg("read_timeout_s") = collab::ServeOptions{}.read_timeout_s,
+           py::arg("header_timeout_s") = collab::ServeOptions{}.header_timeout_s,
            py::arg("long_request_tokens") = collab::ServeOptions{}.long_request_tokens, py::arg("api_key") = "")
       .def("start", &collab::OpenAIServer::start, "Serves on background threads; returns the port.")
       .def("run_forever", &collab::OpenAIServer::run_forever, py::call_guard<py::gil_scoped_release>())
@@ -133,7 +136,7 @@ void bind_collab(py::module_& m) {
         auto st = s.stats();
         return py::dict(py::arg("requests") = st.requests, py::arg("batches") = st.batches,
                         py::arg("max_batch_seen") = st.max_batch_seen, py::arg("cancelled") = st.cancelled,
-                        py::arg("rejected") = st.rejected);
+                        py::arg("rejected") = st.rejected, py::arg("header_timeouts") = st.header_timeouts);
       });
 
   m.def(

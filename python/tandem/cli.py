@@ -102,7 +102,8 @@ def _cmd_serve(args) -> int:
             raise ValueError(f"--api-key-env {args.api_key_env}: that environment variable is not set or empty")
     collab.serve(args.model, port=args.port, host=args.host, max_batch=args.max_batch,
                  batch_window_ms=args.batch_window_ms, device=args.device, dtype=args.dtype, threads=args.threads,
-                 http_threads=args.http_threads, read_timeout_s=args.read_timeout, long_request_tokens=args.long_request_tokens,
+                 http_threads=args.http_threads, read_timeout_s=args.read_timeout,
+                 header_timeout_s=args.header_timeout, long_request_tokens=args.long_request_tokens,
                  api_key=api_key)
     return 0
 
@@ -174,6 +175,8 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--threads", type=int, default=0, help="0 = all cores")
     sv.add_argument("--http-threads", type=int, default=128, help="connections served at once")
     sv.add_argument("--read-timeout", type=float, default=10.0, help="seconds a client may stall while sending")
+    sv.add_argument("--header-timeout", type=float, default=10.0,
+                    help="seconds a connection may take over a request's head (or idle between requests)")
     sv.add_argument("--long-request-tokens", type=int, default=1024,
                     help="prompt + max_tokens above this run in a lane of their own, so they never hold up short ones")
     sv.add_argument("--api-key", default=None, help="require 'Authorization: Bearer <key>' on every request")

@@ -51,18 +51,19 @@ def view(transcript: str | Path | dict) -> str:
 
 def serve(model: str, port: int = 8080, host: str = "127.0.0.1", max_batch: int = 8, batch_window_ms: float = 10.0,
           device: str = "cpu", dtype: str = "float32", threads: int = 0, ready: threading.Event | None = None,
-          http_threads: int = 128, read_timeout_s: float = 10.0, long_request_tokens: int = 1024,
-          api_key: str = "") -> None:
+          http_threads: int = 128, read_timeout_s: float = 10.0, header_timeout_s: float = 10.0,
+          long_request_tokens: int = 1024, api_key: str = "") -> None:
     """Serves `model` OpenAI-compatibly until SIGINT / SIGTERM (the `tandem serve` command).
 
     Options are range-checked before the model loads (ValueError naming the flag). On SIGTERM the
     server cancels in-flight generations and returns within seconds. With `api_key`, every
     request needs ``Authorization: Bearer <api_key>``."""
     # Checked first: a bad flag should not cost a model load.
-    _C.check_serve_options(host, port, max_batch, batch_window_ms, http_threads, read_timeout_s, long_request_tokens)
+    _C.check_serve_options(host, port, max_batch, batch_window_ms, http_threads, read_timeout_s, header_timeout_s,
+                           long_request_tokens)
     engine = LocalEngine(model, device, dtype, threads)
     server = OpenAIServer(engine, host, port, max_batch, batch_window_ms, http_threads, read_timeout_s,
-                          long_request_tokens, api_key)
+                          header_timeout_s, long_request_tokens, api_key)
     bound = server.start()
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -1,6 +1,6 @@
 """`tandem serve` under faults and bad input: the fault-injection scenario of
 benchmarks/serve_faults.py (a huge generation, a client that disconnects, 40 stalled half-headers,
-a prompt past the context, then SIGTERM mid-generation) while normal clients keep being served;
+8 clients trickling a header byte at a time, a prompt past the context, then SIGTERM mid-generation) while normal clients keep being served;
 every CLI option range-checked before the model loads; a busy port is an error; an API key
 guards every route; every request field is honoured or refused by name."""
 from __future__ import annotations
@@ -32,6 +32,9 @@ def test_normal_clients_are_served_through_the_faults_and_sigterm_stops_it(tmp_p
     # not stuck behind it for minutes.
     assert r["latency_p95_s"] < 10, r
     assert r["huge_still_running_at_sigterm"], "the huge request must still be running when SIGTERM comes"
+    # Tricklers (a header byte every 0.5 s) pass every per-read timeout; the head deadline (3 s) drops them.
+    assert r["trickle_all_dropped_after_s"] is not None and r["trickle_all_dropped_after_s"] < 8, r
+    assert r["header_timeouts"] >= r["trickle_connections"], r
     assert r["sigterm_exit_s"] < 5 and r["sigterm_exit_code"] == 0, r
     assert r["huge_request_status"] == 503, r
 
@@ -42,6 +45,7 @@ def test_normal_clients_are_served_through_the_faults_and_sigterm_stops_it(tmp_p
     (["--batch-window-ms", "-1"], "--batch-window-ms must be between 0 and 10000"),
     (["--http-threads", "0"], "--http-threads must be between 1 and 4096"),
     (["--read-timeout", "0"], "--read-timeout must be between 0.1 and 3600"),
+    (["--header-timeout", "1e9"], "--header-timeout must be between 0.1 and 3600"),
     (["--api-key-env", "TANDEM_TEST_UNSET_KEY"], "TANDEM_TEST_UNSET_KEY: that environment variable is not set"),
 ])
 def test_cli_options_are_range_checked_before_the_model_loads(args, message):

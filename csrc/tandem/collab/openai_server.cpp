@@ -1,15 +1,14 @@
 #include "tandem/collab/openai_server.h"
 
-#include <netdb.h>
 #include <poll.h>
 #include <sys/socket.h>
 
 #include <chrono>
-#include <filesystem>
 #include <set>
 
 #include <httplib.h>
 
+#include "tandem/collab/connection_watchdog.h"
 #include "tandem/collab/json_constraint.h"
 
 namespace tandem::collab {
@@ -81,32 +80,6 @@ void check_fields(const nlohmann::json& body, const std::set<std::string>& known
   off("metadata", [](const auto& v) { return v.is_object(); }, "must be an object");
 }
 
-// The socket of the connection a request came on. cpp-httplib 0.11 gives handlers no access
-// to it, but the 4-tuple identifies it: look for the open socket with this local and peer port.
-int connection_fd(const httplib::Request& req) {
-  std::error_code ec;
-  for (const auto& e : std::filesystem::directory_iterator("/proc/self/fd", ec)) {
-    int fd = -1;
-    try {
-      fd = std::stoi(e.path().filename().string());
-    } catch (...) {
-      continue;
-    }
-    sockaddr_storage local{}, peer{};
-    socklen_t ll = sizeof local, pl = sizeof peer;
-    if (::getsockname(fd, reinterpret_cast<sockaddr*>(&local), &ll) != 0) continue;
-    if (::getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &pl) != 0) continue;
-    char lhost[NI_MAXHOST], lport[NI_MAXSERV], phost[NI_MAXHOST], pport[NI_MAXSERV];
-    if (::getnameinfo(reinterpret_cast<sockaddr*>(&local), ll, lhost, sizeof lhost, lport, sizeof lport,
-                      NI_NUMERICHOST | NI_NUMERICSERV) != 0 ||
-        ::getnameinfo(reinterpret_cast<sockaddr*>(&peer), pl, phost, sizeof phost, pport, sizeof pport,
-                      NI_NUMERICHOST | NI_NUMERICSERV) != 0)
-      continue;
-    if (std::atoi(lport) == req.local_port && std::atoi(pport) == req.remote_port && req.remote_addr == phost) return fd;
-  }
-  return -1;
-}
-
 /// True once the peer has closed or reset the connection (nothing is consumed).
 bool peer_gone(int fd) {
   if (fd < 0) return false;
@@ -128,6 +101,7 @@ void ServeOptions::validate() const {
   range(batch_window_ms >= 0 && batch_window_ms <= 10000, "--batch-window-ms", "between 0 and 10000", std::to_string(batch_window_ms));
   range(http_threads >= 1 && http_threads <= 4096, "--http-threads", "between 1 and 4096", std::to_string(http_threads));
   range(read_timeout_s >= 0.1 && read_timeout_s <= 3600, "--read-timeout", "between 0.1 and 3600 seconds", std::to_string(read_timeout_s));
+  range(header_timeout_s >= 0.1 && header_timeout_s <= 3600, "--header-timeout", "between 0.1 and 3600 seconds", std::to_string(header_timeout_s));
   range(long_request_tokens >= 1, "--long-request-tokens", "at least 1", std::to_string(long_request_tokens));
   range(max_n >= 1 && max_n <= 64, "max_n", "between 1 and 64", std::to_string(max_n));
   range(!host.empty(), "--host", "a host name or address", "an empty string");
@@ -136,8 +110,9 @@ void ServeOptions::validate() const {
 OpenAIServer::OpenAIServer(std::shared_ptr<LocalEngine> engine, ServeOptions opts)
     : engine_(std::move(engine)), opts_(std::move(opts)), http_(std::make_unique<httplib::Server>()) {
   opts_.validate();
+  watchdog_ = std::make_unique<ConnectionWatchdog>(opts_.header_timeout_s);
   const int n = opts_.http_threads;
-  http_->new_task_queue = [n] { return new httplib::ThreadPool(static_cast<size_t>(n)); };
+  http_->new_task_queue = [this, n] { return new WatchedPool(static_cast<size_t>(n), *watchdog_); };
   // Exclusive port: cpp-httplib's default also sets SO_REUSEPORT, which lets a second server
   // bind the same busy port and silently take half of its connections.
   http_->set_socket_options([](int sock) {
@@ -318,7 +293,7 @@ void OpenAIServer::handle(const httplib::Request& req, httplib::Response& res, b
   }
   for (auto& j : jobs) submit(lane, j);
   // Wait, watching the connection: a client that went away (or a shutdown) cancels its jobs.
-  const int fd = connection_fd(req);
+  const int fd = current_connection();
   bool gone = false;
   for (auto& f : futures) {
     while (f.wait_for(std::chrono::milliseconds(50)) != std::future_status::ready) {
@@ -367,6 +342,17 @@ void OpenAIServer::handle(const httplib::Request& req, httplib::Response& res, b
   res.set_content(out.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace), "application/json");
 }
 
+namespace {
+// Marks the calling connection as inside a handler (the header deadline does not apply) until
+// the handler returns.
+struct InHandler {
+  explicit InHandler(ConnectionWatchdog& w) : w(w), fd(current_connection()) { w.request_started(fd); }
+  ~InHandler() { w.request_finished(fd); }
+  ConnectionWatchdog& w;
+  int fd;
+};
+}  // namespace
+
 void OpenAIServer::routes() {
   if (!opts_.api_key.empty()) {
     http_->set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
@@ -377,20 +363,29 @@ void OpenAIServer::routes() {
     });
   }
   http_->Get("/v1/models", [this](const httplib::Request&, httplib::Response& res) {
+    InHandler scope(*watchdog_);
     nlohmann::json j = {{"object", "list"},
                         {"data", {{{"id", engine_->name()}, {"object", "model"}, {"created", now_s()}, {"owned_by", "tandem"}}}}};
     res.set_content(j.dump(), "application/json");
   });
   http_->Get("/v1/stats", [this](const httplib::Request&, httplib::Response& res) {
+    InHandler scope(*watchdog_);
     auto s = stats();
     res.set_content(nlohmann::json{{"requests", s.requests}, {"batches", s.batches}, {"max_batch_seen", s.max_batch_seen},
                                    {"prompt_tokens", s.prompt_tokens}, {"completion_tokens", s.completion_tokens},
-                                   {"cancelled", s.cancelled}, {"rejected", s.rejected}}
+                                   {"cancelled", s.cancelled}, {"rejected", s.rejected},
+                                   {"header_timeouts", s.header_timeouts}}
                         .dump(),
                     "application/json");
   });
-  http_->Post("/v1/chat/completions", [this](const httplib::Request& q, httplib::Response& s) { handle(q, s, false); });
-  http_->Post("/v1/completions", [this](const httplib::Request& q, httplib::Response& s) { handle(q, s, true); });
+  http_->Post("/v1/chat/completions", [this](const httplib::Request& q, httplib::Response& s) {
+    InHandler scope(*watchdog_);
+    handle(q, s, false);
+  });
+  http_->Post("/v1/completions", [this](const httplib::Request& q, httplib::Response& s) {
+    InHandler scope(*watchdog_);
+    handle(q, s, true);
+  });
 }
 
 int OpenAIServer::start() {
@@ -403,6 +398,7 @@ int OpenAIServer::start() {
     port_ = opts_.port;
   }
   if (port_ <= 0) throw std::runtime_error("tandem serve: cannot listen on " + opts_.host);
+  watchdog_->set_port(port_);
   for (auto& lane : lanes_) lane.thread = std::thread([this, &lane] { worker(lane); });
   http_thread_ = std::thread([this] { http_->listen_after_bind(); });
   return port_;
@@ -429,7 +425,9 @@ void OpenAIServer::stop() {
 
 ServeStats OpenAIServer::stats() const {
   std::lock_guard<std::mutex> lock(stats_mu_);
-  return stats_;
+  ServeStats s = stats_;
+  s.header_timeouts = watchdog_->dropped();
+  return s;
 }
 
 }  // namespace tandem::collab

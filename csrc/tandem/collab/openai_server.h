@@ -8,7 +8,8 @@
 //
 // Robustness: prompt + max_tokens must fit the model's context (400 otherwise, as the OpenAI API
 // answers); a request whose client disconnects is cancelled at the next decode step; stop()
-// (SIGTERM in `tandem serve`) cancels in-flight work and returns within seconds; reads time out;
+// (SIGTERM in `tandem serve`) cancels in-flight work and returns within seconds; reads time out,
+// and so does a whole request head (ConnectionWatchdog);
 // the port is bound exclusively (a second server on a busy port is an error); every request
 // field is honoured or refused with a 400 naming it; an optional API key guards every route.
 #pragma once
@@ -32,6 +33,8 @@ struct Response;
 
 namespace tandem::collab {
 
+class ConnectionWatchdog;
+
 struct ServeOptions {
   std::string host = "127.0.0.1";
   int port = 8080;                      ///< 1..65535, or 0 = any free port (see port())
@@ -39,6 +42,7 @@ struct ServeOptions {
   double batch_window_ms = 10;          ///< how long the first request waits for company, 0..10000
   int http_threads = 128;               ///< connections served at once, 1..4096
   double read_timeout_s = 10;           ///< a client silent this long while sending is dropped, 0.1..3600
+  double header_timeout_s = 10;         ///< a request head (or keep-alive idle) longer than this is dropped, 0.1..3600
   int64_t long_request_tokens = 1024;   ///< prompt + max_tokens above this run in the long lane
   int64_t max_n = 8;                    ///< most choices (`n`) one request may ask for
   std::string api_key;                  ///< non-empty: every request needs "Authorization: Bearer <key>"
@@ -49,6 +53,7 @@ struct ServeOptions {
 struct ServeStats {
   int64_t requests = 0, batches = 0, max_batch_seen = 0, prompt_tokens = 0, completion_tokens = 0;
   int64_t cancelled = 0, rejected = 0;  ///< cancelled: client gone or shutdown; rejected: 4xx answers
+  int64_t header_timeouts = 0;          ///< connections dropped for taking too long over a request head
 };
 
 class OpenAIServer {
@@ -86,6 +91,7 @@ class OpenAIServer {
 
   std::shared_ptr<LocalEngine> engine_;
   ServeOptions opts_;
+  std::unique_ptr<ConnectionWatchdog> watchdog_;  // before http_: its threads use it until they end
   std::unique_ptr<httplib::Server> http_;
   std::thread http_thread_;
   Lane lanes_[2];  // 0: short requests, 1: long ones

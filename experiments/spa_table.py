@@ -14,6 +14,7 @@ interrupted one resumes from its last checkpoint.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import platform
@@ -41,11 +42,15 @@ def coqa_available(data_root: Path) -> bool:
 
 def run_cell(cfg: Path, results: Path, extra: list[str]) -> dict:
     name = cfg.stem
-    run_dir = results / f"spa_{name}" / "grid"
-    if (run_dir / "metrics.json").exists() and not extra:
+    # One run directory per (cell, --set overrides): a finished cell is reused, an unfinished one
+    # resumes, and other overrides get their own directory (tandem refuses to mix two configs).
+    run_id = "grid" if not extra else "grid-" + hashlib.sha256("\n".join(extra).encode()).hexdigest()[:10]
+    run_dir = results / f"spa_{name}" / run_id
+    if (run_dir / "metrics.json").exists():
         print(f"[spa_table] {name}: reusing finished run {run_dir}", flush=True)
     else:
-        cmd = [sys.executable, "-m", "tandem", "run", str(cfg), "run.id=grid", f"run.results_dir={results}", *extra, "--no-plot"]
+        cmd = [sys.executable, "-m", "tandem", "run", str(cfg), f"run.id={run_id}", f"run.results_dir={results}", *extra,
+               "--no-plot"]
         print("[spa_table] " + " ".join(shlex.quote(c) for c in cmd), flush=True)
         subprocess.run(cmd, check=True, cwd=ROOT)
     return json.loads((run_dir / "metrics.json").read_text())

@@ -5,10 +5,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <csignal>
-#include <cstdlib>
 #include <atomic>
 #include <cerrno>
+#include <csignal>
+#include <cstdlib>
 #include <chrono>
 #include <cstring>
 #include <ctime>
@@ -35,11 +35,10 @@ void fsync_dir(const fs::path& dir) {
 }
 
 // Crash points for the resume tests: TANDEM_CRASH_AT="<file name>:<n>[:before|after]" makes this
-// (a leading '*' matches any file name with that ending)
-// process SIGKILL itself at the n-th commit of a file with that name, either with the data
-// written but not yet renamed into place ("before", the default: a kill during the write) or
-// just after the rename ("after": a kill between two writes). Read once; unset, it costs one
-// branch per commit.
+// process SIGKILL itself at the n-th commit of a file with that name (a leading '*' matches any
+// name with that ending), either with the data written but not yet renamed into place
+// ("before", the default: a kill during the write) or just after the rename ("after": a kill
+// between two writes). Read once; unset, it costs one branch per commit.
 struct CrashPoint {
   std::string name, when;
   long nth = 0;

@@ -126,6 +126,13 @@ RunSummary run_experiment(const Config& cfg, const RunOptions& opts) {
            " dtype=" + dtype_name(runtime.dtype) + " threads=" + std::to_string(torch::get_num_threads()) +
            " seed=" + std::to_string(runtime.seed));
 
+  // Every data and model file the run read, by absolute path, when it ends (failed runs too).
+  struct LogInputs {
+    RunLog& log;
+    ~LogInputs() {
+      for (const auto& in : inputs_read()) log.line("read " + in);
+    }
+  } log_inputs{log};
   const auto t0 = std::chrono::steady_clock::now();
   ExperimentResult result = experiment->run(ctx);
   const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -141,7 +148,6 @@ RunSummary run_experiment(const Config& cfg, const RunOptions& opts) {
                     {"seed", runtime.seed},
                     {"torch", TORCH_VERSION},
                     {"config", cfg.file()}};
-  for (const auto& in : inputs_read()) log.line("read " + in);
   if (!result.table.empty()) ctx.write_table("table", result.table);
   // metrics.json is written last: its presence marks a finished run.
   ctx.write_artifact("metrics.json", metrics.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");

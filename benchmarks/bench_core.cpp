@@ -8,7 +8,7 @@
 
 #include "tandem/core/config.h"
 #include "tandem/core/registry.h"
-#include "tandem/core/safetensors.h"
+#include "tandem/core/formats/safetensors.h"
 #include "tandem/data/text_classification.h"
 
 namespace {
@@ -71,7 +71,7 @@ BENCHMARK(BM_SafetensorsSave)->Arg(64);
 
 void BM_HashedNgrams(benchmark::State& st) {
   auto cfg = tandem::Config::load_string("type: hashed_ngrams\nbuckets: 16384\nngram: 2\n", "bench.yaml");
-  auto f = tandem::create_from_config<tandem::TextFeaturizer>(cfg);
+  auto f = tandem::create<tandem::TextFeaturizer>(cfg);
   std::vector<std::string> texts(st.range(0),
                                  "Which of the following best describes the role of enzymes in chemical reactions "
                                  "within living cells, considering activation energy?");

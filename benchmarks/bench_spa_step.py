@@ -131,7 +131,7 @@ def main() -> None:
     rows = []
     for bf16 in (False, True):
         torch.manual_seed(0)
-        t = _C.time_adapter_steps(model, adapter_yaml, inputs, final_normed, gold, args.warmup, args.steps, 1e-3, bf16)
+        t = _C._testing.time_adapter_steps(model, adapter_yaml, inputs, final_normed, gold, args.warmup, args.steps, 1e-3, bf16)
         torch.manual_seed(0)
         p, _ = plain_steps(inputs, final_normed, gold, head, args.warmup, args.steps, bf16)
         torch.manual_seed(0)

@@ -1,75 +1,11 @@
-# Source lists, kept in one place so CMakeLists.txt stays about targets, not files.
-# Few, cohesive translation units: each one that includes torch costs seconds to compile.
-set(TANDEM_CORE_SOURCES
-  csrc/tandem/core/config.cpp
-  csrc/tandem/core/registry.cpp
-  csrc/tandem/core/runtime.cpp
-  csrc/tandem/core/progress.cpp
-  csrc/tandem/core/files.cpp
-  csrc/tandem/core/utf8.cpp
-  csrc/tandem/core/safetensors.cpp
-  csrc/tandem/data/jsonl.cpp
-  csrc/tandem/data/text_classification.cpp
-  csrc/tandem/eval/table.cpp
-  csrc/tandem/eval/porter_stemmer.cpp
-  csrc/tandem/eval/rouge.cpp
-  csrc/tandem/eval/coqa_metric.cpp
-  csrc/tandem/data/generation_tasks.cpp
-  csrc/tandem/text/chat_template.cpp
-  csrc/tandem/train/trainer.cpp
-  csrc/tandem/peft/adapter.cpp
-  csrc/tandem/peft/state_cache.cpp
-  csrc/tandem/peft/adapter_bench.cpp
-  csrc/tandem/peft/spa/side_plugin.cpp
-  csrc/tandem/peft/lst/ladder_side.cpp
-  csrc/tandem/routing/router.cpp
-  csrc/tandem/experiments/spa.cpp
-  csrc/tandem/models/model_pool.cpp
-  csrc/tandem/moe/mc_data.cpp
-  csrc/tandem/moe/answering.cpp
-  csrc/tandem/moe/skills.cpp
-  csrc/tandem/moe/profiles.cpp
-  csrc/tandem/moe/executor.cpp
-  csrc/tandem/experiments/symbolic_moe.cpp
-  csrc/tandem/peft/ssf.cpp
-  csrc/tandem/fed/fed_data.cpp
-  csrc/tandem/fed/partition.cpp
-  csrc/tandem/fed/fed_model.cpp
-  csrc/tandem/fed/strategy.cpp
-  csrc/tandem/fed/federation.cpp
-  csrc/tandem/experiments/federated.cpp
-  csrc/tandem/data/long_doc_qa.cpp
-  csrc/tandem/collab/json_constraint.cpp
-  csrc/tandem/collab/lm_client.cpp
-  csrc/tandem/collab/http_client.cpp
-  csrc/tandem/collab/replay_client.cpp
-  csrc/tandem/collab/openai_server.cpp
-  csrc/tandem/collab/connection_watchdog.cpp
-  csrc/tandem/collab/protocol.cpp
-  csrc/tandem/experiments/collab_qa.cpp
-  csrc/tandem/models/gguf.cpp
-  csrc/tandem/models/gguf_quants.cpp
-  csrc/tandem/models/llama_model.cpp
-  csrc/tandem/models/gemma3_model.cpp
-  csrc/tandem/models/gpt2_model.cpp
-  csrc/tandem/models/bert_encoder.cpp
-  csrc/tandem/models/model_loader.cpp
-  csrc/tandem/models/generation.cpp
-  csrc/tandem/models/packed_matmul.cpp
-  csrc/tandem/models/model_paths.cpp
-  csrc/tandem/text/unicode.cpp
-  csrc/tandem/text/bpe_tokenizer.cpp
-  csrc/tandem/text/spm_tokenizer.cpp
-  csrc/tandem/text/wordpiece_tokenizer.cpp
-  csrc/tandem/experiments/runner.cpp
-  csrc/tandem/experiments/text_classification.cpp
-  csrc/tandem/experiments/lm_multiple_choice.cpp
-)
+# Source lists of the targets above libtandem (whose layers cmake/tandem_layers.cmake lists),
+# kept in one place so CMakeLists.txt stays about targets, not files.
 set(TANDEM_BINDING_SOURCES
   csrc/bindings/module.cpp
   csrc/bindings/errors.cpp
   csrc/bindings/fed.cpp
   csrc/bindings/collab.cpp
+  benchmarks/adapter_bench.cpp   # timing helper for benchmarks/bench_spa_step.py (_C._testing)
 )
 set(TANDEM_TEST_SOURCES
   tests/cpp/test_config.cpp
@@ -82,9 +18,11 @@ set(TANDEM_TEST_SOURCES
 # The readers of untrusted input that tandem_fuzz_asan compiles in with the sanitizers.
 set(TANDEM_FUZZ_TARGET_SOURCES
   csrc/tandem/core/config.cpp
-  csrc/tandem/core/safetensors.cpp
-  csrc/tandem/models/gguf.cpp
+  csrc/tandem/core/formats/safetensors.cpp
+  csrc/tandem/core/formats/gguf.cpp
   csrc/tandem/text/bpe_tokenizer.cpp
+  csrc/tandem/text/wordpiece_tokenizer.cpp
+  csrc/tandem/text/spm_tokenizer.cpp
   csrc/tandem/collab/json_constraint.cpp
 )
 set(TANDEM_BENCH_SOURCES

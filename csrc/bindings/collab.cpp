@@ -72,7 +72,7 @@ void bind_collab(py::module_& m) {
              Config c = Config::load_string(yaml, "<client>");
              const RuntimeOptions rt = runtime(device, dtype, threads);
              py::gil_scoped_release release;
-             return std::shared_ptr<collab::LMClient>(create_from_config<collab::LMClient>(c, rt).release());
+             return std::shared_ptr<collab::LMClient>(create<collab::LMClient>(c, rt).release());
            }),
            py::arg("yaml"), py::arg("device") = "cpu", py::arg("dtype") = "float32", py::arg("threads") = 0)
       .def(
@@ -169,7 +169,7 @@ void bind_collab(py::module_& m) {
       "load_long_doc_qa",
       [](const std::string& yaml) {
         Config c = Config::load_string(yaml, "<data>");
-        auto ds = create_from_config<LongDocDataset>(c);
+        auto ds = create<LongDocDataset>(c);
         py::list out;
         for (const auto& e : ds->load())
           out.append(py::dict(py::arg("id") = e.id, py::arg("document") = e.document, py::arg("question") = e.question,

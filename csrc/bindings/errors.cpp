@@ -6,9 +6,9 @@
 
 #include "tandem/collab/lm_client.h"
 #include "tandem/core/config.h"
-#include "tandem/core/safetensors.h"
+#include "tandem/core/formats/safetensors.h"
 #include "tandem/core/utf8.h"
-#include "tandem/models/gguf.h"
+#include "tandem/core/formats/gguf.h"
 
 namespace py = pybind11;
 using namespace tandem;

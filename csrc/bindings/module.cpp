@@ -7,9 +7,9 @@
 #include "tandem/core/progress.h"
 #include "tandem/core/registry.h"
 #include "tandem/core/runtime.h"
-#include "tandem/core/safetensors.h"
+#include "tandem/core/formats/safetensors.h"
 #include "tandem/experiments/runner.h"
-#include "tandem/models/gguf.h"
+#include "tandem/core/formats/gguf.h"
 #include "tandem/models/packed_matmul.h"
 #include "tandem/models/causal_lm.h"
 #include "tandem/models/encoder.h"
@@ -19,9 +19,9 @@
 #include "tandem/eval/porter_stemmer.h"
 #include "tandem/eval/rouge.h"
 #include "tandem/data/generation_tasks.h"
-#include "tandem/routing/router.h"
-#include "tandem/peft/adapter_bench.h"
-#include "tandem/models/model_pool.h"
+#include "tandem/spa/router.h"
+#include "benchmarks/adapter_bench.h"
+#include "tandem/moe/model_pool.h"
 #include "tandem/moe/profiles.h"
 
 namespace py = pybind11;
@@ -303,7 +303,7 @@ PYBIND11_MODULE(_C, m) {
       "load_generation_task",
       [](const std::string& yaml, const std::string& split) {
         const Config c = Config::load_string(yaml, "<task>");
-        auto task = create_from_config<GenerationTask>(c);
+        auto task = create<GenerationTask>(c);
         const Split sp = split == "train" ? Split::kTrain : split == "dev" ? Split::kDev : Split::kTest;
         py::list out;
         for (const auto& ex : task->load(sp)) {

@@ -122,9 +122,9 @@ TEST(ConfigErrors, UnknownType) {
   Config c = Config::load_string("experiment:\n  type: nope\n", "r.yaml");
   expect_error<ConfigError>(
       [&] {
-        tandem::ExperimentRegistry::create_named("nope", c.at("experiment"), c, tandem::RuntimeOptions{});
+        tandem::create_by_type<tandem::Experiment>(c.at("experiment"), c, tandem::RuntimeOptions{});
       },
-      {"r.yaml:2: experiment.type: unknown experiment 'nope' (known: ", "text_classification"});
+      {"r.yaml:2: experiment.type: unknown experiments.experiment 'nope' (known: ", "text_classification"});
 }
 
 TEST(ConfigErrors, BadDevice) {

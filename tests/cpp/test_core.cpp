@@ -3,6 +3,7 @@
 
 #include <torch/torch.h>
 
+#include "tandem/core/hash.h"
 #include "tandem/core/files.h"
 #include "tandem/core/progress.h"
 #include "tandem/core/registry.h"
@@ -20,24 +21,66 @@ namespace {
 
 TEST(Registry, ListsKindsAndNames) {
   auto kinds = RegistryBase::kinds();
-  for (const char* k : {"experiment", "dataset", "featurizer", "classifier"})
+  for (const char* k : {"experiments.experiment", "data.text_classification", "data.featurizer", "text.tokenizer"})
     EXPECT_NE(std::find(kinds.begin(), kinds.end(), k), kinds.end()) << k;
-  auto names = RegistryBase::names_of("featurizer");
+  // Kinds are named "<folder>.<role>", the folder being where the base type lives.
+  for (const auto& k : kinds) EXPECT_NE(k.find('.'), std::string::npos) << k;
+  auto names = RegistryBase::names_of("data.featurizer");
   EXPECT_EQ(names, std::vector<std::string>{"hashed_ngrams"});
   expect_error<std::invalid_argument>([] { RegistryBase::names_of("nope"); },
-                                      {"unknown registry kind 'nope'", "experiment"});
+                                      {"unknown registry kind 'nope'", "experiments.experiment"});
 }
 
 TEST(Registry, DuplicateRegistrationIsRefused) {
-  auto& reg = Registry<TextFeaturizer, const Config&>::instance();
-  expect_error<std::logic_error>([&] { reg.add("hashed_ngrams", nullptr); },
-                                 {"duplicate featurizer registration 'hashed_ngrams'"});
+  auto& reg = Registry<TextFeaturizer>::instance();
+  expect_error<std::logic_error>([&] { reg.add("hashed_ngrams", nullptr, "elsewhere.cpp"); },
+                                 {"duplicate data.featurizer registration 'hashed_ngrams'", "elsewhere.cpp"});
 }
 
 TEST(Registry, CreatesFromConfigType) {
   Config c = Config::load_string("type: hashed_ngrams\nbuckets: 8\n", "f.yaml");
-  auto f = create_from_config<TextFeaturizer>(c);
+  auto f = create<TextFeaturizer>(c);
   EXPECT_EQ(f->dim(), 8);
+  expect_error<ConfigError>([] { create<TextFeaturizer>(Config::load_string("type: nope\n", "g.yaml")); },
+                            {"g.yaml:1: type: unknown data.featurizer 'nope' (known: hashed_ngrams)"});
+  expect_error<std::invalid_argument>([] { create_named<TextFeaturizer>("nope", Config::load_string("{}", "h.yaml")); },
+                                      {"unknown data.featurizer 'nope' (known: hashed_ngrams)"});
+}
+
+// The usage example at the top of core/registry.h, verbatim but for the names.
+namespace registry_example {
+class Experiment {
+ public:
+  static constexpr const char* kRegistryKind = "test.example_experiment";
+  using Factory = std::unique_ptr<Experiment>(const Config&, const RuntimeOptions&);
+  virtual ~Experiment() = default;
+  virtual std::string name() const = 0;
+};
+}  // namespace registry_example
+}  // namespace
+TANDEM_DECLARE_REGISTRY(registry_example::Experiment);
+TANDEM_DEFINE_REGISTRY(registry_example::Experiment);
+namespace {
+namespace registry_example {
+struct SpaExperiment : Experiment {
+  SpaExperiment(const Config& c, const RuntimeOptions&) : n(c.get<std::string>("label", "spa")) {}
+  std::string name() const override { return n; }
+  std::string n;
+};
+TANDEM_REGISTER(Experiment, "spa", SpaExperiment);
+}  // namespace registry_example
+
+TEST(Registry, HeaderExampleCompilesAndRuns) {
+  using registry_example::Experiment;
+  const Config cfg = Config::load_string("type: spa\nlabel: from-config\n", "e.yaml");
+  const RuntimeOptions runtime;
+  auto e = create<Experiment>(cfg, runtime);
+  auto f = create_named<Experiment>("spa", Config::load_string("{}", "n.yaml"), runtime);
+  const Config root = Config::load_string("experiment: {type: spa}\nlabel: root\n", "r.yaml");
+  auto g = create_by_type<Experiment>(root.at("experiment"), root, runtime);
+  EXPECT_EQ(e->name(), "from-config");
+  EXPECT_EQ(f->name(), "spa");
+  EXPECT_EQ(g->name(), "root");
 }
 
 TEST(Table, CsvQuotesAndMarkdownAligns) {
@@ -145,7 +188,7 @@ TEST(Split, HashSplitIsOrderIndependent) {
 
 TEST(Features, HashedUnigramsAreSublinearAndNormalised) {
   Config c = Config::load_string("type: hashed_ngrams\nbuckets: 1000003\nngram: 1\n", "f.yaml");
-  auto f = create_from_config<TextFeaturizer>(c);
+  auto f = create<TextFeaturizer>(c);
   // "a a b": tf(a)=2 -> 1+ln2, tf(b)=1 -> 1; then L2-normalised.
   Bags b = f->encode({"A a, b!", ""});
   ASSERT_EQ(b.indices.numel(), 2);

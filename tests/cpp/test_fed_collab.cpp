@@ -58,7 +58,7 @@ TEST(Partition, DirichletDealsEveryExampleOnceAndIsSeeded) {
     labels.push_back(i % 6);
     domains.push_back(i % 2 ? "a" : "b");
   }
-  auto p = create_from_config<fed::Partitioner>(
+  auto p = create<fed::Partitioner>(
       Config::load_string("type: dirichlet\nclients: 5\nalpha: 0.5\nmin_examples: 20\n", "t"));
   auto parts = p->split(labels, domains, 7);
   std::vector<int64_t> all;

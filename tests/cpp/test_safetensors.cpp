@@ -7,7 +7,7 @@
 #include <torch/torch.h>
 
 #include "tandem/core/files.h"
-#include "tandem/core/safetensors.h"
+#include "tandem/core/formats/safetensors.h"
 #include "test_helpers.h"
 
 using namespace tandem;

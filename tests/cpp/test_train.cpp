@@ -174,7 +174,6 @@ TEST(StateCache, EvictsLeastRecentlyUsedBeyondTheBudget) {
 }
 
 TEST(ChatTemplate, RendersEachFamilyByHand) {
-  const Config c = Config::load_string("type: auto\n", "t.yaml");
   struct NoTok : text::Tokenizer {
     std::vector<int64_t> encode(const std::string&) const override { return {}; }
     std::string decode(const std::vector<int64_t>&, bool) const override { return ""; }
@@ -183,14 +182,15 @@ TEST(ChatTemplate, RendersEachFamilyByHand) {
     std::string id_to_token(int64_t) const override { return ""; }
   } tok;
   const std::vector<text::ChatMessage> msgs{{"system", "Be brief."}, {"user", "Hi"}, {"assistant", "Hello"}, {"user", "Bye"}};
-  EXPECT_EQ(text::make_chat_template("chatml", tok, c)->render(msgs),
+  EXPECT_EQ(text::make_chat_template("chatml", tok)->render(msgs),
             "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\nHello<|im_end|>\n"
             "<|im_start|>user\nBye<|im_end|>\n<|im_start|>assistant\n");
   // "auto" finds Gemma's marker; Gemma folds the system text into the first user turn.
-  EXPECT_EQ(text::make_chat_template("auto", tok, c)->render(msgs),
+  EXPECT_EQ(text::make_chat_template("auto", tok)->render(msgs),
             "<start_of_turn>user\nBe brief.\n\nHi<end_of_turn>\n<start_of_turn>model\nHello<end_of_turn>\n"
             "<start_of_turn>user\nBye<end_of_turn>\n<start_of_turn>model\n");
-  expect_error<ConfigError>([&] { text::make_chat_template("nope", tok, c); }, {"t.yaml", "nope", "chatml"});
+  expect_error<std::invalid_argument>([&] { text::make_chat_template("nope", tok); },
+                                      {"unknown text.chat_template 'nope' (known: chatml, gemma, llama2, plain)"});
 }
 
 }  // namespace

@@ -34,9 +34,9 @@
 #include "tandem/collab/json_constraint.h"
 #include "tandem/core/config.h"
 #include "tandem/core/files.h"
-#include "tandem/core/safetensors.h"
+#include "tandem/core/formats/safetensors.h"
 #include "tandem/models/causal_lm.h"
-#include "tandem/models/gguf.h"
+#include "tandem/core/formats/gguf.h"
 #include "tandem/text/tokenizer.h"
 
 namespace fs = std::filesystem;

@@ -42,8 +42,8 @@ RUN_ERRORS = [
     ({"train.epochs": "many"}, r"train\.epochs: expected a positive integer, got \"many\""),
     ({"train.lr": -1}, r"train\.lr: expected a positive number, got \"-1\""),
     ({"model.hiden": 3}, r"model\.hiden: unknown key \(expected one of: type\)"),
-    ({"model.type": "transformer"}, r"model\.type: unknown classifier 'transformer' \(known: bag_linear, bag_mlp\)"),
-    ({"experiment.type": "nope"}, r"experiment\.type: unknown experiment 'nope' \(known: .*text_classification"),
+    ({"model.type": "transformer"}, r"model\.type: unknown experiments\.bag_classifier 'transformer' \(known: bag_linear, bag_mlp\)"),
+    ({"experiment.type": "nope"}, r"experiment\.type: unknown experiments\.experiment 'nope' \(known: .*text_classification"),
     ({"device": "gpu"}, r"device: expected one of cpu, cuda, cuda:N, mps, auto, got \"gpu\""),
     ({"dtype": "int4"}, r"dtype: expected one of float32, bfloat16, float16, float64, got \"int4\""),
     ({"data.test_fraction": 2}, r"data\.test_fraction: expected a number in \[0, 1\], got \"2\""),
@@ -85,7 +85,7 @@ def test_cli_reports_bad_override_in_one_line(tmp_path, keyword_data):
 
 
 def test_registry_lists_names():
-    assert "text_classification" in tandem.registry.names("experiment")
-    assert set(tandem.registry.kinds()) >= {"experiment", "dataset", "featurizer", "classifier"}
+    assert "text_classification" in tandem.registry.names("experiments.experiment")
+    assert set(tandem.registry.kinds()) >= {"experiments.experiment", "data.text_classification", "data.featurizer", "experiments.bag_classifier", "text.tokenizer"}
     with pytest.raises(ValueError, match="unknown registry kind 'nope'"):
         tandem.registry.names("nope")

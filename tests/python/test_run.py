@@ -70,8 +70,8 @@ def test_cli_config_and_registry():
     proc = run_cli("config", "configs/default.yaml", "seed=5")
     assert proc.returncode == 0, proc.stderr
     assert yaml.safe_load(proc.stdout)["seed"] == 5
-    proc = run_cli("registry", "featurizer")
-    assert proc.stdout.strip() == "featurizer: hashed_ngrams"
+    proc = run_cli("registry", "data.featurizer")
+    assert proc.stdout.strip() == "data.featurizer: hashed_ngrams"
 
 
 def test_mmlu_subject_classification_on_real_data(tmp_path):

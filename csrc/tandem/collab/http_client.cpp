@@ -150,7 +150,7 @@ class OpenAIClient : public LMClient {
   int64_t concurrency_;
   bool send_schema_;
 };
-TANDEM_REGISTER(LMClient, "openai", OpenAIClient, const Config&, const RuntimeOptions&);
+TANDEM_REGISTER(LMClient, "openai", OpenAIClient);
 
 }  // namespace
 }  // namespace tandem::collab

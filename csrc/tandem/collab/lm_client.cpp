@@ -4,12 +4,12 @@
 #include <map>
 
 #include "tandem/collab/json_constraint.h"
-#include "tandem/data/text_classification.h"
+#include "tandem/core/hash.h"
 #include "tandem/models/generation.h"
 #include "tandem/models/model_paths.h"
 
 namespace tandem {
-TANDEM_DEFINE_REGISTRY(collab::LMClient, const Config&, const RuntimeOptions&);
+TANDEM_DEFINE_REGISTRY(collab::LMClient);
 }
 
 namespace tandem::collab {
@@ -36,7 +36,7 @@ LocalEngine::LocalEngine(const std::string& model, const RuntimeOptions& rt, con
   const std::string path = resolve_model_path(model);
   lm_ = load_causal_lm(path, rt.device, rt.dtype);
   tok_ = text::load_tokenizer(path);
-  tmpl_ = text::make_chat_template(chat_template, *tok_, Config::load_string("type: " + chat_template + "\n", "<engine>"));
+  tmpl_ = text::make_chat_template(chat_template, *tok_);
   if (tok_->eos_id >= 0) stop_ids_.push_back(tok_->eos_id);
   const std::string eot = tmpl_->end_of_turn();
   if (!eot.empty()) {
@@ -146,7 +146,7 @@ class LocalClient : public LMClient {
   LocalEngine engine_;
   int64_t max_batch_;
 };
-TANDEM_REGISTER(LMClient, "local", LocalClient, const Config&, const RuntimeOptions&);
+TANDEM_REGISTER(LMClient, "local", LocalClient);
 
 }  // namespace
 }  // namespace tandem::collab

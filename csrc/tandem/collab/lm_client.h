@@ -54,7 +54,8 @@ class RemoteError : public std::runtime_error {
 
 class LMClient {
  public:
-  static constexpr const char* kRegistryKind = "lm_client";
+  static constexpr const char* kRegistryKind = "collab.lm_client";
+  using Factory = std::unique_ptr<LMClient>(const Config&, const RuntimeOptions&);
   virtual ~LMClient() = default;
   /// Replies to a batch of requests (in order). Throws RemoteError when one cannot be had.
   virtual std::vector<ChatResponse> chat(const std::vector<ChatRequest>& batch) = 0;
@@ -92,5 +93,5 @@ class LocalEngine {
 }  // namespace tandem::collab
 
 namespace tandem {
-TANDEM_DECLARE_REGISTRY(collab::LMClient, const Config&, const RuntimeOptions&);
+TANDEM_DECLARE_REGISTRY(collab::LMClient);
 }  // namespace tandem

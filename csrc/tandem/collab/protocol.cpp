@@ -5,7 +5,7 @@
 #include <sstream>
 
 namespace tandem {
-TANDEM_DEFINE_REGISTRY(collab::Protocol, const Config&);
+TANDEM_DEFINE_REGISTRY(collab::Protocol);
 }
 
 namespace tandem::collab {
@@ -144,8 +144,8 @@ class OneSide : public Protocol {
 };
 using RemoteOnly = OneSide<true>;
 using LocalOnly = OneSide<false>;
-TANDEM_REGISTER(Protocol, "remote_only", RemoteOnly, const Config&);
-TANDEM_REGISTER(Protocol, "local_only", LocalOnly, const Config&);
+TANDEM_REGISTER(Protocol, "remote_only", RemoteOnly);
+TANDEM_REGISTER(Protocol, "local_only", LocalOnly);
 
 // Minion: the remote asks, the local answers from the document; the remote decides each turn
 // whether to ask again or answer (JSON-constrained), and must answer after `rounds` turns.
@@ -202,7 +202,7 @@ class Minion : public Protocol {
   Common k_;
   int64_t rounds_, local_tokens_;
 };
-TANDEM_REGISTER(Protocol, "minion", Minion, const Config&);
+TANDEM_REGISTER(Protocol, "minion", Minion);
 
 // MinionS: decompose (remote writes jobs) -> execute (local: every job x chunk x sample, in
 // batches, JSON outputs) -> filter (drop abstentions) -> aggregate (remote answers or asks for
@@ -312,7 +312,7 @@ class MinionS : public Protocol {
   int64_t chunk_chars_, jobs_per_round_, samples_, rounds_, max_findings_, job_tokens_;
   double temperature_;
 };
-TANDEM_REGISTER(Protocol, "minions", MinionS, const Config&);
+TANDEM_REGISTER(Protocol, "minions", MinionS);
 
 }  // namespace
 }  // namespace tandem::collab

@@ -52,7 +52,8 @@ struct ProtocolClients {
 
 class Protocol {
  public:
-  static constexpr const char* kRegistryKind = "collab_protocol";
+  static constexpr const char* kRegistryKind = "collab.protocol";
+  using Factory = std::unique_ptr<Protocol>(const Config&);
   virtual ~Protocol() = default;
   /// The final answer to `ex`. Throws (RemoteError, ...) when it cannot finish; the caller
   /// records the failure in the transcript and goes on with the next example.
@@ -68,5 +69,5 @@ nlohmann::json job_output_schema();
 }  // namespace tandem::collab
 
 namespace tandem {
-TANDEM_DECLARE_REGISTRY(collab::Protocol, const Config&);
+TANDEM_DECLARE_REGISTRY(collab::Protocol);
 }  // namespace tandem

@@ -31,7 +31,7 @@ class ReplayClient : public LMClient {
       });
     if (mode_ == "replay" && !fs::exists(path_))
       throw std::invalid_argument(cfg.where("path") + ": replay file " + path_ + " does not exist");
-    if (mode_ != "replay") inner_ = create_from_config<LMClient>(cfg.at("inner"), rt);
+    if (mode_ != "replay") inner_ = create<LMClient>(cfg.at("inner"), rt);
     else cfg.set_aside("inner", "replay mode answers from the file; the inner client is never built");
   }
 
@@ -80,7 +80,7 @@ class ReplayClient : public LMClient {
   std::unordered_map<std::string, ChatResponse> store_;
   std::mutex mu_;
 };
-TANDEM_REGISTER(LMClient, "replay", ReplayClient, const Config&, const RuntimeOptions&);
+TANDEM_REGISTER(LMClient, "replay", ReplayClient);
 
 }  // namespace
 }  // namespace tandem::collab

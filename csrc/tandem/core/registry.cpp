@@ -25,4 +25,10 @@ std::vector<std::string> RegistryBase::names_of(const std::string& kind) {
   return it->second->names();
 }
 
+std::string RegistryBase::known() const {
+  std::string list;
+  for (const auto& n : names()) list += (list.empty() ? "" : ", ") + n;
+  return list.empty() ? "none" : list;
+}
+
 }  // namespace tandem

@@ -1,17 +1,30 @@
 // Registry: named factories per extensible kind, so a YAML `type:` picks the component.
 //
-//   struct Experiment { static constexpr const char* kRegistryKind = "experiment"; ... };
-//   TANDEM_DEFINE_REGISTRY(Experiment, const Config&);      // once, in a .cpp of libtandem
-//   TANDEM_REGISTER(Experiment, "text_classification", TextClassification);  // per component
-//   auto exp = Registry<Experiment, const Config&>::create(cfg);            // reads cfg.type()
+// A kind writes its factory signature once, in its base type; everything else is derived:
 //
-// An unknown name fails with the list of known names and the config location.
+//   class Experiment {
+//    public:
+//     static constexpr const char* kRegistryKind = "experiments.experiment";
+//     using Factory = std::unique_ptr<Experiment>(const Config&, const RuntimeOptions&);
+//     virtual ~Experiment() = default;
+//   };
+//   TANDEM_DECLARE_REGISTRY(Experiment);                    // in the header, after the class
+//   TANDEM_DEFINE_REGISTRY(Experiment);                     // once, in a .cpp of libtandem
+//   TANDEM_REGISTER(Experiment, "spa", SpaExperiment);      // per component, beside it
+//   auto e = create<Experiment>(cfg, runtime);              // cfg's `type:` picks; cfg is arg 1
+//   auto g = create_by_type<Experiment>(cfg, root, runtime); // cfg's `type:` picks; args as given
+//   auto f = create_named<Experiment>("spa", cfg, runtime); // code that is not config-driven
+//
+// (tests/cpp/core_test.cpp compiles this example.) An unknown name fails with the list of
+// known names, and, from create(), with the config file, line and key.
 #pragma once
 
 #include <functional>
 #include <map>
 #include <memory>
+#include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "tandem/core/config.h"
@@ -28,21 +41,49 @@ class RegistryBase {
   static std::vector<std::string> kinds();
   /// Names registered under `kind`; throws std::invalid_argument listing the kinds if unknown.
   static std::vector<std::string> names_of(const std::string& kind);
+  /// "a, b, c" (or "none") for messages.
+  std::string known() const;
 };
 
+namespace detail {
+template <class Signature>
+struct FactoryTraits;
 template <class Base, class... Args>
+struct FactoryTraits<std::unique_ptr<Base>(Args...)> {
+  using Function = std::function<std::unique_ptr<Base>(Args...)>;
+  template <class Impl>
+  static Function make() {
+    return [](Args... args) -> std::unique_ptr<Base> { return std::make_unique<Impl>(std::forward<Args>(args)...); };
+  }
+};
+}  // namespace detail
+
+/// The registry of kind `Base`; its factory type is `Base::Factory`.
+template <class Base>
 class Registry : public RegistryBase {
  public:
-  using Factory = std::function<std::unique_ptr<Base>(Args...)>;
+  using Traits = detail::FactoryTraits<typename Base::Factory>;
+  using Function = typename Traits::Function;
 
   /// The one registry of this kind. Defined (not inline) by TANDEM_DEFINE_REGISTRY in libtandem
   /// so the Python module and the library share it.
   static Registry& instance();
 
-  void add(const std::string& name, Factory f) {
-    if (!factories_.emplace(name, std::move(f)).second)
-      throw std::logic_error(std::string("tandem: duplicate ") + Base::kRegistryKind +
-                             " registration '" + name + "'");
+  /// `origin` (the registering source file) lets the same registration compiled into two
+  /// binaries of one process count once: the later one (the sanitized fuzz driver's, whose
+  /// initialisers run after libtandem's) replaces the earlier.
+  void add(const std::string& name, Function f, const std::string& origin) {
+    auto it = factories_.find(name);
+    if (it != factories_.end()) {
+      if (origins_[name] == origin) {
+        it->second = std::move(f);
+        return;
+      }
+      throw std::logic_error(std::string("tandem: duplicate ") + Base::kRegistryKind + " registration '" + name +
+                             "' (" + origins_[name] + " and " + origin + ")");
+    }
+    factories_.emplace(name, std::move(f));
+    origins_[name] = origin;
   }
   bool contains(const std::string& name) const { return factories_.count(name) > 0; }
   std::vector<std::string> names() const override {
@@ -50,41 +91,61 @@ class Registry : public RegistryBase {
     for (const auto& kv : factories_) out.push_back(kv.first);
     return out;
   }
-
-  /// Creates entry `name`; `cfg` (the node holding `type:`) places the error message.
-  static std::unique_ptr<Base> create_named(const std::string& name, const Config& cfg, Args... args) {
-    const auto& self = instance();
-    auto it = self.factories_.find(name);
-    if (it == self.factories_.end()) {
-      std::string list;
-      for (const auto& kv : self.factories_) list += (list.empty() ? "" : ", ") + kv.first;
-      throw ConfigError(cfg.where("type") + ": " + (cfg.path().empty() ? "" : cfg.path() + ".") +
-                        "type: unknown " + Base::kRegistryKind + " '" + name + "' (known: " +
-                        (list.empty() ? "none" : list) + ")");
-    }
-    return it->second(std::forward<Args>(args)...);
+  /// The factory registered as `name`, or nullptr.
+  const Function* find(const std::string& name) const {
+    auto it = factories_.find(name);
+    return it == factories_.end() ? nullptr : &it->second;
   }
 
  private:
-  std::map<std::string, Factory> factories_;
+  std::map<std::string, Function> factories_;
+  std::map<std::string, std::string> origins_;
 };
 
-/// Creates the component a config node describes: its `type:` names the registry entry, and the
-/// node itself is passed as the first factory argument.
+/// Creates entry `name` of kind `Base` from the factory arguments; an unknown name is a
+/// std::invalid_argument listing the known names.
+template <class Base, class... Args>
+std::unique_ptr<Base> create_named(const std::string& name, Args&&... args) {
+  const auto& reg = Registry<Base>::instance();
+  const auto* f = reg.find(name);
+  if (!f)
+    throw std::invalid_argument(std::string("unknown ") + Base::kRegistryKind + " '" + name + "' (known: " +
+                                reg.known() + ")");
+  return (*f)(std::forward<Args>(args)...);
+}
+
+/// Creates the entry that `node`'s `type:` names from the factory arguments `args` (for kinds
+/// whose factory takes more than the node, e.g. an experiment gets the whole run config). An
+/// unknown type is a ConfigError naming file, line and key.
+template <class Base, class... Args>
+std::unique_ptr<Base> create_by_type(const Config& node, Args&&... args) {
+  const auto& reg = Registry<Base>::instance();
+  const std::string name = node.type();
+  const auto* f = reg.find(name);
+  if (!f)
+    throw ConfigError(node.where("type") + ": " + (node.path().empty() ? "" : node.path() + ".") + "type: unknown " +
+                      Base::kRegistryKind + " '" + name + "' (known: " + reg.known() + ")");
+  return (*f)(std::forward<Args>(args)...);
+}
+
+/// Creates the component a config node describes: its `type:` names the entry and the node is
+/// the first factory argument.
 template <class Base, class... Rest>
-std::unique_ptr<Base> create_from_config(const Config& cfg, Rest&&... rest) {
-  return Registry<Base, const Config&, Rest...>::create_named(cfg.type(), cfg, cfg,
-                                                              std::forward<Rest>(rest)...);
+std::unique_ptr<Base> create(const Config& cfg, Rest&&... rest) {
+  return create_by_type<Base>(cfg, cfg, std::forward<Rest>(rest)...);
 }
 
 namespace detail {
-template <class Base, class Impl, class... Args>
+template <class Base, class Impl>
 struct Registrar {
-  explicit Registrar(const char* name) {
-    Registry<Base, Args...>::instance().add(
-        name, [](Args... args) -> std::unique_ptr<Base> {
-          return std::make_unique<Impl>(std::forward<Args>(args)...);
-        });
+  Registrar(const char* name, const char* origin) {
+    Registry<Base>::instance().add(name, Registry<Base>::Traits::template make<Impl>(), origin);
+  }
+};
+template <class Base>
+struct FunctionRegistrar {
+  FunctionRegistrar(const char* name, typename Registry<Base>::Function f, const char* origin) {
+    Registry<Base>::instance().add(name, std::move(f), origin);
   }
 };
 }  // namespace detail
@@ -95,23 +156,29 @@ struct Registrar {
 #define TANDEM_CONCAT(a, b) TANDEM_CONCAT_INNER(a, b)
 
 /// Declares (in the header of `Base`) that libtandem defines the registry instance.
-#define TANDEM_DECLARE_REGISTRY(Base, ...) \
-  template <>                              \
-  ::tandem::Registry<Base, __VA_ARGS__>& ::tandem::Registry<Base, __VA_ARGS__>::instance()
+#define TANDEM_DECLARE_REGISTRY(Base) \
+  template <>                         \
+  ::tandem::Registry<Base>& ::tandem::Registry<Base>::instance()
 
-/// Defines the one registry instance for `Base` with factory arguments `...` (in a .cpp).
-#define TANDEM_DEFINE_REGISTRY(Base, ...)                                        \
-  template <>                                                                    \
-  ::tandem::Registry<Base, __VA_ARGS__>& ::tandem::Registry<Base, __VA_ARGS__>::instance() { \
-    static Registry* r = [] {                                                    \
-      auto* reg = new Registry();                                                \
-      ::tandem::RegistryBase::all()[Base::kRegistryKind] = reg;                  \
-      return reg;                                                                \
-    }();                                                                         \
-    return *r;                                                                   \
+/// Defines the one registry instance for `Base` (in a .cpp of libtandem).
+#define TANDEM_DEFINE_REGISTRY(Base)                                        \
+  template <>                                                               \
+  ::tandem::Registry<Base>& ::tandem::Registry<Base>::instance() {          \
+    static Registry* r = [] {                                               \
+      auto* reg = new Registry();                                           \
+      ::tandem::RegistryBase::all()[Base::kRegistryKind] = reg;             \
+      return reg;                                                           \
+    }();                                                                    \
+    return *r;                                                              \
   }
 
-/// Registers `Impl` (constructible from the factory arguments) under `name`.
-#define TANDEM_REGISTER(Base, name, Impl, ...)                                   \
-  static ::tandem::detail::Registrar<Base, Impl, __VA_ARGS__> TANDEM_CONCAT(     \
-      tandem_registrar_, __COUNTER__)(name)
+/// Registers `Impl` (constructible from `Base::Factory`'s arguments) under `name`.
+#define TANDEM_REGISTER(Base, name, Impl)                                                       \
+  static ::tandem::detail::Registrar<Base, Impl> TANDEM_CONCAT(tandem_registrar_, __COUNTER__)( \
+      name, __FILE__)
+
+/// Registers a function with `Base::Factory`'s signature under `name` (for components whose
+/// construction is a reader, not a constructor: tokenizers from their files).
+#define TANDEM_REGISTER_FUNCTION(Base, name, fn)                                                  \
+  static ::tandem::detail::FunctionRegistrar<Base> TANDEM_CONCAT(tandem_registrar_, __COUNTER__)( \
+      name, fn, __FILE__)

@@ -11,13 +11,13 @@
 
 #include "tandem/core/runtime.h"
 #include "tandem/data/jsonl.h"
-#include "tandem/data/text_classification.h"
+#include "tandem/core/hash.h"
 #include "tandem/eval/coqa_metric.h"
 #include "tandem/eval/rouge.h"
 
 namespace tandem {
 
-TANDEM_DEFINE_REGISTRY(GenerationTask, const Config&);
+TANDEM_DEFINE_REGISTRY(GenerationTask);
 
 const char* split_name(Split s) { return s == Split::kTrain ? "train" : s == Split::kDev ? "dev" : "test"; }
 
@@ -410,11 +410,11 @@ class MmluProLetters : public GenerationTask {
   std::vector<std::string> exclude_paths_;
 };
 
-TANDEM_REGISTER(GenerationTask, "mmlu_pro_letters", MmluProLetters, const Config&);
-TANDEM_REGISTER(GenerationTask, "xsum", XSum, const Config&);
-TANDEM_REGISTER(GenerationTask, "cnn_dailymail", CnnDailyMail, const Config&);
-TANDEM_REGISTER(GenerationTask, "sciq", SciQTask, const Config&);
-TANDEM_REGISTER(GenerationTask, "coqa", CoQA, const Config&);
+TANDEM_REGISTER(GenerationTask, "mmlu_pro_letters", MmluProLetters);
+TANDEM_REGISTER(GenerationTask, "xsum", XSum);
+TANDEM_REGISTER(GenerationTask, "cnn_dailymail", CnnDailyMail);
+TANDEM_REGISTER(GenerationTask, "sciq", SciQTask);
+TANDEM_REGISTER(GenerationTask, "coqa", CoQA);
 
 }  // namespace
 

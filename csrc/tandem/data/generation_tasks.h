@@ -31,7 +31,8 @@ const char* split_name(Split s);
 
 class GenerationTask {
  public:
-  static constexpr const char* kRegistryKind = "generation_task";
+  static constexpr const char* kRegistryKind = "data.generation_task";
+  using Factory = std::unique_ptr<GenerationTask>(const Config&);
   virtual ~GenerationTask() = default;
 
   /// Examples of `split`, in a fixed order, at most the configured count for that split.
@@ -58,7 +59,7 @@ class GenerationTask {
   bool skip_bad_lines_;
 };
 
-TANDEM_DECLARE_REGISTRY(GenerationTask, const Config&);
+TANDEM_DECLARE_REGISTRY(GenerationTask);
 
 /// ROUGE-1/2/L/Lsum F-measures x 100 of `prediction` against the best-matching reference.
 std::map<std::string, double> rouge_metrics(const std::vector<std::string>& references, const std::string& prediction);

@@ -8,7 +8,7 @@
 #include "tandem/eval/coqa_metric.h"
 
 namespace tandem {
-TANDEM_DEFINE_REGISTRY(LongDocDataset, const Config&);
+TANDEM_DEFINE_REGISTRY(LongDocDataset);
 
 double answer_f1(const std::vector<std::string>& refs, const std::string& pred) {
   double best = 0;
@@ -78,7 +78,7 @@ class Qasper : public LongDocDataset {
   std::string path_;
   int64_t per_paper_, limit_;
 };
-TANDEM_REGISTER(LongDocDataset, "qasper", Qasper, const Config&);
+TANDEM_REGISTER(LongDocDataset, "qasper", Qasper);
 
 // FinanceBench: questions whose filing text is present. `pages: all` gives the whole filing;
 // `pages: evidence_window` keeps the evidence pages +- `window` (a retrieval-narrowed setting
@@ -137,7 +137,7 @@ class FinanceBench : public LongDocDataset {
   std::string questions_, documents_, pages_;
   int64_t window_, limit_;
 };
-TANDEM_REGISTER(LongDocDataset, "financebench", FinanceBench, const Config&);
+TANDEM_REGISTER(LongDocDataset, "financebench", FinanceBench);
 
 // Any JSONL with document, question and answers (a string or a list) fields; e.g. LongHealth.
 class JsonlLongDoc : public LongDocDataset {
@@ -169,7 +169,7 @@ class JsonlLongDoc : public LongDocDataset {
   std::string path_, doc_, q_, a_, id_;
   int64_t limit_;
 };
-TANDEM_REGISTER(LongDocDataset, "jsonl", JsonlLongDoc, const Config&);
+TANDEM_REGISTER(LongDocDataset, "jsonl", JsonlLongDoc);
 
 }  // namespace
 }  // namespace tandem

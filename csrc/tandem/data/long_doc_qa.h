@@ -21,11 +21,12 @@ struct LongDocExample {
 
 class LongDocDataset {
  public:
-  static constexpr const char* kRegistryKind = "long_doc_qa";
+  static constexpr const char* kRegistryKind = "data.long_doc_qa";
+  using Factory = std::unique_ptr<LongDocDataset>(const Config&);
   virtual ~LongDocDataset() = default;
   virtual std::vector<LongDocExample> load() = 0;
 };
-TANDEM_DECLARE_REGISTRY(LongDocDataset, const Config&);
+TANDEM_DECLARE_REGISTRY(LongDocDataset);
 
 /// Best SQuAD-style token F1 of `prediction` over `references` (0 for none).
 double answer_f1(const std::vector<std::string>& references, const std::string& prediction);

@@ -7,22 +7,14 @@
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
+#include "tandem/core/hash.h"
 #include "tandem/core/runtime.h"
 #include "tandem/data/jsonl.h"
 
 namespace tandem {
 
-TANDEM_DEFINE_REGISTRY(TextDataset, const Config&);
-TANDEM_DEFINE_REGISTRY(TextFeaturizer, const Config&);
-
-uint64_t fnv1a(const std::string& s, uint64_t seed) {
-  uint64_t h = 14695981039346656037ULL ^ seed;  // FNV-1a 64-bit offset basis
-  for (unsigned char c : s) {
-    h ^= c;
-    h *= 1099511628211ULL;
-  }
-  return h;
-}
+TANDEM_DEFINE_REGISTRY(TextDataset);
+TANDEM_DEFINE_REGISTRY(TextFeaturizer);
 
 void split_by_hash(const std::vector<TextExample>& all, double test_fraction,
                    std::vector<TextExample>& train, std::vector<TextExample>& test) {
@@ -74,7 +66,7 @@ class JsonlTextDataset : public TextDataset {
   double test_fraction_;
   JsonlOptions opts_;
 };
-TANDEM_REGISTER(TextDataset, "jsonl_text_classification", JsonlTextDataset, const Config&);
+TANDEM_REGISTER(TextDataset, "jsonl_text_classification", JsonlTextDataset);
 
 // Lower-cased alphanumeric words and their n-grams, hashed into `buckets` features,
 // weighted by sublinear term frequency (1 + log tf) and L2-normalised per text.
@@ -131,7 +123,7 @@ class HashedNgrams : public TextFeaturizer {
  private:
   int64_t buckets_, max_n_;
 };
-TANDEM_REGISTER(TextFeaturizer, "hashed_ngrams", HashedNgrams, const Config&);
+TANDEM_REGISTER(TextFeaturizer, "hashed_ngrams", HashedNgrams);
 
 }  // namespace
 }  // namespace tandem

@@ -21,20 +21,18 @@ struct TextExample {
 /// A source of labelled texts, picked by `data.type`.
 class TextDataset {
  public:
-  static constexpr const char* kRegistryKind = "dataset";
+  static constexpr const char* kRegistryKind = "data.text_classification";
+  using Factory = std::unique_ptr<TextDataset>(const Config&);
   virtual ~TextDataset() = default;
   virtual std::vector<TextExample> load() = 0;
   /// Fraction of examples that go to the test side of split().
   virtual double test_fraction() const = 0;
 };
-TANDEM_DECLARE_REGISTRY(TextDataset, const Config&);
+TANDEM_DECLARE_REGISTRY(TextDataset);
 
 /// A record's field as text: strings as they are, integers in decimal; anything else (or a
 /// missing field) is std::invalid_argument naming the field.
 std::string json_field_text(const nlohmann::json& rec, const std::string& field);
-
-/// 64-bit FNV-1a: a fixed hash, the same on every machine and run.
-uint64_t fnv1a(const std::string& s, uint64_t seed = 0);
 
 /// Deterministic split by hash of the example id: same ids -> same side, whatever the order.
 void split_by_hash(const std::vector<TextExample>& all, double test_fraction,
@@ -49,11 +47,12 @@ struct Bags {
 /// Turns texts into bags of feature ids in [0, dim()).
 class TextFeaturizer {
  public:
-  static constexpr const char* kRegistryKind = "featurizer";
+  static constexpr const char* kRegistryKind = "data.featurizer";
+  using Factory = std::unique_ptr<TextFeaturizer>(const Config&);
   virtual ~TextFeaturizer() = default;
   virtual int64_t dim() const = 0;
   virtual Bags encode(const std::vector<std::string>& texts) const = 0;
 };
-TANDEM_DECLARE_REGISTRY(TextFeaturizer, const Config&);
+TANDEM_DECLARE_REGISTRY(TextFeaturizer);
 
 }  // namespace tandem

@@ -32,12 +32,12 @@ class CollabQa : public Experiment {
   CollabQa(const Config& root, const RuntimeOptions& rt) : rt_(rt) {
     const Config e = root.at("experiment");
     name_ = e.get<std::string>("name", "collab_qa");
-    data_ = create_from_config<LongDocDataset>(root.at("data"));
-    protocol_ = create_from_config<collab::Protocol>(root.at("protocol"));
+    data_ = create<LongDocDataset>(root.at("data"));
+    protocol_ = create<collab::Protocol>(root.at("protocol"));
     prices_ = collab::PriceTable::from_config(root.at_or_empty("prices"));
-    if (protocol_->uses_local()) local_ = create_from_config<collab::LMClient>(root.at("local"), rt);
+    if (protocol_->uses_local()) local_ = create<collab::LMClient>(root.at("local"), rt);
     else root.set_aside("local", "this protocol never calls the local model");
-    if (protocol_->uses_remote()) remote_ = create_from_config<collab::LMClient>(root.at("remote"), rt);
+    if (protocol_->uses_remote()) remote_ = create<collab::LMClient>(root.at("remote"), rt);
     else root.set_aside("remote", "this protocol never calls the remote model");
   }
 
@@ -148,7 +148,7 @@ class CollabQa : public Experiment {
   std::unique_ptr<collab::LMClient> local_, remote_;
   collab::PriceTable prices_;
 };
-TANDEM_REGISTER(Experiment, "collab_qa", CollabQa, const Config&, const RuntimeOptions&);
+TANDEM_REGISTER(Experiment, "collab_qa", CollabQa);
 
 }  // namespace
 }  // namespace tandem

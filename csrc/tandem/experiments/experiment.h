@@ -37,13 +37,13 @@ struct ExperimentResult {
 
 class Experiment {
  public:
-  static constexpr const char* kRegistryKind = "experiment";
+  static constexpr const char* kRegistryKind = "experiments.experiment";
+  using Factory = std::unique_ptr<Experiment>(const Config&, const RuntimeOptions&);
   virtual ~Experiment() = default;
   virtual ExperimentResult run(RunContext& ctx) = 0;
 };
 
 /// Factory arguments: the whole run config (root) and the runtime options read from it.
-TANDEM_DECLARE_REGISTRY(Experiment, const Config&, const RuntimeOptions&);
-using ExperimentRegistry = Registry<Experiment, const Config&, const RuntimeOptions&>;
+TANDEM_DECLARE_REGISTRY(Experiment);
 
 }  // namespace tandem

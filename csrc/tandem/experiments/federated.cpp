@@ -113,7 +113,7 @@ class Federated : public Experiment {
   fed::Federation fed_;
   std::string method_, name_;
 };
-TANDEM_REGISTER(Experiment, "federated", Federated, const Config&, const RuntimeOptions&);
+TANDEM_REGISTER(Experiment, "federated", Federated);
 
 }  // namespace
 }  // namespace tandem

@@ -10,7 +10,7 @@
 
 #include "tandem/core/progress.h"
 #include "tandem/data/jsonl.h"
-#include "tandem/data/text_classification.h"
+#include "tandem/core/hash.h"
 #include "tandem/experiments/experiment.h"
 #include "tandem/models/causal_lm.h"
 #include "tandem/models/generation.h"
@@ -28,12 +28,13 @@ struct ChoiceQuestion {
 /// A source of multiple-choice questions, picked by `data.type`.
 class ChoiceDataset {
  public:
-  static constexpr const char* kRegistryKind = "choice_dataset";
+  static constexpr const char* kRegistryKind = "experiments.choice_dataset";
+  using Factory = std::unique_ptr<ChoiceDataset>(const Config&);
   virtual ~ChoiceDataset() = default;
   virtual std::vector<ChoiceQuestion> load() = 0;
 };
-TANDEM_DECLARE_REGISTRY(ChoiceDataset, const Config&);
-TANDEM_DEFINE_REGISTRY(ChoiceDataset, const Config&);
+TANDEM_DECLARE_REGISTRY(ChoiceDataset);
+TANDEM_DEFINE_REGISTRY(ChoiceDataset);
 
 namespace {
 
@@ -81,7 +82,7 @@ class SciQ : public ChoiceDataset {
   bool with_support_;
   JsonlOptions opts_;
 };
-TANDEM_REGISTER(ChoiceDataset, "sciq", SciQ, const Config&);
+TANDEM_REGISTER(ChoiceDataset, "sciq", SciQ);
 
 // MMLU-Pro: question, options (3-10), answer_index.
 class MmluPro : public ChoiceDataset {
@@ -107,14 +108,14 @@ class MmluPro : public ChoiceDataset {
   std::string path_;
   JsonlOptions opts_;
 };
-TANDEM_REGISTER(ChoiceDataset, "mmlu_pro", MmluPro, const Config&);
+TANDEM_REGISTER(ChoiceDataset, "mmlu_pro", MmluPro);
 
 class LmMultipleChoice : public Experiment {
  public:
   LmMultipleChoice(const Config& root, const RuntimeOptions& rt) : rt_(rt) {
     const Config m = root.at("model");
     model_name_ = m.get<std::string>("path");
-    dataset_ = create_from_config<ChoiceDataset>(root.at("data"));
+    dataset_ = create<ChoiceDataset>(root.at("data"));
     const Config e = root.at_or_empty("eval");
     batch_ = e.get_positive_int("batch_size", 8);
     template_ = e.get<std::string>("prompt", "{context}Question: {question}\nAnswer:");
@@ -225,7 +226,7 @@ class LmMultipleChoice : public Experiment {
   std::unique_ptr<ChoiceDataset> dataset_;
   int64_t batch_, max_prompt_tokens_, max_option_tokens_;
 };
-TANDEM_REGISTER(Experiment, "lm_multiple_choice", LmMultipleChoice, const Config&, const RuntimeOptions&);
+TANDEM_REGISTER(Experiment, "lm_multiple_choice", LmMultipleChoice);
 
 }  // namespace
 }  // namespace tandem

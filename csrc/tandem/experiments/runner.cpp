@@ -8,14 +8,14 @@
 
 #include <torch/torch.h>
 
-#include "tandem/data/text_classification.h"
+#include "tandem/core/hash.h"
 #include "tandem/experiments/experiment.h"
 
 namespace fs = std::filesystem;
 
 namespace tandem {
 
-TANDEM_DEFINE_REGISTRY(Experiment, const Config&, const RuntimeOptions&);
+TANDEM_DEFINE_REGISTRY(Experiment);
 
 std::string RunContext::path(const std::string& name) const { return (fs::path(run_dir) / name).string(); }
 
@@ -65,7 +65,7 @@ RunSummary run_experiment(const Config& cfg, const RunOptions& opts) {
   // Seeding happens before construction so that initial parameters are reproducible.
   runtime.apply();
   clear_inputs_read();
-  auto experiment = ExperimentRegistry::create_named(type, exp_cfg, cfg, runtime);
+  auto experiment = create_by_type<Experiment>(exp_cfg, cfg, runtime);
   cfg.check_unused();
 
   fs::path base = fs::path(results_dir) / name;

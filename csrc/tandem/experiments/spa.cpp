@@ -15,15 +15,15 @@
 #include <random>
 
 #include "tandem/core/progress.h"
-#include "tandem/core/safetensors.h"
+#include "tandem/core/formats/safetensors.h"
 #include "tandem/data/generation_tasks.h"
-#include "tandem/data/text_classification.h"
+#include "tandem/core/hash.h"
 #include "tandem/experiments/experiment.h"
 #include "tandem/models/causal_lm.h"
 #include "tandem/models/model_paths.h"
 #include "tandem/peft/adapter.h"
 #include "tandem/peft/state_cache.h"
-#include "tandem/routing/router.h"
+#include "tandem/spa/router.h"
 #include "tandem/text/chat_template.h"
 #include "tandem/train/trainer.h"
 
@@ -46,8 +46,8 @@ class SpaExperiment : public Experiment {
     const Config& c = cfg_;
     model_path_ = resolve_model_path(c.get<std::string>("model"));
     method_ = c.get_choice("method", {"zero_shot", "one_shot", "lst", "spa"}, c.get<std::string>("method"));
-    task_ = create_from_config<GenerationTask>(c.at("task"));
-    template_name_ = c.get<std::string>("prompt_template", "auto");
+    task_ = create<GenerationTask>(c.at("task"));
+    template_name_ = c.get_choice("prompt_template", text::chat_template_names(), "auto");
     max_prompt_tokens_ = c.get_positive_int("max_prompt_tokens", 512);
     gen_batch_ = c.get_positive_int("generate_batch", 8);
     model_ = load_causal_lm(model_path_, rt_.device, rt_.dtype);
@@ -56,7 +56,7 @@ class SpaExperiment : public Experiment {
       const Config ac = c.at("adapter");
       const std::string want = method_;
       if (ac.type() != want) ac.fail("type", "\"" + want + "\" for method " + method_);
-      adapter_ = std::shared_ptr<DeviceAdapter>(create_from_config<DeviceAdapter>(ac, model_->config()));
+      adapter_ = std::shared_ptr<DeviceAdapter>(create<DeviceAdapter>(ac, model_->config()));
       adapter_->to(rt_.device);
       const Config tc = c.at_or_empty("train");
       train_opts_ = TrainerOptions::from_config(tc);
@@ -95,9 +95,9 @@ class SpaExperiment : public Experiment {
         feat = adapter_->forward(probe, probe.back(), {}, nullptr).features.size(-1);
       }
       const RouterDims dims{model_->config().hidden_size, feat};
-      const Config rcfg = rc.has("type") ? rc : Config::load_string("type: mlp\n", c.file() + " (default router)");
-      router_type_ = rcfg.type();
-      router_ = std::shared_ptr<Router>(create_from_config<Router>(rcfg, dims));
+      // No `type:` means the paper's router, an MLP.
+      router_type_ = rc.has("type") ? rc.type() : "mlp";
+      router_ = std::shared_ptr<Router>(rc.has("type") ? create<Router>(rc, dims) : create_named<Router>("mlp", rc, dims));
       router_->to(rt_.device);
       router_opts_ = TrainerOptions::from_config(c.at_or_empty("router_train"));
     } else if (c.has("router")) {
@@ -111,7 +111,7 @@ class SpaExperiment : public Experiment {
   ExperimentResult run(RunContext& ctx) override {
     const double t_start = now_s();
     tok_ = text::load_tokenizer(model_path_);
-    tmpl_ = text::make_chat_template(template_name_, *tok_, cfg_);
+    tmpl_ = text::make_chat_template(template_name_, *tok_);
     stop_ids_.clear();
     const std::string eot = tmpl_->end_of_turn();
     eot_ids_ = eot.empty() ? std::vector<int64_t>{} : tok_->encode(eot);
@@ -670,7 +670,7 @@ class SpaExperiment : public Experiment {
   std::vector<std::string> train_keys_, dev_keys_;
 };
 
-TANDEM_REGISTER(Experiment, "spa", SpaExperiment, const Config&, const RuntimeOptions&);
+TANDEM_REGISTER(Experiment, "spa", SpaExperiment);
 
 }  // namespace
 }  // namespace tandem

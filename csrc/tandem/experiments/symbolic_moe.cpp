@@ -19,7 +19,7 @@
 
 #include "tandem/experiments/experiment.h"
 #include "tandem/models/model_paths.h"
-#include "tandem/models/model_pool.h"
+#include "tandem/moe/model_pool.h"
 #include "tandem/moe/executor.h"
 #include "tandem/moe/profiles.h"
 
@@ -73,7 +73,7 @@ class SymbolicMoe : public Experiment {
     compare_dataset_ = c.get<std::string>("compare_dataset", "");
     budget_ = static_cast<int64_t>(c.at_or_empty("models").get_in_range("memory_budget_gb", 0.0, 1e6, 0.0) * (1LL << 30));
     // Build the skill extractor now so its config keys are checked before any work.
-    skills_ = create_from_config<SkillExtractor>(*skills_cfg_, static_cast<const RuntimeOptions&>(rt_));
+    skills_ = create<SkillExtractor>(*skills_cfg_, static_cast<const RuntimeOptions&>(rt_));
   }
 
   ExperimentResult run(RunContext& ctx) override {
@@ -99,7 +99,7 @@ class SymbolicMoe : public Experiment {
     m["skills_seconds"] = now_s() - t0;
 
     ModelPool pool(budget_, rt_.device, rt_.dtype);
-    auto batched = create_from_config<Executor>(Config::load_string("type: batched_by_expert\nbatch_size: " + std::to_string(batch_) + "\n", "<executor>"));
+    auto batched = create_named<Executor>("batched_by_expert", ExecutorOptions{batch_});
 
     // Every expert on every validation and test instance: profiles and baselines need them.
     auto all_jobs = [&](const std::vector<McInstance>& xs) {
@@ -175,7 +175,7 @@ class SymbolicMoe : public Experiment {
     Table et({"executor", "instances", "jobs", "model loads", "wall seconds", "load seconds", "peak tensor MB", "max models resident"});
     for (const std::string type : {"batched_by_expert", "naive"}) {
       ModelPool p(budget_, rt_.device, rt_.dtype);
-      auto ex = create_from_config<Executor>(Config::load_string("type: " + type + "\nbatch_size: " + std::to_string(batch_) + "\n", "<executor>"));
+      auto ex = create_named<Executor>(type, ExecutorOptions{batch_});
       const double s = now_s();
       cmp_ans.push_back(ex->run(rj, experts_, p));
       const double w = now_s() - s;
@@ -324,7 +324,7 @@ class SymbolicMoe : public Experiment {
   int64_t batch_ = 8, budget_ = 0;
 };
 
-TANDEM_REGISTER(Experiment, "symbolic_moe", SymbolicMoe, const Config&, const RuntimeOptions&);
+TANDEM_REGISTER(Experiment, "symbolic_moe", SymbolicMoe);
 
 }  // namespace
 }  // namespace tandem

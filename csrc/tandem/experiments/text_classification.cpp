@@ -9,7 +9,7 @@
 #include <torch/torch.h>
 
 #include "tandem/core/progress.h"
-#include "tandem/core/safetensors.h"
+#include "tandem/core/formats/safetensors.h"
 #include "tandem/data/text_classification.h"
 #include "tandem/experiments/experiment.h"
 
@@ -18,11 +18,12 @@ namespace tandem {
 /// A classifier over bags of sparse features, picked by `model.type`.
 class BagClassifier : public torch::nn::Module {
  public:
-  static constexpr const char* kRegistryKind = "classifier";
+  static constexpr const char* kRegistryKind = "experiments.bag_classifier";
+  using Factory = std::unique_ptr<BagClassifier>(const Config&, int64_t, int64_t);
   virtual torch::Tensor forward(const Bags& bags) = 0;
 };
-TANDEM_DECLARE_REGISTRY(BagClassifier, const Config&, int64_t, int64_t);
-TANDEM_DEFINE_REGISTRY(BagClassifier, const Config&, int64_t, int64_t);
+TANDEM_DECLARE_REGISTRY(BagClassifier);
+TANDEM_DEFINE_REGISTRY(BagClassifier);
 
 namespace {
 
@@ -42,7 +43,7 @@ class BagLinear : public BagClassifier {
   torch::nn::EmbeddingBag bag_{nullptr};
   torch::Tensor bias_;
 };
-TANDEM_REGISTER(BagClassifier, "bag_linear", BagLinear, const Config&, int64_t, int64_t);
+TANDEM_REGISTER(BagClassifier, "bag_linear", BagLinear);
 
 // One hidden layer: sparse bag -> dense hidden (ReLU, dropout) -> classes.
 class BagMlp : public BagClassifier {
@@ -66,7 +67,7 @@ class BagMlp : public BagClassifier {
   torch::nn::Dropout drop_{nullptr};
   torch::nn::Linear out_{nullptr};
 };
-TANDEM_REGISTER(BagClassifier, "bag_mlp", BagMlp, const Config&, int64_t, int64_t);
+TANDEM_REGISTER(BagClassifier, "bag_mlp", BagMlp);
 
 Bags slice_to(const TextFeaturizer& f, const std::vector<TextExample>& ex, const std::vector<int64_t>& ids,
               const torch::Device& dev, torch::ScalarType dtype) {
@@ -80,12 +81,12 @@ Bags slice_to(const TextFeaturizer& f, const std::vector<TextExample>& ex, const
 class TextClassification : public Experiment {
  public:
   TextClassification(const Config& root, const RuntimeOptions& rt) : rt_(rt) {
-    dataset_ = create_from_config<TextDataset>(root.at("data"));
-    featurizer_ = create_from_config<TextFeaturizer>(root.at("features"));
+    dataset_ = create<TextDataset>(root.at("data"));
+    featurizer_ = create<TextFeaturizer>(root.at("features"));
     model_cfg_ = std::make_unique<Config>(root.at("model"));
     model_type_ = model_cfg_->type();
     // Probe-construct once so the model's keys are read (and checked) before the run starts.
-    Registry<BagClassifier, const Config&, int64_t, int64_t>::create_named(model_type_, *model_cfg_, *model_cfg_, 1, 2);
+    create<BagClassifier>(*model_cfg_, 1, 2);
     const Config train = root.at("train");
     epochs_ = train.get_positive_int("epochs", 4);
     batch_ = train.get_positive_int("batch_size", 64);
@@ -115,8 +116,8 @@ class TextClassification : public Experiment {
     ctx.info("data: " + std::to_string(train.size()) + " train / " + std::to_string(test.size()) +
              " test examples, " + std::to_string(labels.size()) + " labels");
 
-    auto model = Registry<BagClassifier, const Config&, int64_t, int64_t>::create_named(
-        model_type_, *model_cfg_, *model_cfg_, featurizer_->dim(), static_cast<int64_t>(labels.size()));
+    auto model = create<BagClassifier>(
+        *model_cfg_, featurizer_->dim(), static_cast<int64_t>(labels.size()));
     model->to(dev, rt_.dtype);
     int64_t n_params = 0;
     for (const auto& p : model->parameters()) n_params += p.numel();
@@ -225,7 +226,7 @@ class TextClassification : public Experiment {
   int64_t epochs_, batch_, eval_batch_;
   double lr_, wd_;
 };
-TANDEM_REGISTER(Experiment, "text_classification", TextClassification, const Config&, const RuntimeOptions&);
+TANDEM_REGISTER(Experiment, "text_classification", TextClassification);
 
 }  // namespace
 }  // namespace tandem

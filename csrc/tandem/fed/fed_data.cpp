@@ -5,8 +5,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include "tandem/core/hash.h"
 #include "tandem/core/progress.h"
-#include "tandem/core/safetensors.h"
+#include "tandem/core/formats/safetensors.h"
 #include "tandem/data/jsonl.h"
 #include "tandem/data/text_classification.h"
 #include "tandem/models/model_paths.h"
@@ -14,7 +15,7 @@
 namespace fs = std::filesystem;
 
 namespace tandem {
-TANDEM_DEFINE_REGISTRY(fed::FedDataset, const Config&);
+TANDEM_DEFINE_REGISTRY(fed::FedDataset);
 }
 
 namespace tandem::fed {
@@ -84,7 +85,7 @@ class JsonlFedDataset : public FedDataset {
   int64_t max_examples_;
   double test_fraction_;
 };
-TANDEM_REGISTER(FedDataset, "jsonl", JsonlFedDataset, const Config&);
+TANDEM_REGISTER(FedDataset, "jsonl", JsonlFedDataset);
 
 }  // namespace
 

@@ -25,7 +25,8 @@ struct LabelledText {
 /// A source of labelled texts with domains, picked by `data.type`.
 class FedDataset {
  public:
-  static constexpr const char* kRegistryKind = "fed_dataset";
+  static constexpr const char* kRegistryKind = "fed.dataset";
+  using Factory = std::unique_ptr<FedDataset>(const Config&);
   virtual ~FedDataset() = default;
   virtual std::vector<LabelledText> load() = 0;
   virtual double test_fraction() const = 0;
@@ -69,5 +70,5 @@ class Backbone {
 }  // namespace tandem::fed
 
 namespace tandem {
-TANDEM_DECLARE_REGISTRY(fed::FedDataset, const Config&);
+TANDEM_DECLARE_REGISTRY(fed::FedDataset);
 }  // namespace tandem

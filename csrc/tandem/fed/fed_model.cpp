@@ -1,7 +1,7 @@
 #include "tandem/fed/fed_model.h"
 
 namespace tandem {
-TANDEM_DEFINE_REGISTRY(fed::FedModel, const Config&, const SsfLayout&, int64_t, int64_t);
+TANDEM_DEFINE_REGISTRY(fed::FedModel);
 }
 
 namespace tandem::fed {
@@ -38,7 +38,7 @@ class SsfHead : public FedModel {
   torch::Tensor ssf_;
   torch::nn::Linear head_{nullptr};
 };
-TANDEM_REGISTER(FedModel, "ssf_head", SsfHead, const Config&, const SsfLayout&, int64_t, int64_t);
+TANDEM_REGISTER(FedModel, "ssf_head", SsfHead);
 
 class SsfPool : public FedModel {
  public:
@@ -85,7 +85,7 @@ class SsfPool : public FedModel {
   torch::Tensor pool_, keys_;
   torch::nn::Linear head_{nullptr};
 };
-TANDEM_REGISTER(FedModel, "ssf_pool", SsfPool, const Config&, const SsfLayout&, int64_t, int64_t);
+TANDEM_REGISTER(FedModel, "ssf_pool", SsfPool);
 
 }  // namespace
 }  // namespace tandem::fed

@@ -23,7 +23,8 @@ struct FedOutput {
 
 class FedModel : public torch::nn::Module {
  public:
-  static constexpr const char* kRegistryKind = "fed_model";
+  static constexpr const char* kRegistryKind = "fed.model";
+  using Factory = std::unique_ptr<FedModel>(const Config&, const SsfLayout&, int64_t, int64_t);
   /// Runs the SSF-carrying top of `enc` on a batch of cached features.
   virtual FedOutput forward(Encoder& enc, const FeatureSet& batch) = 0;
   /// Rows in the pool (1 for a single SSF set).
@@ -34,10 +35,9 @@ class FedModel : public torch::nn::Module {
 };
 
 /// Factory arguments: model config, SSF layout, encoder width, number of classes.
-using FedModelRegistry = Registry<FedModel, const Config&, const SsfLayout&, int64_t, int64_t>;
 
 }  // namespace tandem::fed
 
 namespace tandem {
-TANDEM_DECLARE_REGISTRY(fed::FedModel, const Config&, const SsfLayout&, int64_t, int64_t);
+TANDEM_DECLARE_REGISTRY(fed::FedModel);
 }  // namespace tandem

@@ -9,8 +9,8 @@
 #include <set>
 
 #include "tandem/core/progress.h"
-#include "tandem/core/safetensors.h"
-#include "tandem/data/text_classification.h"
+#include "tandem/core/formats/safetensors.h"
+#include "tandem/core/hash.h"
 
 namespace fs = std::filesystem;
 
@@ -67,11 +67,11 @@ Federation::Federation(const Config& root, const RuntimeOptions& rt) : rt_(rt) {
   s_.optimizer = f.get_choice("optimizer", {"adamw", "sgd"}, "adamw");
   s_.momentum = f.get_in_range("momentum", 0.0, 0.999, 0.0);
   s_.seed = rt.seed;
-  strategy_ = create_from_config<Strategy>(root.at("strategy"));
+  strategy_ = create<Strategy>(root.at("strategy"));
   model_cfg_ = std::make_unique<Config>(root.at("model"));
   model_type_ = model_cfg_->type();
-  auto dataset = create_from_config<FedDataset>(root.at("data"));
-  auto partitioner = create_from_config<Partitioner>(root.at("partition"));
+  auto dataset = create<FedDataset>(root.at("data"));
+  auto partitioner = create<Partitioner>(root.at("partition"));
   backbone_ = std::make_unique<Backbone>(root.at("backbone"), rt);
 
   // Data: labels from every example (sorted names), hash split, frozen features once.
@@ -103,7 +103,7 @@ Federation::Federation(const Config& root, const RuntimeOptions& rt) : rt_(rt) {
 
   torch::manual_seed(rt.seed);
   auto make = [&] {
-    std::shared_ptr<FedModel> m(FedModelRegistry::create_named(model_type_, *model_cfg_, *model_cfg_, backbone_->layout(),
+    std::shared_ptr<FedModel> m(create<FedModel>(*model_cfg_, backbone_->layout(),
                                                                backbone_->hidden(), num_classes())
                                     .release());
     m->to(rt.device, rt.dtype);

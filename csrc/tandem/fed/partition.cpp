@@ -8,7 +8,7 @@
 #include <stdexcept>
 
 namespace tandem {
-TANDEM_DEFINE_REGISTRY(fed::Partitioner, const Config&);
+TANDEM_DEFINE_REGISTRY(fed::Partitioner);
 }
 
 namespace tandem::fed {
@@ -76,7 +76,7 @@ class DirichletPartitioner : public Partitioner {
   int64_t min_examples_;
   std::string where_;
 };
-TANDEM_REGISTER(Partitioner, "dirichlet", DirichletPartitioner, const Config&);
+TANDEM_REGISTER(Partitioner, "dirichlet", DirichletPartitioner);
 
 // IID: a seeded shuffle dealt round-robin.
 class IidPartitioner : public Partitioner {
@@ -97,7 +97,7 @@ class IidPartitioner : public Partitioner {
  private:
   int64_t clients_;
 };
-TANDEM_REGISTER(Partitioner, "iid", IidPartitioner, const Config&);
+TANDEM_REGISTER(Partitioner, "iid", IidPartitioner);
 
 // Centralized: one client holds every example (the upper bound of a federated table).
 class CentralizedPartitioner : public Partitioner {
@@ -110,7 +110,7 @@ class CentralizedPartitioner : public Partitioner {
     return {all};
   }
 };
-TANDEM_REGISTER(Partitioner, "centralized", CentralizedPartitioner, const Config&);
+TANDEM_REGISTER(Partitioner, "centralized", CentralizedPartitioner);
 
 }  // namespace
 

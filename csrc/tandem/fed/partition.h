@@ -15,7 +15,8 @@ namespace tandem::fed {
 
 class Partitioner {
  public:
-  static constexpr const char* kRegistryKind = "partitioner";
+  static constexpr const char* kRegistryKind = "fed.partitioner";
+  using Factory = std::unique_ptr<Partitioner>(const Config&);
   virtual ~Partitioner() = default;
   /// Example indices per client from per-example labels and domains; deterministic in `seed`.
   virtual std::vector<std::vector<int64_t>> split(const std::vector<int64_t>& labels,
@@ -29,5 +30,5 @@ nlohmann::json describe_partition(const std::vector<std::vector<int64_t>>& parts
 }  // namespace tandem::fed
 
 namespace tandem {
-TANDEM_DECLARE_REGISTRY(fed::Partitioner, const Config&);
+TANDEM_DECLARE_REGISTRY(fed::Partitioner);
 }  // namespace tandem

@@ -1,7 +1,7 @@
 #include "tandem/fed/strategy.h"
 
 namespace tandem {
-TANDEM_DEFINE_REGISTRY(fed::Strategy, const Config&);
+TANDEM_DEFINE_REGISTRY(fed::Strategy);
 }
 
 namespace tandem::fed {
@@ -29,7 +29,7 @@ class FedAvg : public Strategy {
     return out;
   }
 };
-TANDEM_REGISTER(Strategy, "fedavg", FedAvg, const Config&);
+TANDEM_REGISTER(Strategy, "fedavg", FedAvg);
 
 class FedProx : public FedAvg {
  public:
@@ -39,7 +39,7 @@ class FedProx : public FedAvg {
  private:
   double mu_;
 };
-TANDEM_REGISTER(Strategy, "fedprox", FedProx, const Config&);
+TANDEM_REGISTER(Strategy, "fedprox", FedProx);
 
 class FedInsPool : public Strategy {
  public:
@@ -74,7 +74,7 @@ class FedInsPool : public Strategy {
  private:
   bool by_usage_;
 };
-TANDEM_REGISTER(Strategy, "fedins", FedInsPool, const Config&);
+TANDEM_REGISTER(Strategy, "fedins", FedInsPool);
 
 }  // namespace
 }  // namespace tandem::fed

@@ -29,7 +29,8 @@ struct ClientUpdate {
 
 class Strategy {
  public:
-  static constexpr const char* kRegistryKind = "fed_strategy";
+  static constexpr const char* kRegistryKind = "fed.strategy";
+  using Factory = std::unique_ptr<Strategy>(const Config&);
   virtual ~Strategy() = default;
   /// Clients add (mu/2)||w - w_global||^2 to their loss when > 0.
   virtual double proximal_mu() const { return 0.0; }
@@ -45,5 +46,5 @@ torch::Tensor weighted_mean(const std::vector<const ClientUpdate*>& updates, siz
 }  // namespace tandem::fed
 
 namespace tandem {
-TANDEM_DECLARE_REGISTRY(fed::Strategy, const Config&);
+TANDEM_DECLARE_REGISTRY(fed::Strategy);
 }  // namespace tandem

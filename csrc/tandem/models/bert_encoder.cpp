@@ -6,7 +6,7 @@
 #include <torch/torch.h>
 
 #include "tandem/core/files.h"
-#include "tandem/core/safetensors.h"
+#include "tandem/core/formats/safetensors.h"
 #include "tandem/models/encoder.h"
 
 namespace fs = std::filesystem;
@@ -14,7 +14,7 @@ namespace fs = std::filesystem;
 namespace tandem {
 namespace F = torch::nn::functional;
 
-TANDEM_DEFINE_REGISTRY(Encoder, const EncoderConfig&);
+TANDEM_DEFINE_REGISTRY(Encoder);
 
 torch::Tensor Encoder::pool(const torch::Tensor& states, const torch::Tensor& attention_mask) const {
   auto h = states.to(torch::kFloat);
@@ -146,7 +146,7 @@ class BertEncoder : public Encoder {
 
 }  // namespace
 
-TANDEM_REGISTER(Encoder, "bert", BertEncoder, const EncoderConfig&);
+TANDEM_REGISTER(Encoder, "bert", BertEncoder);
 
 std::shared_ptr<Encoder> load_encoder(const std::string& dir, const c10::Device& device, c10::ScalarType dtype) {
   const auto cj = (fs::path(dir) / "config.json").string();
@@ -160,11 +160,9 @@ std::shared_ptr<Encoder> load_encoder(const std::string& dir, const c10::Device&
   EncoderConfig c;
   c.source = cj;
   c.architecture = j.value("model_type", std::string());
-  if (!EncoderRegistry::instance().contains(c.architecture)) {
-    std::string known;
-    for (const auto& n : EncoderRegistry::instance().names()) known += (known.empty() ? "" : ", ") + n;
-    throw std::runtime_error(cj + ": unknown encoder model_type \"" + c.architecture + "\" (known: " + known + ")");
-  }
+  if (!Registry<Encoder>::instance().contains(c.architecture))
+    throw std::runtime_error(cj + ": unknown encoder model_type \"" + c.architecture + "\" (known: " +
+                             Registry<Encoder>::instance().known() + ")");
   c.vocab_size = j.at("vocab_size");
   c.hidden_size = j.at("hidden_size");
   c.num_layers = j.at("num_hidden_layers");
@@ -185,8 +183,7 @@ std::shared_ptr<Encoder> load_encoder(const std::string& dir, const c10::Device&
   if (fs::exists(modules))
     for (const auto& m : nlohmann::json::parse(read_file(modules.string())))
       if (m.value("type", std::string()).find("Normalize") != std::string::npos) c.normalize = true;
-  std::shared_ptr<Encoder> enc(EncoderRegistry::instance().create_named(
-      c.architecture, Config::load_string("type: " + c.architecture + "\n", cj), c).release());
+  std::shared_ptr<Encoder> enc(create_named<Encoder>(c.architecture, c).release());
   enc->to(dtype);
   enc->load_weights(dir);
   enc->to(device);

@@ -10,6 +10,7 @@
 #include <torch/torch.h>
 
 #include "tandem/core/registry.h"
+#include "tandem/models/kv_cache.h"
 #include "tandem/models/packed_matmul.h"
 
 namespace tandem {
@@ -30,25 +31,6 @@ struct ModelConfig {
   double query_pre_attn_scalar = 0.0;    ///< attention scale = this^-0.5 (0 = head_dim)
   double final_logit_softcapping = 0.0;  ///< logits = cap * tanh(logits / cap) when > 0
   std::string source;           ///< file it came from, for messages
-};
-
-/// Keys and values of every layer, [batch, kv_heads, capacity, head_dim], grown by doubling.
-class KVCache {
- public:
-  /// Appends this step's k/v for `layer`; returns views of everything cached so far.
-  std::pair<torch::Tensor, torch::Tensor> append(int64_t layer, const torch::Tensor& k, const torch::Tensor& v);
-  int64_t length() const { return length_; }
-  /// Called once per forward, after every layer appended.
-  void advance(int64_t n) { length_ += n; }
-  /// Keeps batch rows `index` (long, may repeat): row b of the result is row index[b] before.
-  void select_rows(const torch::Tensor& index);
-  void reset();
-  /// Bytes held by the cache tensors.
-  int64_t bytes() const;
-
- private:
-  std::vector<torch::Tensor> k_, v_;
-  int64_t length_ = 0;
 };
 
 struct LMOutput {
@@ -83,7 +65,8 @@ class WeightSource {
 
 class CausalLM : public torch::nn::Module {
  public:
-  static constexpr const char* kRegistryKind = "causal_lm";
+  static constexpr const char* kRegistryKind = "models.causal_lm";
+  using Factory = std::unique_ptr<CausalLM>(const ModelConfig&);
   ~CausalLM() override = default;
 
   /// input_ids [B, T]; attention_mask [B, past + T] (1 = real token, 0 = padding) or undefined;
@@ -120,8 +103,7 @@ class CausalLM : public torch::nn::Module {
   ModelConfig config_;
 };
 
-TANDEM_DECLARE_REGISTRY(CausalLM, const ModelConfig&);
-using CausalLMRegistry = Registry<CausalLM, const ModelConfig&>;
+TANDEM_DECLARE_REGISTRY(CausalLM);
 
 /// Loads a model from an HF directory (config.json + *.safetensors, sharded or not) or a
 /// .gguf file, onto `device` in `dtype`. Errors name the file and what was expected.

@@ -36,7 +36,8 @@ using EncoderHook = std::function<torch::Tensor(int64_t layer, EncoderSite site,
 
 class Encoder : public torch::nn::Module {
  public:
-  static constexpr const char* kRegistryKind = "encoder";
+  static constexpr const char* kRegistryKind = "models.encoder";
+  using Factory = std::unique_ptr<Encoder>(const EncoderConfig&);
   /// Token states [B, T, H] for ids [B, T] with mask [B, T] (1 = token).
   virtual torch::Tensor forward(const torch::Tensor& input_ids, const torch::Tensor& attention_mask) = 0;
   virtual void load_weights(const std::string& dir) = 0;
@@ -62,8 +63,7 @@ class Encoder : public torch::nn::Module {
   EncoderConfig config_;
 };
 
-TANDEM_DECLARE_REGISTRY(Encoder, const EncoderConfig&);
-using EncoderRegistry = Registry<Encoder, const EncoderConfig&>;
+TANDEM_DECLARE_REGISTRY(Encoder);
 
 /// Loads an HF encoder directory (config.json + model.safetensors; sentence-transformers'
 /// 1_Pooling/config.json and modules.json, when present, choose pooling and normalisation).

@@ -145,7 +145,7 @@ class Gemma3Model : public CausalLM {
 
 }  // namespace
 
-TANDEM_REGISTER(CausalLM, "gemma3_text", Gemma3Model, const ModelConfig&);
-TANDEM_REGISTER(CausalLM, "gemma3", Gemma3Model, const ModelConfig&);
+TANDEM_REGISTER(CausalLM, "gemma3_text", Gemma3Model);
+TANDEM_REGISTER(CausalLM, "gemma3", Gemma3Model);
 
 }  // namespace tandem

@@ -111,6 +111,6 @@ class Gpt2Model : public CausalLM {
 
 }  // namespace
 
-TANDEM_REGISTER(CausalLM, "gpt2", Gpt2Model, const ModelConfig&);
+TANDEM_REGISTER(CausalLM, "gpt2", Gpt2Model);
 
 }  // namespace tandem

@@ -163,60 +163,9 @@ class LlamaModel : public CausalLM {
 
 }  // namespace
 
-TANDEM_DEFINE_REGISTRY(CausalLM, const ModelConfig&);
-TANDEM_REGISTER(CausalLM, "llama", LlamaModel, const ModelConfig&);
-TANDEM_REGISTER(CausalLM, "mistral", LlamaModel, const ModelConfig&);
-TANDEM_REGISTER(CausalLM, "qwen2", LlamaModel, const ModelConfig&);
+TANDEM_REGISTER(CausalLM, "llama", LlamaModel);
+TANDEM_REGISTER(CausalLM, "mistral", LlamaModel);
+TANDEM_REGISTER(CausalLM, "qwen2", LlamaModel);
 
-int64_t CausalLM::num_parameters() const {
-  int64_t n = 0;
-  for (const auto& p : parameters()) n += p.numel();
-  return n;
-}
-
-std::pair<torch::Tensor, torch::Tensor> KVCache::append(int64_t layer, const torch::Tensor& k, const torch::Tensor& v) {
-  if (static_cast<int64_t>(k_.size()) <= layer) {
-    k_.resize(layer + 1);
-    v_.resize(layer + 1);
-  }
-  const int64_t T = k.size(2), need = length_ + T;
-  auto& K = k_[layer];
-  auto& V = v_[layer];
-  if (!K.defined() || K.size(2) < need) {
-    const int64_t cap = std::max<int64_t>(need, K.defined() ? 2 * K.size(2) : need + 64);
-    auto nk = torch::empty({k.size(0), k.size(1), cap, k.size(3)}, k.options());
-    auto nv = torch::empty({v.size(0), v.size(1), cap, v.size(3)}, v.options());
-    if (K.defined() && length_ > 0) {
-      nk.narrow(2, 0, length_).copy_(K.narrow(2, 0, length_));
-      nv.narrow(2, 0, length_).copy_(V.narrow(2, 0, length_));
-    }
-    K = nk;
-    V = nv;
-  }
-  K.narrow(2, length_, T).copy_(k);
-  V.narrow(2, length_, T).copy_(v);
-  return {K.narrow(2, 0, need), V.narrow(2, 0, need)};
-}
-
-void KVCache::select_rows(const torch::Tensor& index) {
-  for (auto* store : {&k_, &v_})
-    for (auto& t : *store)
-      if (t.defined()) t = t.narrow(2, 0, length_).index_select(0, index.to(t.device()));
-}
-
-void KVCache::reset() {
-  k_.clear();
-  v_.clear();
-  length_ = 0;
-}
-
-int64_t KVCache::bytes() const {
-  int64_t n = 0;
-  for (const auto& t : k_)
-    if (t.defined()) n += t.numel() * t.element_size();
-  for (const auto& t : v_)
-    if (t.defined()) n += t.numel() * t.element_size();
-  return n;
-}
 
 }  // namespace tandem

@@ -8,9 +8,9 @@
 #include <torch/torch.h>
 
 #include "tandem/core/files.h"
-#include "tandem/core/safetensors.h"
+#include "tandem/core/formats/safetensors.h"
 #include "tandem/models/causal_lm.h"
-#include "tandem/models/gguf.h"
+#include "tandem/core/formats/gguf.h"
 
 namespace fs = std::filesystem;
 
@@ -40,8 +40,7 @@ T json_get(const nlohmann::json& j, const std::string& file, const char* key, co
 
 std::string known_architectures() {
   std::string list;
-  for (const auto& n : CausalLMRegistry::instance().names()) list += (list.empty() ? "" : ", ") + n;
-  return list;
+  return Registry<CausalLM>::instance().known();
 }
 
 // ---- HF safetensors ----
@@ -209,7 +208,7 @@ ModelConfig config_from_gguf(const gguf::GgufFile& f) {
   ModelConfig c;
   c.source = f.path();
   c.architecture = f.get_string("general.architecture");
-  if (!CausalLMRegistry::instance().contains(c.architecture))
+  if (!Registry<CausalLM>::instance().contains(c.architecture))
     throw std::runtime_error(f.path() + ": unknown architecture '" + c.architecture + "' (known: " + known_architectures() + ")");
   const std::string a = c.architecture + ".";
   c.hidden_size = f.get_int(a + "embedding_length");
@@ -253,7 +252,7 @@ ModelConfig read_hf_config(const std::string& path) {
   ModelConfig c;
   c.source = path;
   c.architecture = json_get<std::string>(j, path, "model_type", "", true);
-  if (!CausalLMRegistry::instance().contains(c.architecture))
+  if (!Registry<CausalLM>::instance().contains(c.architecture))
     bad_config(path, "unknown architecture model_type \"" + c.architecture + "\" (known: " + known_architectures() + ")");
   if (c.architecture == "gpt2") {
     // GPT-2's config.json has its own names; the layer norm epsilon goes to rms_norm_eps.
@@ -358,8 +357,7 @@ std::shared_ptr<CausalLM> load_causal_lm(const std::string& path, const c10::Dev
   } else {
     throw std::runtime_error(path + ": no such model file or directory");
   }
-  std::shared_ptr<CausalLM> model(CausalLMRegistry::instance().create_named(
-      cfg.architecture, Config::load_string("type: " + cfg.architecture + "\n", cfg.source), cfg).release());
+  std::shared_ptr<CausalLM> model(create_named<CausalLM>(cfg.architecture, cfg).release());
   model->to(dtype);
   model->load_weights(*src);
   model->to(device);

@@ -2,7 +2,7 @@
 
 #include <algorithm>
 
-#include "tandem/core/safetensors.h"
+#include "tandem/core/formats/safetensors.h"
 
 namespace tandem::moe {
 
@@ -18,7 +18,7 @@ std::shared_ptr<DeviceAdapter> load_trained_adapter(const std::string& run_dir, 
   const Config root = Config::load_file(cfg_path);
   if (!root.has("experiment") || !root.at("experiment").has("adapter"))
     throw std::runtime_error(cfg_path + ": not an SPA/LST run (no experiment.adapter)");
-  std::shared_ptr<DeviceAdapter> a(create_from_config<DeviceAdapter>(root.at("experiment").at("adapter"), model.config()));
+  std::shared_ptr<DeviceAdapter> a(create<DeviceAdapter>(root.at("experiment").at("adapter"), model.config()));
   const SafetensorsFile w = load_safetensors(w_path);
   torch::NoGradGuard ng;
   for (auto& [name, p] : a->trainable()) {

@@ -6,17 +6,16 @@
 #include "tandem/core/progress.h"
 
 namespace tandem {
-TANDEM_DEFINE_REGISTRY(moe::Executor, const Config&);
+TANDEM_DEFINE_REGISTRY(moe::Executor);
 }
 
 namespace tandem::moe {
 namespace {
 
-std::vector<Answer> answer_jobs(PooledModel& pm, const ExpertSpec& ex, const std::vector<const Job*>& jobs, int64_t batch,
-                                const Config& cfg) {
+std::vector<Answer> answer_jobs(PooledModel& pm, const ExpertSpec& ex, const std::vector<const Job*>& jobs, int64_t batch) {
   // A tandem-made expert: the backbone plus a plugin trained by an SPA run (small: loaded per use).
   std::shared_ptr<DeviceAdapter> adapter = ex.adapter_run.empty() ? nullptr : load_trained_adapter(ex.adapter_run, *pm.model);
-  auto tmpl = text::make_chat_template("auto", *pm.tokenizer, cfg);
+  auto tmpl = text::make_chat_template("auto", *pm.tokenizer);
   std::vector<std::string> texts;
   std::vector<int64_t> nopt;
   for (const Job* j : jobs) {
@@ -28,7 +27,7 @@ std::vector<Answer> answer_jobs(PooledModel& pm, const ExpertSpec& ex, const std
 
 class BatchedByExpert : public Executor {
  public:
-  explicit BatchedByExpert(const Config& c) : cfg_(c), batch_(c.get_positive_int("batch_size", 8)) {}
+  explicit BatchedByExpert(const ExecutorOptions& o) : batch_(o.batch_size) {}
   std::vector<Answer> run(const std::vector<Job>& jobs, const std::vector<ExpertSpec>& experts, ModelPool& pool) override {
     std::vector<Answer> out(jobs.size());
     // Experts in model order, so experts sharing weights (personas) share one load.
@@ -47,7 +46,7 @@ class BatchedByExpert : public Executor {
         }
       if (!mine.empty()) {
         auto pm = pool.acquire(experts[e].model);
-        auto ans = answer_jobs(*pm, experts[e], mine, batch_, cfg_);
+        auto ans = answer_jobs(*pm, experts[e], mine, batch_);
         for (size_t k = 0; k < ans.size(); ++k) out[where[k]] = std::move(ans[k]);
         bar.update(static_cast<int64_t>(mine.size()));
       }
@@ -58,33 +57,29 @@ class BatchedByExpert : public Executor {
   }
 
  private:
-  Config cfg_;
   int64_t batch_;
 };
 
 class Naive : public Executor {
  public:
-  explicit Naive(const Config& c) : cfg_(c) {}
+  explicit Naive(const ExecutorOptions&) {}
   std::vector<Answer> run(const std::vector<Job>& jobs, const std::vector<ExpertSpec>& experts, ModelPool& pool) override {
     std::vector<Answer> out(jobs.size());
     Progress bar("experts (naive)", static_cast<int64_t>(jobs.size()), "job");
     for (size_t j = 0; j < jobs.size(); ++j) {
       const auto& ex = experts[jobs[j].expert];
       auto pm = pool.acquire(ex.model);
-      out[j] = answer_jobs(*pm, ex, {&jobs[j]}, 1, cfg_)[0];
+      out[j] = answer_jobs(*pm, ex, {&jobs[j]}, 1)[0];
       pm.reset();
       pool.unload(ex.model);  // per instance: load, answer, unload
       bar.update(1);
     }
     return out;
   }
-
- private:
-  Config cfg_;
 };
 
-TANDEM_REGISTER(Executor, "batched_by_expert", BatchedByExpert, const Config&);
-TANDEM_REGISTER(Executor, "naive", Naive, const Config&);
+TANDEM_REGISTER(Executor, "batched_by_expert", BatchedByExpert);
+TANDEM_REGISTER(Executor, "naive", Naive);
 
 }  // namespace
 }  // namespace tandem::moe

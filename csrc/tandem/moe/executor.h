@@ -12,7 +12,7 @@
 
 #include "tandem/core/config.h"
 #include "tandem/core/registry.h"
-#include "tandem/models/model_pool.h"
+#include "tandem/moe/model_pool.h"
 #include "tandem/moe/answering.h"
 
 namespace tandem::moe {
@@ -29,9 +29,14 @@ struct ExecStats {
   double seconds = 0, load_seconds = 0;
 };
 
+struct ExecutorOptions {
+  int64_t batch_size = 8;  ///< questions one expert answers per forward pass
+};
+
 class Executor {
  public:
-  static constexpr const char* kRegistryKind = "moe_executor";
+  static constexpr const char* kRegistryKind = "moe.executor";
+  using Factory = std::unique_ptr<Executor>(const ExecutorOptions&);
   virtual ~Executor() = default;
   /// Answers every job; result[j] belongs to jobs[j].
   virtual std::vector<Answer> run(const std::vector<Job>& jobs, const std::vector<ExpertSpec>& experts, ModelPool& pool) = 0;
@@ -40,5 +45,5 @@ class Executor {
 }  // namespace tandem::moe
 
 namespace tandem {
-TANDEM_DECLARE_REGISTRY(moe::Executor, const Config&);
+TANDEM_DECLARE_REGISTRY(moe::Executor);
 }

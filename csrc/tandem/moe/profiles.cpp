@@ -5,7 +5,7 @@
 #include <numeric>
 #include <random>
 
-#include "tandem/data/text_classification.h"
+#include "tandem/core/hash.h"
 
 namespace tandem::moe {
 

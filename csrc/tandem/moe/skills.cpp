@@ -9,7 +9,7 @@
 #include "tandem/text/tokenizer.h"
 
 namespace tandem {
-TANDEM_DEFINE_REGISTRY(moe::SkillExtractor, const Config&, const RuntimeOptions&);
+TANDEM_DEFINE_REGISTRY(moe::SkillExtractor);
 }
 
 namespace tandem::moe {
@@ -107,7 +107,7 @@ class KeywordLmSkills : public SkillExtractor {
     const std::string path = resolve_model_path(c.get<std::string>("model", "smollm2-135m"));
     lm_ = load_causal_lm(path, rt.device, rt.dtype);
     tok_ = text::load_tokenizer(path);
-    tmpl_ = text::make_chat_template("auto", *tok_, c);
+    tmpl_ = text::make_chat_template("auto", *tok_);
   }
   std::vector<SkillTags> tag(const std::vector<std::string>& texts) override {
     std::vector<std::string> kw(texts.size());
@@ -142,8 +142,8 @@ class KeywordLmSkills : public SkillExtractor {
   std::shared_ptr<text::ChatTemplate> tmpl_;
 };
 
-TANDEM_REGISTER(SkillExtractor, "embedding", EmbeddingSkills, const Config&, const RuntimeOptions&);
-TANDEM_REGISTER(SkillExtractor, "keyword_lm", KeywordLmSkills, const Config&, const RuntimeOptions&);
+TANDEM_REGISTER(SkillExtractor, "embedding", EmbeddingSkills);
+TANDEM_REGISTER(SkillExtractor, "keyword_lm", KeywordLmSkills);
 
 }  // namespace
 }  // namespace tandem::moe

@@ -24,7 +24,8 @@ struct SkillTags {
 
 class SkillExtractor {
  public:
-  static constexpr const char* kRegistryKind = "skill_extractor";
+  static constexpr const char* kRegistryKind = "moe.skill_extractor";
+  using Factory = std::unique_ptr<SkillExtractor>(const Config&, const RuntimeOptions&);
   virtual ~SkillExtractor() = default;
   virtual std::vector<SkillTags> tag(const std::vector<std::string>& texts) = 0;
   const std::vector<std::string>& vocabulary() const { return vocab_; }
@@ -36,5 +37,5 @@ class SkillExtractor {
 }  // namespace tandem::moe
 
 namespace tandem {
-TANDEM_DECLARE_REGISTRY(moe::SkillExtractor, const Config&, const RuntimeOptions&);
+TANDEM_DECLARE_REGISTRY(moe::SkillExtractor);
 }

@@ -4,7 +4,7 @@
 
 namespace tandem {
 
-TANDEM_DEFINE_REGISTRY(DeviceAdapter, const Config&, const ModelConfig&);
+TANDEM_DEFINE_REGISTRY(DeviceAdapter);
 
 std::vector<std::pair<std::string, torch::Tensor>> DeviceAdapter::trainable() const {
   std::vector<std::pair<std::string, torch::Tensor>> out;

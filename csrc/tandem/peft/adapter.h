@@ -36,7 +36,8 @@ struct AdapterState {
 
 class DeviceAdapter : public torch::nn::Module {
  public:
-  static constexpr const char* kRegistryKind = "adapter";
+  static constexpr const char* kRegistryKind = "peft.adapter";
+  using Factory = std::unique_ptr<DeviceAdapter>(const Config&, const ModelConfig&);
   ~DeviceAdapter() override = default;
 
   /// Backbone hidden-state indices read (0 = embeddings, L = last layer), ascending.
@@ -57,7 +58,7 @@ class DeviceAdapter : public torch::nn::Module {
   std::vector<int64_t> layers_;
 };
 
-TANDEM_DECLARE_REGISTRY(DeviceAdapter, const Config&, const ModelConfig&);
+TANDEM_DECLARE_REGISTRY(DeviceAdapter);
 
 /// Indices chosen by `layers:` — a list, or `every: k` (every k-th layer, the last always
 /// included), or "all". Errors name the key and the valid range [0, num_layers].

@@ -4,7 +4,7 @@
 #include <filesystem>
 
 #include "tandem/core/files.h"
-#include "tandem/core/safetensors.h"
+#include "tandem/core/formats/safetensors.h"
 
 namespace fs = std::filesystem;
 

@@ -2,7 +2,6 @@
 // first, the rest is pre-tokenized (optional single-digit split, then the GPT-2 pattern), each
 // piece is mapped byte -> printable code point, and BPE merges are applied lowest rank first.
 #include <algorithm>
-#include <filesystem>
 #include <fstream>
 #include <map>
 #include <memory>
@@ -13,15 +12,11 @@
 #include <nlohmann/json.hpp>
 
 #include "tandem/core/files.h"
-#include "tandem/models/gguf.h"
+#include "tandem/core/formats/gguf.h"
 #include "tandem/core/utf8.h"
-#include "tandem/text/spm_tokenizer.h"
 #include "tandem/text/tokenizer.h"
 #include "tandem/text/vocab_ids.h"
 #include "tandem/text/unicode.h"
-#include "tandem/text/wordpiece_tokenizer.h"
-
-namespace fs = std::filesystem;
 
 namespace tandem::text {
 namespace {
@@ -270,18 +265,11 @@ std::pair<std::string, std::string> split_merge(const std::string& m, const std:
   return {m.substr(0, sp), m.substr(sp + 1)};
 }
 
-std::shared_ptr<Tokenizer> from_tokenizer_json_checked(const std::string& path) {
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(read_file(path));
-  } catch (const nlohmann::json::exception& e) {
-    throw std::runtime_error(path + ": not valid JSON (" + e.what() + ")");
-  }
-  const auto& model = j.value("model", nlohmann::json::object());
-  const std::string type = model.value("type", std::string());
-  if (type == "WordPiece") return wordpiece_from_json(j, path);
-  if (type != "BPE")
-    throw std::runtime_error(path + ": tokenizer model type \"" + type + "\" is not supported (expected BPE or WordPiece)");
+// tokenizer.json with model.type "BPE": byte-level pre-tokenization is required.
+std::unique_ptr<Tokenizer> bpe_from_json(const TokenizerSource& src) {
+  const nlohmann::json& j = *src.json;
+  const std::string& path = src.path;
+  const auto& model = j.at("model");
   ByteLevelBpe::Options opt;
   bool byte_level = false;
   std::function<void(const nlohmann::json&)> scan = [&](const nlohmann::json& pt) {
@@ -323,25 +311,13 @@ std::shared_ptr<Tokenizer> from_tokenizer_json_checked(const std::string& path) 
     else if (m.is_array() && m.size() == 2) merges.emplace_back(m.at(0).get<std::string>(), m.at(1).get<std::string>());
     else throw std::runtime_error(path + ": a merge must be \"a b\" or [\"a\", \"b\"], got " + m.dump());
   }
-  return std::make_shared<ByteLevelBpe>(std::move(vocab), merges, std::move(added), opt, path);
+  return std::make_unique<ByteLevelBpe>(std::move(vocab), merges, std::move(added), opt, path);
 }
 
-// Every structural surprise in a tokenizer.json (a string where an id belongs, a missing list)
-// becomes one error naming the file, not a JSON library exception from deep inside.
-std::shared_ptr<Tokenizer> from_tokenizer_json(const std::string& path) {
-  try {
-    return from_tokenizer_json_checked(path);
-  } catch (const nlohmann::json::exception& e) {
-    throw std::runtime_error(path + ": malformed tokenizer.json (" + std::string(e.what()) + ")");
-  }
-}
-
-std::shared_ptr<Tokenizer> from_gguf(const std::string& path) {
-  gguf::GgufFile f(path);
-  const std::string model = f.get_string("tokenizer.ggml.model");
-  if (model == "llama") return spm_from_gguf(f);
-  if (model != "gpt2")
-    throw std::runtime_error(path + ": GGUF tokenizer model \"" + model + "\" is not supported yet (expected gpt2 or llama)");
+// GGUF with tokenizer.ggml.model "gpt2": byte-level BPE; the pre-tokenizer name picks the split.
+std::unique_ptr<Tokenizer> bpe_from_gguf(const TokenizerSource& src) {
+  const gguf::GgufFile& f = *src.gguf;
+  const std::string& path = src.path;
   const std::string pre = f.has("tokenizer.ggml.pre") ? f.get_string("tokenizer.ggml.pre") : "default";
   ByteLevelBpe::Options opt;
   if (pre == "smollm") opt.split_digits = true;  // SmolLM's tokenizer.json: Digits(individual) + ByteLevel
@@ -356,7 +332,7 @@ std::shared_ptr<Tokenizer> from_gguf(const std::string& path) {
     for (size_t i = 0; i < types.size() && i < tokens.size(); ++i)
       if (types[i] == 3 || types[i] == 4) added.emplace_back(tokens[i], types[i] == 3);  // CONTROL, USER_DEFINED
   }
-  auto tok = std::make_shared<ByteLevelBpe>(std::move(tokens), merges, std::move(added), opt, path);
+  auto tok = std::make_unique<ByteLevelBpe>(std::move(tokens), merges, std::move(added), opt, path);
   tok->bos_id = f.get_int("tokenizer.ggml.bos_token_id", -1);
   tok->eos_id = f.get_int("tokenizer.ggml.eos_token_id", -1);
   tok->pad_id = f.get_int("tokenizer.ggml.padding_token_id", tok->eos_id);
@@ -366,15 +342,7 @@ std::shared_ptr<Tokenizer> from_gguf(const std::string& path) {
 
 }  // namespace
 
-std::shared_ptr<Tokenizer> load_tokenizer(const std::string& path) {
-  if (fs::is_directory(path)) {
-    const auto tj = fs::path(path) / "tokenizer.json";
-    if (!fs::exists(tj)) throw std::runtime_error(path + ": no tokenizer.json in this model directory");
-    return from_tokenizer_json(tj.string());
-  }
-  if (!fs::exists(path)) throw std::runtime_error(path + ": no such tokenizer file");
-  if (path.size() > 5 && path.compare(path.size() - 5, 5, ".gguf") == 0) return from_gguf(path);
-  return from_tokenizer_json(path);
-}
+TANDEM_REGISTER_FUNCTION(Tokenizer, "json/BPE", bpe_from_json);
+TANDEM_REGISTER_FUNCTION(Tokenizer, "gguf/gpt2", bpe_from_gguf);
 
 }  // namespace tandem::text

@@ -1,7 +1,7 @@
 #include "tandem/text/chat_template.h"
 
 namespace tandem {
-TANDEM_DEFINE_REGISTRY(text::ChatTemplate, const Config&);
+TANDEM_DEFINE_REGISTRY(text::ChatTemplate);
 }
 
 namespace tandem::text {
@@ -11,7 +11,7 @@ namespace {
 // ChatML (SmolLM2, Qwen2): <|im_start|>role\ncontent<|im_end|>\n per turn.
 class ChatML : public ChatTemplate {
  public:
-  explicit ChatML(const Config&) {}
+  ChatML() = default;
   std::string render(const std::vector<ChatMessage>& ms) const override {
     std::string out;
     for (const auto& m : ms) out += "<|im_start|>" + m.role + "\n" + m.content + "<|im_end|>\n";
@@ -23,7 +23,7 @@ class ChatML : public ChatTemplate {
 // Gemma: user/model turns; no system role, so a system text opens the first user turn.
 class Gemma : public ChatTemplate {
  public:
-  explicit Gemma(const Config&) {}
+  Gemma() = default;
   std::string render(const std::vector<ChatMessage>& ms) const override {
     std::string out, pending_system;
     for (const auto& m : ms) {
@@ -43,7 +43,7 @@ class Gemma : public ChatTemplate {
 // Llama-2 chat: [INST] (<<SYS>> on the first turn) user [/INST] assistant.
 class Llama2 : public ChatTemplate {
  public:
-  explicit Llama2(const Config&) {}
+  Llama2() = default;
   std::string render(const std::vector<ChatMessage>& ms) const override {
     std::string out, system;
     for (const auto& m : ms) {
@@ -64,7 +64,7 @@ class Llama2 : public ChatTemplate {
 // Base (non-chat) models: turns as plain labelled paragraphs.
 class Plain : public ChatTemplate {
  public:
-  explicit Plain(const Config&) {}
+  Plain() = default;
   std::string render(const std::vector<ChatMessage>& ms) const override {
     std::string out;
     for (const auto& m : ms) {
@@ -78,14 +78,14 @@ class Plain : public ChatTemplate {
   std::string end_of_turn() const override { return "\n\n"; }
 };
 
-TANDEM_REGISTER(text::ChatTemplate, "chatml", ChatML, const Config&);
-TANDEM_REGISTER(text::ChatTemplate, "gemma", Gemma, const Config&);
-TANDEM_REGISTER(text::ChatTemplate, "llama2", Llama2, const Config&);
-TANDEM_REGISTER(text::ChatTemplate, "plain", Plain, const Config&);
+TANDEM_REGISTER(text::ChatTemplate, "chatml", ChatML);
+TANDEM_REGISTER(text::ChatTemplate, "gemma", Gemma);
+TANDEM_REGISTER(text::ChatTemplate, "llama2", Llama2);
+TANDEM_REGISTER(text::ChatTemplate, "plain", Plain);
 
 }  // namespace
 
-std::shared_ptr<ChatTemplate> make_chat_template(const std::string& name, const Tokenizer& tok, const Config& cfg) {
+std::shared_ptr<ChatTemplate> make_chat_template(const std::string& name, const Tokenizer& tok) {
   std::string n = name;
   if (n == "auto") {
     if (tok.token_to_id("<|im_start|>") >= 0)
@@ -97,7 +97,13 @@ std::shared_ptr<ChatTemplate> make_chat_template(const std::string& name, const 
     else
       n = "plain";
   }
-  return std::shared_ptr<ChatTemplate>(Registry<ChatTemplate, const Config&>::create_named(n, cfg, cfg));
+  return std::shared_ptr<ChatTemplate>(create_named<ChatTemplate>(n));
+}
+
+std::vector<std::string> chat_template_names() {
+  auto names = Registry<ChatTemplate>::instance().names();
+  names.insert(names.begin(), "auto");
+  return names;
 }
 
 }  // namespace tandem::text

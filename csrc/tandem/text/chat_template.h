@@ -20,7 +20,8 @@ struct ChatMessage {
 
 class ChatTemplate {
  public:
-  static constexpr const char* kRegistryKind = "chat_template";
+  static constexpr const char* kRegistryKind = "text.chat_template";
+  using Factory = std::unique_ptr<ChatTemplate>();
   virtual ~ChatTemplate() = default;
   /// The prompt for `messages`, ending where the assistant's reply begins.
   virtual std::string render(const std::vector<ChatMessage>& messages) const = 0;
@@ -31,13 +32,16 @@ class ChatTemplate {
 }  // namespace tandem::text
 
 namespace tandem {
-TANDEM_DECLARE_REGISTRY(text::ChatTemplate, const Config&);
+TANDEM_DECLARE_REGISTRY(text::ChatTemplate);
 }
 
 namespace tandem::text {
 
 /// The template named `name`, or for "auto" the one whose markers `tok` knows (plain otherwise).
-/// `cfg` is the config node whose `type` names the template; errors point at it.
-std::shared_ptr<ChatTemplate> make_chat_template(const std::string& name, const Tokenizer& tok, const Config& cfg);
+/// An unknown name is a std::invalid_argument listing the known ones; config-driven callers
+/// check the name against chat_template_names() first, so their error names the file and key.
+std::shared_ptr<ChatTemplate> make_chat_template(const std::string& name, const Tokenizer& tok);
+/// The registered template names plus "auto".
+std::vector<std::string> chat_template_names();
 
 }  // namespace tandem::text

@@ -11,8 +11,8 @@
 #include <string_view>
 #include <unordered_map>
 
-#include "tandem/models/gguf.h"
-#include "tandem/text/spm_tokenizer.h"
+#include "tandem/core/formats/gguf.h"
+#include "tandem/text/tokenizer.h"
 #include "tandem/text/unicode.h"
 
 namespace tandem::text {
@@ -179,11 +179,11 @@ class SpmTokenizer : public Tokenizer {
   bool first_bytes_[256] = {};
 };
 
-}  // namespace
-
-std::shared_ptr<Tokenizer> spm_from_gguf(const gguf::GgufFile& f) {
+// GGUF with tokenizer.ggml.model "llama": SentencePiece pieces with scores.
+std::unique_ptr<Tokenizer> spm_from_gguf(const TokenizerSource& src) {
+  const gguf::GgufFile& f = *src.gguf;
   const bool prefix = f.has("tokenizer.ggml.add_space_prefix") ? f.get_bool("tokenizer.ggml.add_space_prefix") : true;
-  auto tok = std::make_shared<SpmTokenizer>(f.get_strings("tokenizer.ggml.tokens"), f.get_floats("tokenizer.ggml.scores"),
+  auto tok = std::make_unique<SpmTokenizer>(f.get_strings("tokenizer.ggml.tokens"), f.get_floats("tokenizer.ggml.scores"),
                                             f.get_ints("tokenizer.ggml.token_type"), prefix, f.path());
   tok->bos_id = f.get_int("tokenizer.ggml.bos_token_id", -1);
   tok->eos_id = f.get_int("tokenizer.ggml.eos_token_id", -1);
@@ -191,5 +191,9 @@ std::shared_ptr<Tokenizer> spm_from_gguf(const gguf::GgufFile& f) {
   tok->add_bos = f.has("tokenizer.ggml.add_bos_token") ? f.get_bool("tokenizer.ggml.add_bos_token") : true;
   return tok;
 }
+
+}  // namespace
+
+TANDEM_REGISTER_FUNCTION(Tokenizer, "gguf/llama", spm_from_gguf);
 
 }  // namespace tandem::text

@@ -10,7 +10,7 @@
 
 #include "tandem/text/tokenizer.h"
 #include "tandem/text/unicode.h"
-#include "tandem/text/wordpiece_tokenizer.h"
+#include "tandem/text/tokenizer.h"
 #include "tandem/text/vocab_ids.h"
 
 namespace tandem::text {
@@ -164,9 +164,10 @@ class WordPiece : public Tokenizer {
   std::unordered_set<int64_t> special_;
 };
 
-}  // namespace
-
-std::shared_ptr<Tokenizer> wordpiece_from_json(const nlohmann::json& j, const std::string& path) {
+// tokenizer.json with model.type "WordPiece" (BERT family).
+std::unique_ptr<Tokenizer> wordpiece_from_json(const TokenizerSource& src) {
+  const nlohmann::json& j = *src.json;
+  const std::string& path = src.path;
   const auto& model = j.at("model");
   WordPiece::Options o;
   o.prefix = model.value("continuing_subword_prefix", std::string("##"));
@@ -196,7 +197,11 @@ std::shared_ptr<Tokenizer> wordpiece_from_json(const nlohmann::json& j, const st
     if (static_cast<size_t>(id) >= vocab.size()) vocab.resize(id + 1);
     vocab[id] = it.key();
   }
-  return std::make_shared<WordPiece>(std::move(vocab), o, path);
+  return std::make_unique<WordPiece>(std::move(vocab), o, path);
 }
+
+}  // namespace
+
+TANDEM_REGISTER_FUNCTION(Tokenizer, "json/WordPiece", wordpiece_from_json);
 
 }  // namespace tandem::text

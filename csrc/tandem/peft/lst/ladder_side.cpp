@@ -98,7 +98,7 @@ class LadderSide : public DeviceAdapter {
   torch::Tensor embed_down_, down_, gate_, qkv_, proj_, fc1_, fc2_, ln1_, ln2_, lnf_, up_;
 };
 
-TANDEM_REGISTER(DeviceAdapter, "lst", LadderSide, const Config&, const ModelConfig&);
+TANDEM_REGISTER(DeviceAdapter, "lst", LadderSide);
 
 }  // namespace
 }  // namespace tandem

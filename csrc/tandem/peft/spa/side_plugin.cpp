@@ -62,7 +62,7 @@ class SidePlugin : public DeviceAdapter {
   torch::Tensor down_, w1_, w2_, up_;
 };
 
-TANDEM_REGISTER(DeviceAdapter, "spa", SidePlugin, const Config&, const ModelConfig&);
+TANDEM_REGISTER(DeviceAdapter, "spa", SidePlugin);
 
 }  // namespace
 }  // namespace tandem

@@ -1,4 +1,4 @@
-#include "tandem/core/safetensors.h"
+#include "tandem/core/formats/safetensors.h"
 
 #include <fcntl.h>
 #include <sys/mman.h>

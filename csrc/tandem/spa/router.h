@@ -34,7 +34,8 @@ struct RouterDims {
 
 class Router : public torch::nn::Module {
  public:
-  static constexpr const char* kRegistryKind = "router";
+  static constexpr const char* kRegistryKind = "spa.router";
+  using Factory = std::unique_ptr<Router>(const Config&, const RouterDims&);
   ~Router() override = default;
   /// Probability that the adapted distribution should be used, [...]; inputs [..., H],
   /// [..., F], [..., kDistributionFeatures].
@@ -46,6 +47,6 @@ class Router : public torch::nn::Module {
   double threshold = 0.5;
 };
 
-TANDEM_DECLARE_REGISTRY(Router, const Config&, const RouterDims&);
+TANDEM_DECLARE_REGISTRY(Router);
 
 }  // namespace tandem

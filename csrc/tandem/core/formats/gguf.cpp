@@ -1,4 +1,4 @@
-#include "tandem/models/gguf.h"
+#include "tandem/core/formats/gguf.h"
 
 #include <fcntl.h>
 #include <sys/mman.h>

@@ -13,7 +13,7 @@
 
 #include <ATen/core/Tensor.h>
 
-#include "tandem/models/gguf_quants.h"
+#include "tandem/core/formats/gguf_quants.h"
 
 namespace tandem::gguf {
 

@@ -1,7 +1,7 @@
 // Dequantization kernels. Each mirrors ggml's block layout; the arithmetic is done in float32
 // in the same order as the gguf Python package (e.g. (d * sc) * q - (dmin * m)), and the file is
 // compiled with floating-point contraction off so no fused multiply-add changes a rounding.
-#include "tandem/models/gguf_quants.h"
+#include "tandem/core/formats/gguf_quants.h"
 
 #include <cstring>
 #include <stdexcept>

@@ -1,4 +1,4 @@
-#include "tandem/peft/adapter_bench.h"
+#include "benchmarks/adapter_bench.h"
 
 #include <chrono>
 
@@ -12,7 +12,7 @@ AdapterStepTiming time_adapter_steps(CausalLM& model, const std::string& adapter
                                      const torch::Tensor& gold, int64_t warmup, int64_t steps, double lr,
                                      bool bf16_autocast) {
   const Config c = Config::load_string(adapter_yaml, "<adapter>");
-  auto adapter = create_from_config<DeviceAdapter>(c, model.config());
+  auto adapter = create<DeviceAdapter>(c, model.config());
   c.check_unused();
   adapter->to(final_normed.device());
   TrainerOptions o;

@@ -1,4 +1,4 @@
-#include "tandem/models/model_pool.h"
+#include "tandem/moe/model_pool.h"
 
 #include <chrono>
 #include <filesystem>
@@ -6,7 +6,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "tandem/models/gguf.h"
+#include "tandem/core/formats/gguf.h"
 
 namespace fs = std::filesystem;
 

@@ -1,4 +1,4 @@
-#include "tandem/routing/router.h"
+#include "tandem/spa/router.h"
 
 #include <cmath>
 
@@ -6,7 +6,7 @@
 
 namespace tandem {
 
-TANDEM_DEFINE_REGISTRY(Router, const Config&, const RouterDims&);
+TANDEM_DEFINE_REGISTRY(Router);
 
 torch::Tensor distribution_features(const torch::Tensor& backbone_logits, const torch::Tensor& adapted_logits) {
   const auto lb = torch::log_softmax(backbone_logits.to(torch::kFloat), -1);
@@ -77,9 +77,9 @@ struct NeverAdapter : ConstantRouter {
   NeverAdapter(const Config& c, const RouterDims& d) : ConstantRouter(c, d, 0.0) {}
 };
 
-TANDEM_REGISTER(Router, "mlp", MlpRouter, const Config&, const RouterDims&);
-TANDEM_REGISTER(Router, "always", AlwaysAdapter, const Config&, const RouterDims&);
-TANDEM_REGISTER(Router, "never", NeverAdapter, const Config&, const RouterDims&);
+TANDEM_REGISTER(Router, "mlp", MlpRouter);
+TANDEM_REGISTER(Router, "always", AlwaysAdapter);
+TANDEM_REGISTER(Router, "never", NeverAdapter);
 
 }  // namespace
 }  // namespace tandem

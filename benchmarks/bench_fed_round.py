@@ -104,7 +104,7 @@ def main() -> None:
     setup_s = time.perf_counter() - t0
     d = json.loads(fed.describe())
     cfg = tandem.load_config(args.config, over)
-    steps, per_round, T = cfg["fed"]["local_steps"], cfg["fed"]["clients_per_round"], cfg["backbone"]["max_tokens"]
+    steps, per_round, T = cfg["fed"]["local_steps"], cfg["fed"]["clients_per_round"], cfg["model"]["max_tokens"]
     lr = cfg["fed"]["lr"]
     init = fed.global_state()
 

@@ -75,9 +75,9 @@ def plain_steps(inputs, final_normed, gold, head, warmup, steps, bf16, same_alge
 def decode_section(args) -> list[str]:
     """Decode cost per batch step on the same zero-shot XSum prompts: the frozen backbone alone,
     SPA with the plugin at every step (no router), and SPA with the trained router."""
-    small = {"experiment.task.train": 32, "experiment.task.dev": 16, "experiment.train.steps": 20,
-             "experiment.router_train.steps": 60, "experiment.train.eval_every": 10, "experiment.train.checkpoint_every": 0,
-             "experiment.task.max_new_tokens": 32, "threads": args.threads}
+    small = {"task.train": 32, "task.dev": 16, "train.steps": 20,
+             "router_train.steps": 60, "train.eval_every": 10, "train.checkpoint_every": 0,
+             "task.max_new_tokens": 32, "threads": args.threads}
     cases = [("backbone alone", "xsum_one_shot", {"experiment.method": "zero_shot"}),
              ("SPA, no router", "xsum_spa_norouter", {}), ("SPA + router", "xsum_spa", {})]
     lines = ["", "## Decoding: cost per batch step (same zero-shot prompts, prefill excluded)", "",
@@ -88,7 +88,7 @@ def decode_section(args) -> list[str]:
         t = {}
         for label, cfg, extra in cases:
             r = tandem.run(ROOT / "configs" / "spa" / f"{cfg}.yaml", results_dir="/tmp/tandem_bench_spa", echo_log=False, plot=False,
-                           **small, **{"experiment.task.test": test, "experiment.generate_batch": batch}, **extra)
+                           **small, **{"task.test": test, "experiment.generate_batch": batch}, **extra)
             t[label] = r.metrics["generation"]["decode_ms_per_batch_step"]
             rows.append({"batch": batch, "case": label, "decode_ms_per_batch_step": t[label]})
         b, a, m = t["backbone alone"], t["SPA, no router"], t["SPA + router"]

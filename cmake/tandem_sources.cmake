@@ -7,14 +7,8 @@ set(TANDEM_BINDING_SOURCES
   csrc/bindings/collab.cpp
   benchmarks/adapter_bench.cpp   # timing helper for benchmarks/bench_spa_step.py (_C._testing)
 )
-set(TANDEM_TEST_SOURCES
-  tests/cpp/test_config.cpp
-  tests/cpp/test_core.cpp
-  tests/cpp/test_safetensors.cpp
-  tests/cpp/test_experiments.cpp
-  tests/cpp/test_train.cpp
-  tests/cpp/test_fed_collab.cpp
-)
+# tests/cpp/<folder>_test.cpp: one file per source folder.
+file(GLOB TANDEM_TEST_SOURCES CONFIGURE_DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/tests/cpp/*_test.cpp)
 # The readers of untrusted input that tandem_fuzz_asan compiles in with the sanitizers.
 set(TANDEM_FUZZ_TARGET_SOURCES
   csrc/tandem/core/config.cpp

@@ -4,7 +4,7 @@ single expert, majority vote, task-level router, each expert) on MMLU-Pro, GPQA 
 the paper's own splits, plus batched-by-expert vs naive execution (loads, wall time, peak memory).
 
     python experiments/moe_table.py                       # configs/moe/symbolic_moe.yaml
-    python experiments/moe_table.py --set experiment.data.test_per_dataset=10 experiment.compare_instances=20
+    python experiments/moe_table.py --set data.test_per_dataset=10 experiment.compare_instances=20
 
 Writes results/moe/: table.md, table.csv, execution.csv, per_instance.jsonl (ids, skills,
 recruited experts, every expert's letter and the final letter; no question text), profiles.json,

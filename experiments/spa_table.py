@@ -4,7 +4,7 @@ XSum, CNN/DailyMail, CoQA and SciQ with SmolLM2-135M as the frozen backbone, eve
 same budget (configs/spa/base.yaml: train/dev/test counts, steps, batch).
 
     python experiments/spa_table.py                  # the whole grid (about 40 min on 2 cores)
-    python experiments/spa_table.py --tasks xsum --set experiment.task.test=8   # a quick look
+    python experiments/spa_table.py --tasks xsum --set task.test=8   # a quick look
 
 Writes results/spa/table.md (paper layout, the paper's LLaMA-7B numbers beside), table.csv
 (method x task), runs.csv (every metric of every run), plot.png and command.txt. Each grid cell is

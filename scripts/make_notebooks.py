@@ -29,9 +29,9 @@ NOTEBOOKS = {
                "a per-token router (the device part). The dict extends the committed grid config and shrinks it."),
         ("code", "n = 16 if FAST else 64\n"
                  "cfg = {'extends': str(ROOT / 'configs/spa/sciq_spa.yaml'),\n"
-                 "       'experiment': {'task': {'train': n, 'dev': 8, 'test': 8 if FAST else 24},\n"
-                 "                      'train': {'steps': 10 if FAST else 40, 'eval_every': 5, 'checkpoint_every': 10, 'log_every': 5},\n"
-                 "                      'router_train': {'steps': 20, 'log_every': 10}},\n"
+                 "       'task': {'train': n, 'dev': 8, 'test': 8 if FAST else 24},\n"
+                 "       'train': {'steps': 10 if FAST else 40, 'eval_every': 5, 'checkpoint_every': 10, 'log_every': 5},\n"
+                 "       'router_train': {'steps': 20, 'log_every': 10},\n"
                  "       'run': {'results_dir': str(ROOT / 'results/notebooks')}}\n"
                  "res = tandem.run(cfg, plot=False, echo_log=False)\nres.table"),
         ("code", "pd.Series({k: v for k, v in res.metrics.items() if isinstance(v, (int, float))}).head(12)"),
@@ -45,9 +45,9 @@ NOTEBOOKS = {
                "picks, for every generated token, the frozen backbone's (B) or the adapted ones (A)."),
         ("code", PARAM), ("code", SETUP),
         ("code", "cfg = {'extends': str(ROOT / 'configs/spa/xsum_spa.yaml'),\n"
-                 "       'experiment': {'task': {'train': 16 if FAST else 64, 'dev': 8, 'test': 4 if FAST else 12, 'max_new_tokens': 24},\n"
-                 "                      'train': {'steps': 8 if FAST else 40, 'eval_every': 4, 'checkpoint_every': 8, 'log_every': 4},\n"
-                 "                      'router_train': {'steps': 20, 'log_every': 10}},\n"
+                 "       'task': {'train': 16 if FAST else 64, 'dev': 8, 'test': 4 if FAST else 12, 'max_new_tokens': 24},\n"
+                 "       'train': {'steps': 8 if FAST else 40, 'eval_every': 4, 'checkpoint_every': 8, 'log_every': 4},\n"
+                 "       'router_train': {'steps': 20, 'log_every': 10},\n"
                  "       'run': {'results_dir': str(ROOT / 'results/notebooks')}}\n"
                  "res = tandem.run(cfg, plot=False, echo_log=False)\n"
                  "preds = [json.loads(l) for l in (res.run_dir / 'predictions.jsonl').read_text().splitlines()]\n"
@@ -83,7 +83,7 @@ NOTEBOOKS = {
                "entries are averaged into its own scale-and-shift parameters."),
         ("code", PARAM), ("code", SETUP),
         ("code", "import tandem.fed as tf\n"
-                 "over = ['data.max_examples=400' if FAST else 'data.max_examples=1500', 'backbone.max_tokens=32',\n"
+                 "over = ['data.max_examples=400' if FAST else 'data.max_examples=1500', 'model.max_tokens=32',\n"
                  "        'partition.clients=4', 'partition.min_examples=10', 'fed.rounds=' + ('3' if FAST else '8'),\n"
                  "        'fed.clients_per_round=3', 'fed.local_steps=4', 'fed.eval_every=1']\n"
                  "fed = tf.Federation(str(ROOT / 'configs/fedins/fedins.yaml'), over)\n"

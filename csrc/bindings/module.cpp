@@ -6,6 +6,7 @@
 #include "tandem/core/config.h"
 #include "tandem/core/progress.h"
 #include "tandem/core/registry.h"
+#include "tandem/experiments/explain.h"
 #include "tandem/core/runtime.h"
 #include "tandem/core/formats/safetensors.h"
 #include "tandem/experiments/runner.h"
@@ -19,6 +20,7 @@
 #include "tandem/eval/porter_stemmer.h"
 #include "tandem/eval/rouge.h"
 #include "tandem/data/generation_tasks.h"
+#include "tandem/data/summarization.h"
 #include "tandem/spa/router.h"
 #include "benchmarks/adapter_bench.h"
 #include "tandem/moe/model_pool.h"
@@ -49,6 +51,15 @@ PYBIND11_MODULE(_C, m) {
   // ---- core ----
   m.def("registry_kinds", &RegistryBase::kinds, "Kinds of registered components.");
   m.def("registry_names", &RegistryBase::names_of, py::arg("kind"), "Names registered under a kind.");
+  m.def(
+      "explain_config",
+      [](const std::string& source, bool is_text, const std::string& name,
+         const std::vector<std::string>& overrides, const std::string& base_dir) {
+        return explain_config(load_any(source, is_text, name, overrides, base_dir));
+      },
+      py::arg("source"), py::arg("is_text") = false, py::arg("name") = "<string>",
+      py::arg("overrides") = std::vector<std::string>{}, py::arg("base_dir") = ".",
+      "Markdown table of every key a run of the config reads: type, default, value, doc.");
   m.def(
       "resolve_config",
       [](const std::string& source, bool is_text, const std::string& name,

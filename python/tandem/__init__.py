@@ -19,7 +19,7 @@ from . import _C
 from . import eval, models, text
 from . import collab, fed, report
 from ._paths import data_root, repo_root
-from .config import ConfigError, load_config
+from .config import ConfigError, explain_config, load_config
 from .registry import registry
 from .results import Result, run
 from .safetensors import SafetensorsError, load_safetensors, save_safetensors
@@ -33,6 +33,7 @@ __all__ = [
     "SafetensorsError",
     "data_root",
     "eval",
+    "explain_config",
     "load_config",
     "load_safetensors",
     "models",

@@ -43,6 +43,11 @@ def _cmd_config(args) -> int:
 
     import tandem
 
+    if args.explain:
+        from .config import explain_config
+
+        print(explain_config(args.config, args.overrides).rstrip())
+        return 0
     print(yaml.safe_dump(tandem.load_config(args.config, args.overrides), sort_keys=False).rstrip())
     return 0
 
@@ -140,6 +145,8 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("config", help="print a config with extends and overrides resolved")
     c.add_argument("config")
     c.add_argument("overrides", nargs="*")
+    c.add_argument("--explain", action="store_true",
+                   help="instead: every key a run reads, with its type, default, value here and doc")
     c.set_defaults(fn=_cmd_config)
 
     gen = sub.add_parser("generate", help="generate text with a pretrained model")

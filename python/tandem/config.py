@@ -42,3 +42,10 @@ def load_config(config: str | Path | Mapping[str, Any], overrides: Mapping[str, 
     source, is_text, name, base = config_source(config)
     text = _C.resolve_config(source, is_text, name, format_overrides(overrides), base)
     return yaml.safe_load(text) or {}
+
+
+def explain_config(config: str | Path | Mapping[str, Any], overrides: Mapping[str, Any] | Sequence[str] | None = None) -> str:
+    """Every key a run of `config` reads, with its type, default, doc and the value given here
+    (a Markdown table). Nothing is loaded or run."""
+    source, is_text, name, base = config_source(config)
+    return _C.explain_config(source, is_text, name, format_overrides(overrides), base)

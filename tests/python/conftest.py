@@ -37,7 +37,7 @@ def keyword_config(data: Path, results: Path, **extra) -> dict:
         "run": {"results_dir": str(results)},
         "data": {"type": "jsonl_text_classification", "path": str(data), "id_field": "id"},
         "features": {"type": "hashed_ngrams", "buckets": 1024, "ngram": 1},
-        "model": {"type": "bag_linear"},
+        "classifier": {"type": "bag_linear"},
         "train": {"epochs": 6, "batch_size": 16, "lr": 0.05},
     }
     for key, value in extra.items():

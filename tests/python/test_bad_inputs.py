@@ -130,13 +130,13 @@ def test_invalid_utf8_in_a_jsonl_keeps_its_file_and_line_message(tmp_path):
 
 @pytest.mark.parametrize("override,message", [
     ("device=mps", "device: expected a device this machine has (cpu or auto); mps was requested"),
-    ("experiment.adapter.rank=1000000000", "experiment.adapter.rank: expected an integer in [1, 65536]"),
-    ("experiment.task.test=0", "experiment.task.test: expected a positive integer"),
+    ("adapter.rank=1000000000", "adapter.rank: expected an integer in [1, 65536]"),
+    ("task.test=0", "task.test: expected a positive integer"),
 ])
 def test_settings_that_used_to_end_in_traces_are_config_errors(tiny, tmp_path, override, message):
     cfg = REPO / "configs" / "spa" / "sciq_spa.yaml"
     with pytest.raises(tandem.ConfigError) as e:
-        tandem.run(cfg, [override, f"experiment.model={tiny}", "device=cpu" if "device" not in override else override],
+        tandem.run(cfg, [override, f"model.path={tiny}", "device=cpu" if "device" not in override else override],
                    results_dir=tmp_path, plot=False, echo_log=False)
     assert message in str(e.value) and "Traceback" not in str(e.value), str(e.value)
 

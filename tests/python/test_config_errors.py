@@ -41,8 +41,8 @@ RUN_ERRORS = [
     # (override, expected message fragment)
     ({"train.epochs": "many"}, r"train\.epochs: expected a positive integer, got \"many\""),
     ({"train.lr": -1}, r"train\.lr: expected a positive number, got \"-1\""),
-    ({"model.hiden": 3}, r"model\.hiden: unknown key \(expected one of: type\)"),
-    ({"model.type": "transformer"}, r"model\.type: unknown experiments\.bag_classifier 'transformer' \(known: bag_linear, bag_mlp\)"),
+    ({"classifier.hiden": 3}, r"classifier\.hiden: unknown key \(expected one of: type\)"),
+    ({"classifier.type": "transformer"}, r"classifier\.type: unknown experiments\.bag_classifier 'transformer' \(known: bag_linear, bag_mlp\)"),
     ({"experiment.type": "nope"}, r"experiment\.type: unknown experiments\.experiment 'nope' \(known: .*text_classification"),
     ({"device": "gpu"}, r"device: expected one of cpu, cuda, cuda:N, mps, auto, got \"gpu\""),
     ({"dtype": "int4"}, r"dtype: expected one of float32, bfloat16, float16, float64, got \"int4\""),

@@ -28,7 +28,7 @@ def tiny_config(tmp_path: Path, method: str = "fedins", **fed) -> str:
     text = (f"extends: {ROOT / 'configs' / 'fedins' / (method + '.yaml')}\n"
             "device: cpu\n"
             "data: {max_examples: 400}\n"
-            f"backbone: {{max_tokens: 32, cache_dir: '{tmp_path / 'cache'}'}}\n"
+            f"model: {{max_tokens: 32, cache_dir: '{tmp_path / 'cache'}'}}\n"
             "partition: {clients: 4, min_examples: 10, alpha: 1.0}\n"
             f"fed: {json.dumps(f)}\n")
     p = tmp_path / f"{method}.yaml"

@@ -80,14 +80,14 @@ def test_experiment_batched_equals_naive_with_one_load_per_model(two_ckpts, tmp_
     e = cfg["experiment"]
     # A tandem-made expert: a's weights plus an SPA plugin trained (briefly) by an SPA run.
     spa = tandem.run(REPO / "configs" / "spa" / "sciq_spa_norouter.yaml", results_dir=tmp_path / "spa", echo_log=False, plot=False,
-                     **{"experiment.model": a, "device": "cpu", "experiment.task.train": 8, "experiment.task.dev": 4,
-                        "experiment.task.test": 2, "experiment.train.steps": 4, "experiment.train.eval_every": 2,
-                        "experiment.train.log_every": 2, "experiment.train.checkpoint_every": 0,
-                        "experiment.task.max_new_tokens": 2, "experiment.state_cache.dir": str(tmp_path / "cache")})
-    e["experts"] = [{"name": "a", "model": a}, {"name": "b", "model": b}, {"name": "a-med", "model": a, "system": "You are a doctor."},
+                     **{"model.path": a, "device": "cpu", "task.train": 8, "task.dev": 4,
+                        "task.test": 2, "train.steps": 4, "train.eval_every": 2,
+                        "train.log_every": 2, "train.checkpoint_every": 0,
+                        "task.max_new_tokens": 2, "state_cache.dir": str(tmp_path / "cache")})
+    cfg["experts"] = [{"name": "a", "model": a}, {"name": "b", "model": b}, {"name": "a-med", "model": a, "system": "You are a doctor."},
                     {"name": "a-plugin", "model": a, "adapter_run": str(spa.run_dir)}]
     e["aggregators"] = ["a", "b"]
-    e["data"].update(validation_per_dataset=3, test_per_dataset=3)
+    cfg["data"].update(validation_per_dataset=3, test_per_dataset=3)
     e["compare_instances"] = 10
     cfg["device"] = "cpu"
     res = tandem.run(cfg, results_dir=tmp_path / "results", echo_log=False, plot=False)

@@ -71,15 +71,15 @@ def tiny_ckpt(tmp_path_factory) -> Path:
 def test_spa_cell_killed_at_seven_points_ends_identical(tiny_ckpt, tmp_path):
     # A rate high enough that the dev loss turns up: keep_best must keep an early step, which is
     # exactly what a resumed run got wrong (it read the best value back as garbage).
-    ov = {"experiment.model": tiny_ckpt, "experiment.task.train": 12, "experiment.task.dev": 8,
-          "experiment.task.test": 6, "experiment.task.max_new_tokens": 6, "experiment.train.steps": 12,
-          "experiment.train.eval_every": 2, "experiment.train.log_every": 2, "experiment.train.checkpoint_every": 2,
-          "experiment.train.lr": 0.05, "experiment.train.warmup_ratio": 0.0, "experiment.router_train.steps": 20,
+    ov = {"model.path": tiny_ckpt, "task.train": 12, "task.dev": 8,
+          "task.test": 6, "task.max_new_tokens": 6, "train.steps": 12,
+          "train.eval_every": 2, "train.log_every": 2, "train.checkpoint_every": 2,
+          "train.lr": 0.05, "train.warmup_ratio": 0.0, "router_train.steps": 20,
           "device": "cpu", "threads": 1}
 
     def args_for(results: Path) -> list[str]:
         return [str(REPO / "configs" / "spa" / "sciq_spa.yaml"), *[f"{k}={v}" for k, v in ov.items()],
-                f"experiment.state_cache.dir={results / 'cache'}", f"run.results_dir={results}"]
+                f"state_cache.dir={results / 'cache'}", f"run.results_dir={results}"]
 
     points = ["*.safetensors:3:before",         # during a backbone-state cache entry
               "adapter_train.ckpt:1:before",    # during the first checkpoint (none on disk yet)
@@ -91,8 +91,8 @@ def test_spa_cell_killed_at_seven_points_ends_identical(tiny_ckpt, tmp_path):
     ref_dir, vic_dir = kill_chain(args_for, tmp_path, points)
     m_ref = json.loads((ref_dir / "metrics.json").read_text())
     m_vic = json.loads((vic_dir / "metrics.json").read_text())
-    assert m_ref["train"]["kept_step"] < ov["experiment.train.steps"], "the reference must keep an early step"
-    assert m_vic["train"]["resumed_from_step"] == ov["experiment.train.steps"]
+    assert m_ref["train"]["kept_step"] < ov["train.steps"], "the reference must keep an early step"
+    assert m_vic["train"]["resumed_from_step"] == ov["train.steps"]
     for m in (m_ref, m_vic):
         m["state_cache"].pop("dir")  # each run has its own cache directory, by design of this test
     assert stable(m_vic) == stable(m_ref)
@@ -114,7 +114,7 @@ def test_fedins_simulation_killed_at_six_points_ends_identical(tmp_path):
                    "fed: {rounds: 4, clients_per_round: 3, local_steps: 2, batch_size: 8, eval_every: 1}\n")
 
     def args_for(results: Path) -> list[str]:
-        return [str(cfg), f"backbone.cache_dir={results / 'cache'}", "backbone.max_tokens=32",
+        return [str(cfg), f"model.cache_dir={results / 'cache'}", "model.max_tokens=32",
                 f"run.results_dir={results}"]
 
     points = ["*.safetensors:1:before",             # during the frozen-feature cache write

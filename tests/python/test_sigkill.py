@@ -48,8 +48,8 @@ def check_whole(run_dir: Path) -> list[str]:
 def test_sigkill_during_writes_leaves_only_whole_files(tmp_path):
     data = write_keyword_dataset(tmp_path / "kw.jsonl", 600)
     # Wide features make each checkpoint a few MB, so kills often land mid-write.
-    cfg = keyword_config(data, tmp_path / "results", **{"features.buckets": 1 << 17, "model.type": "bag_mlp",
-                                                        "model.hidden": 16, "train.epochs": 40,
+    cfg = keyword_config(data, tmp_path / "results", **{"features.buckets": 1 << 17, "classifier.type": "bag_mlp",
+                                                        "classifier.hidden": 16, "train.epochs": 40,
                                                         "run.id": "victim"})
     cfg_path = tmp_path / "victim.yaml"
     cfg_path.write_text(yaml.safe_dump(cfg))

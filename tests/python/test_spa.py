@@ -21,10 +21,10 @@ from conftest import REPO, make_tiny_llama_checkpoint
 
 pytest.importorskip("transformers")
 
-SMALL = {"experiment.task.train": 12, "experiment.task.dev": 8, "experiment.task.test": 6,
-         "experiment.train.steps": 6, "experiment.train.eval_every": 3, "experiment.train.log_every": 2,
-         "experiment.train.checkpoint_every": 2, "experiment.router_train.steps": 10,
-         "experiment.task.max_new_tokens": 6, "device": "cpu"}
+SMALL = {"task.train": 12, "task.dev": 8, "task.test": 6,
+         "train.steps": 6, "train.eval_every": 3, "train.log_every": 2,
+         "train.checkpoint_every": 2, "router_train.steps": 10,
+         "task.max_new_tokens": 6, "device": "cpu"}
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +33,7 @@ def tiny_ckpt(tmp_path_factory) -> Path:
 
 
 def run_cfg(name: str, ckpt: Path, tmp: Path, **extra):
-    ov = {**SMALL, "experiment.model": str(ckpt), "experiment.state_cache.dir": str(tmp / "cache"), **extra}
+    ov = {**SMALL, "model.path": str(ckpt), "state_cache.dir": str(tmp / "cache"), **extra}
     return tandem.run(REPO / "configs" / "spa" / f"{name}.yaml", results_dir=tmp / "results", echo_log=False, plot=False, **ov)
 
 
@@ -66,7 +66,7 @@ def test_grid_configs_run_unchanged_on_an_hf_checkpoint(name, tiny_ckpt, tmp_pat
 def test_router_never_reproduces_the_frozen_backbone_exactly(tiny_ckpt, tmp_path):
     """With the router forced to 'never', SPA must emit exactly the zero-shot backbone's tokens: the
     decode path of the adapter adds nothing unless the router picks it."""
-    never = run_cfg("sciq_spa_norouter", tiny_ckpt, tmp_path / "a", **{"experiment.router.type": "never"})
+    never = run_cfg("sciq_spa_norouter", tiny_ckpt, tmp_path / "a", **{"router.type": "never"})
     zero = run_cfg("sciq_one_shot", tiny_ckpt, tmp_path / "b", **{"experiment.method": "zero_shot"})
     read = lambda r: [json.loads(line)["prediction"] for line in open(Path(r.run_dir) / "predictions.jsonl")]
     assert read(never) == read(zero)
@@ -91,14 +91,14 @@ def test_router_features_and_labels_by_hand():
 
 
 def cli(cfg: Path, results: Path, cache: Path, ckpt: Path, **extra) -> list[str]:
-    ov = {**SMALL, "experiment.model": str(ckpt), "experiment.state_cache.dir": str(cache), **extra}
+    ov = {**SMALL, "model.path": str(ckpt), "state_cache.dir": str(cache), **extra}
     return [sys.executable, "-m", "tandem", "run", str(cfg), *[f"{k}={v}" for k, v in ov.items()], f"run.results_dir={results}", "--no-plot"]
 
 
 def test_sigkill_during_training_resumes_to_identical_results(tiny_ckpt, tmp_path):
     cfg = REPO / "configs" / "spa" / "sciq_lst.yaml"
-    extra = {"experiment.train.steps": 200, "experiment.train.eval_every": 50, "experiment.train.log_every": 5,
-             "experiment.train.checkpoint_every": 5, "experiment.task.train": 24}
+    extra = {"train.steps": 200, "train.eval_every": 50, "train.log_every": 5,
+             "train.checkpoint_every": 5, "task.train": 24}
     ref = subprocess.run(cli(cfg, tmp_path / "ref", tmp_path / "cache", tiny_ckpt, **extra), capture_output=True, text=True, timeout=600)
     assert ref.returncode == 0, ref.stderr[-2000:]
     victim = cli(cfg, tmp_path / "victim", tmp_path / "cache", tiny_ckpt, **extra)
@@ -163,9 +163,9 @@ def test_coqa_reader_official_format_with_history(tmp_path):
 
 def test_coqa_file_runs_unchanged_through_the_spa_experiment(tiny_ckpt, tmp_path):
     (tmp_path / "coqa.json").write_text(json.dumps(COQA))
-    res = run_cfg("coqa_one_shot", tiny_ckpt, tmp_path, **{"experiment.task.path": str(tmp_path / "coqa.json"),
-                                                             "experiment.task.test_path": str(tmp_path / "coqa.json"),
-                                                             "experiment.task.train": 3})
+    res = run_cfg("coqa_one_shot", tiny_ckpt, tmp_path, **{"task.path": str(tmp_path / "coqa.json"),
+                                                             "task.test_path": str(tmp_path / "coqa.json"),
+                                                             "task.train": 3})
     assert res.metrics["task"] == "CoQA" and res.metrics["primary_metric"] == "f1"
     assert set(res.metrics["scores"]) == {"f1", "exact_match"}
 
@@ -195,7 +195,7 @@ def test_rank_r_logits_path_trains_exactly_like_the_full_projection(tiny_ckpt, t
     """Backbone logits + z (W U)^T must equal W (final + U z): the same losses step by step
     whether the backbone logits are cached (rank-r path) or everything is projected (budget 0)."""
     fast = run_cfg("sciq_spa_norouter", tiny_ckpt, tmp_path / "fast")
-    full = run_cfg("sciq_spa_norouter", tiny_ckpt, tmp_path / "full", **{"experiment.state_cache.logits_budget_gb": 0})
+    full = run_cfg("sciq_spa_norouter", tiny_ckpt, tmp_path / "full", **{"state_cache.logits_budget_gb": 0})
     a = pd.read_csv(Path(fast.run_dir) / "train_curve.csv")
     b = pd.read_csv(Path(full.run_dir) / "train_curve.csv")
     assert list(a["step"]) == list(b["step"])

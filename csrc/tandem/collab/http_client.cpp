@@ -51,16 +51,38 @@ double retry_after_seconds(const std::string& v) {
 
 class OpenAIClient : public LMClient {
  public:
-  OpenAIClient(const Config& cfg, const RuntimeOptions&)
-      : url_(split_url(cfg.get<std::string>("base_url"), cfg.where("base_url"))),
-        model_(cfg.get<std::string>("model", "default")),
-        timeout_s_(cfg.get_positive("timeout_s", 60.0)),
-        retries_(cfg.get_nonnegative_int("max_retries", 3)),
-        backoff_s_(cfg.get_in_range("backoff_s", 0.0, 60.0, 0.5)),
-        max_retry_after_s_(cfg.get_in_range("max_retry_after_s", 0.0, 3600.0, 120.0)),
-        concurrency_(cfg.get_positive_int("concurrency", 4)),
-        send_schema_(cfg.get<bool>("send_schema", true)) {
-    const std::string env = cfg.get<std::string>("api_key_env", "");
+  struct Options {
+    std::string base_url, model = "default", api_key_env;
+    double timeout_s = 60.0, backoff_s = 0.5, max_retry_after_s = 120.0;
+    int64_t max_retries = 3, concurrency = 4;
+    bool send_schema = true;
+    template <class V>
+    void visit(V& v) {
+      v.required("base_url", base_url, "the endpoint, e.g. http://127.0.0.1:8765/v1 (tandem serve) or a hosted API");
+      v.field("model", model, "the model name sent in each request");
+      v.field("api_key_env", api_key_env, "environment variable holding the API key (\"\" = none)");
+      v.field("timeout_s", timeout_s, "per-request timeout", Positive{});
+      v.field("max_retries", max_retries, "retries of a failed or rate-limited request", NonNegative{});
+      v.field("backoff_s", backoff_s, "first retry delay (doubles per retry)", Range{0.0, 60.0});
+      v.field("max_retry_after_s", max_retry_after_s, "longest Retry-After honoured; a longer one fails the request",
+              Range{0.0, 3600.0});
+      v.field("concurrency", concurrency, "requests in flight at once", Positive{});
+      v.field("send_schema", send_schema, "send JSON schemas as response_format (false: describe them in the prompt)");
+    }
+    TANDEM_OPTIONS(Options)
+  };
+
+  OpenAIClient(const Config& cfg, const RuntimeOptions&) : OpenAIClient(Options::from_config(cfg), cfg) {}
+  OpenAIClient(const Options& o, const Config& cfg)
+      : url_(split_url(o.base_url, cfg.where("base_url"))),
+        model_(o.model),
+        timeout_s_(o.timeout_s),
+        retries_(o.max_retries),
+        backoff_s_(o.backoff_s),
+        max_retry_after_s_(o.max_retry_after_s),
+        concurrency_(o.concurrency),
+        send_schema_(o.send_schema) {
+    const std::string& env = o.api_key_env;
     if (!env.empty()) {
       const char* v = std::getenv(env.c_str());
       if (!v || !*v) throw std::invalid_argument(cfg.where("api_key_env") + ": environment variable " + env + " is not set");

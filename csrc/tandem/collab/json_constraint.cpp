@@ -413,104 +413,101 @@ void JsonConstraint::finish_now() {
   slot_ = Slot::kNone;
 }
 
+JsonSchemaPolicy::JsonSchemaPolicy(const text::Tokenizer& tok, const std::shared_ptr<const SchemaNode>& schema,
+                                   int64_t rows, double temperature)
+    : table_(TokenTable::build(tok)), temperature_(temperature), results_(static_cast<size_t>(rows)),
+      cancelled_(static_cast<size_t>(rows), false) {
+  auto masks = std::make_shared<MaskCache>();
+  rows_.reserve(static_cast<size_t>(rows));
+  for (int64_t b = 0; b < rows; ++b) rows_.emplace_back(schema, table_, tok, masks);
+}
+
+void JsonSchemaPolicy::choose(const DecodeStep& step, std::vector<TokenChoice>& choices) {
+  // Rows on skeleton text take their forced token; the rest choose together: one masked argmax
+  // (or draw) over a [choosers, V] block per step.
+  const int64_t B = static_cast<int64_t>(rows_.size());
+  std::vector<int64_t> choosers;
+  std::vector<torch::Tensor> allowed;
+  for (int64_t b = 0; b < B; ++b) {
+    auto& r = rows_[static_cast<size_t>(b)];
+    if (!step.live[static_cast<size_t>(b)]) continue;
+    if (r.done()) {
+      choices[static_cast<size_t>(b)].finish = true;
+      continue;
+    }
+    const int64_t f = r.next_forced();
+    if (f >= 0) {
+      choices[static_cast<size_t>(b)].feed = f;
+      ++results_[static_cast<size_t>(b)].tokens;
+      choices[static_cast<size_t>(b)].finish = r.done();  // that was the skeleton's last token
+    } else {
+      choosers.push_back(b);
+      allowed.push_back(r.allowed());
+    }
+  }
+  if (choosers.empty()) return;
+  const int64_t V = static_cast<int64_t>(table_->text.size());
+  const float kNegInf = -std::numeric_limits<float>::infinity();
+  const auto& logits = step.out.logits;
+  const auto idx = torch::tensor(choosers, torch::kLong);
+  const auto ok = torch::stack(allowed);  // [C, V]
+  auto l = logits.select(1, -1).index_select(0, idx.to(logits.device())).narrow(1, 0, V)
+               .to(torch::kCPU, torch::kFloat).masked_fill(ok.logical_not(), kNegInf);
+  const auto any = ok.any(1).contiguous();
+  torch::Tensor pick;
+  if (is_greedy(temperature_)) {
+    pick = l.argmax(1).contiguous();
+  } else {
+    // Rows with nothing allowed get a harmless uniform row; they are closed below.
+    l = torch::where(any.unsqueeze(1), l / temperature_, torch::zeros_like(l));
+    pick = torch::multinomial(torch::softmax(l, 1), 1, false, step.gen).squeeze(1).contiguous();
+  }
+  const int64_t* pk = pick.data_ptr<int64_t>();
+  const bool* an = any.data_ptr<bool>();
+  for (size_t c = 0; c < choosers.size(); ++c) {
+    const int64_t b = choosers[c];
+    auto& r = rows_[static_cast<size_t>(b)];
+    if (!an[c]) {  // nothing allowed: close what is open
+      r.finish_now();
+      choices[static_cast<size_t>(b)].finish = true;
+      continue;
+    }
+    results_[static_cast<size_t>(b)].chosen++;
+    const int64_t fed = r.choose(pk[c]);  // -1: nothing to feed now (finished by that choice)
+    choices[static_cast<size_t>(b)].feed = fed;
+    if (fed >= 0) ++results_[static_cast<size_t>(b)].tokens;
+    choices[static_cast<size_t>(b)].finish = r.done();
+  }
+}
+
+void JsonSchemaPolicy::on_end(int64_t row, const std::string& reason) {
+  if (reason == "cancelled") cancelled_[static_cast<size_t>(row)] = true;
+  rows_[static_cast<size_t>(row)].finish_now();
+}
+
+std::vector<ConstrainedResult> JsonSchemaPolicy::results(const DecodeStats& st) {
+  for (size_t b = 0; b < rows_.size(); ++b) {
+    auto& o = results_[b];
+    o.finish_reason = st.finish_reasons[b];
+    if (!rows_[b].done()) rows_[b].finish_now();
+    o.text = rows_[b].text();
+    o.value = nlohmann::json::parse(o.text);  // by construction; a throw here is a bug
+  }
+  return results_;
+}
+
 std::vector<ConstrainedResult> generate_json(CausalLM& model, const text::Tokenizer& tok,
                                              const std::vector<std::vector<int64_t>>& prompts,
                                              const std::shared_ptr<const SchemaNode>& schema, int64_t max_new_tokens,
                                              double temperature, uint64_t seed,
                                              const std::function<bool(int64_t row)>& cancelled) {
-  torch::NoGradGuard ng;
-  const int64_t B = static_cast<int64_t>(prompts.size());
-  std::vector<ConstrainedResult> res(static_cast<size_t>(B));
-  if (B == 0) return res;
-  for (const auto& p : prompts)
-    if (p.empty()) throw std::invalid_argument("generate_json: every prompt needs at least one token");
-  auto table = TokenTable::build(tok);
-  auto masks = std::make_shared<MaskCache>();
-  std::vector<JsonConstraint> rows;
-  rows.reserve(static_cast<size_t>(B));
-  for (int64_t b = 0; b < B; ++b) rows.emplace_back(schema, table, tok, masks);
-  const int64_t pad = std::max<int64_t>(tok.pad_id, std::max<int64_t>(tok.eos_id, 0));
-  const auto dev = model.parameters().front().device();
-  KVCache cache;
-  at::Generator gen = at::detail::createCPUGenerator(seed);
-  PrefillResult pre = prefill(model, prompts, pad, cache);
-  LMOutput out = std::move(pre.out);
-  torch::Tensor mask = pre.mask;
-  const int64_t V = static_cast<int64_t>(table->text.size());
-  const float kNegInf = -std::numeric_limits<float>::infinity();
-  std::vector<int64_t> feed(static_cast<size_t>(B));
-  std::vector<bool> was_cancelled(static_cast<size_t>(B), false);
-  for (int64_t step = 0; step < max_new_tokens; ++step) {
-    // Rows on skeleton text take their forced token; the rest choose together: one masked
-    // argmax (or draw) over a [choosers, V] block per step. feed < 0: nothing to feed.
-    std::fill(feed.begin(), feed.end(), -1);
-    std::vector<int64_t> choosers;
-    std::vector<torch::Tensor> allowed;
-    for (int64_t b = 0; b < B; ++b) {
-      auto& r = rows[static_cast<size_t>(b)];
-      if (r.done()) continue;
-      if (cancelled && cancelled(b)) {
-        r.finish_now();
-        was_cancelled[static_cast<size_t>(b)] = true;
-        continue;
-      }
-      const int64_t f = r.next_forced();
-      if (f >= 0) {
-        feed[static_cast<size_t>(b)] = f;
-      } else {
-        choosers.push_back(b);
-        allowed.push_back(r.allowed());
-      }
-    }
-    if (!choosers.empty()) {
-      const auto idx = torch::tensor(choosers, torch::kLong);
-      const auto ok = torch::stack(allowed);  // [C, V]
-      auto l = out.logits.select(1, -1).index_select(0, idx.to(out.logits.device())).narrow(1, 0, V)
-                   .to(torch::kCPU, torch::kFloat).masked_fill(ok.logical_not(), kNegInf);
-      const auto any = ok.any(1).contiguous();
-      torch::Tensor pick;
-      if (is_greedy(temperature)) {
-        pick = l.argmax(1).contiguous();
-      } else {
-        // Rows with nothing allowed get a harmless uniform row; they are closed below.
-        l = torch::where(any.unsqueeze(1), l / temperature, torch::zeros_like(l));
-        pick = torch::multinomial(torch::softmax(l, 1), 1, false, gen).squeeze(1).contiguous();
-      }
-      const int64_t* pk = pick.data_ptr<int64_t>();
-      const bool* an = any.data_ptr<bool>();
-      for (size_t c = 0; c < choosers.size(); ++c) {
-        const int64_t b = choosers[c];
-        auto& r = rows[static_cast<size_t>(b)];
-        if (!an[c]) {  // nothing allowed: close what is open
-          r.finish_now();
-          continue;
-        }
-        res[static_cast<size_t>(b)].chosen++;
-        feed[static_cast<size_t>(b)] = r.choose(pk[c]);  // -1: finished by that choice
-      }
-    }
-    bool any_fed = false;
-    for (int64_t b = 0; b < B; ++b) {
-      if (feed[static_cast<size_t>(b)] < 0) {
-        feed[static_cast<size_t>(b)] = pad;
-      } else {
-        res[static_cast<size_t>(b)].tokens++;
-        any_fed = true;
-      }
-    }
-    if (!any_fed) break;
-    mask = torch::cat({mask, torch::ones({B, 1}, mask.options())}, 1);
-    out = model.forward(torch::tensor(feed, torch::kLong).view({B, 1}).to(dev), mask, {}, &cache, false, 1);
-  }
-  for (int64_t b = 0; b < B; ++b) {
-    auto& r = rows[static_cast<size_t>(b)];
-    auto& o = res[static_cast<size_t>(b)];
-    o.finish_reason = was_cancelled[static_cast<size_t>(b)] ? "cancelled" : r.done() ? "stop" : "length";
-    if (!r.done()) r.finish_now();
-    o.text = r.text();
-    o.value = nlohmann::json::parse(o.text);  // by construction; a throw here is a bug
-  }
-  return res;
+  JsonSchemaPolicy policy(tok, schema, static_cast<int64_t>(prompts.size()), temperature);
+  DecodeOptions d;
+  d.max_new_tokens = max_new_tokens;
+  d.pad_id = std::max<int64_t>(tok.pad_id, std::max<int64_t>(tok.eos_id, 0));
+  d.seed = seed;
+  d.cancelled = cancelled;
+  return policy.results(generate(model, prompts, policy, d));
 }
 
 }  // namespace tandem::collab

@@ -17,7 +17,7 @@
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
-#include "tandem/models/causal_lm.h"
+#include "tandem/models/generation.h"
 #include "tandem/text/tokenizer.h"
 
 namespace tandem::collab {
@@ -109,6 +109,25 @@ struct ConstrainedResult {
   int64_t tokens = 0;      ///< tokens fed (skeleton and model-chosen)
   int64_t chosen = 0;      ///< tokens the model chose (content and decisions)
   std::string finish_reason;  ///< "stop" (schema complete), "length" or "cancelled" (closed early)
+};
+
+/// The constraint as a generate() policy: one schema, one JsonConstraint per row; greedy
+/// (temperature 0) or sampled among the allowed tokens.
+class JsonSchemaPolicy : public NextTokenPolicy {
+ public:
+  JsonSchemaPolicy(const text::Tokenizer& tok, const std::shared_ptr<const SchemaNode>& schema, int64_t rows,
+                   double temperature);
+  void choose(const DecodeStep& step, std::vector<TokenChoice>& choices) override;
+  void on_end(int64_t row, const std::string& reason) override;
+  /// Each row's JSON (closed with minimal values where it ran out), after generate() returned.
+  std::vector<ConstrainedResult> results(const DecodeStats& stats);
+
+ private:
+  std::shared_ptr<const TokenTable> table_;
+  double temperature_;
+  std::vector<JsonConstraint> rows_;
+  std::vector<ConstrainedResult> results_;
+  std::vector<bool> cancelled_;
 };
 
 /// Batched constrained generation: one schema for all rows, greedy (temperature 0) or sampled.

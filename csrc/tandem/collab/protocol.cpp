@@ -10,15 +10,6 @@ TANDEM_DEFINE_REGISTRY(collab::Protocol);
 
 namespace tandem::collab {
 
-PriceTable PriceTable::from_config(const Config& c) {
-  PriceTable p;
-  p.remote_input = c.get_in_range("remote_input_per_mtok", 0.0, 1e6, 2.5);    // GPT-4o list price, Nov 2024
-  p.remote_output = c.get_in_range("remote_output_per_mtok", 0.0, 1e6, 10.0);
-  p.local_input = c.get_in_range("local_input_per_mtok", 0.0, 1e6, 0.0);
-  p.local_output = c.get_in_range("local_output_per_mtok", 0.0, 1e6, 0.0);
-  return p;
-}
-
 void CostMeter::remote(const ChatResponse& r) {
   remote_calls++;
   remote_prompt += r.prompt_tokens;
@@ -108,13 +99,16 @@ std::string qa_prompt(const std::string& doc, const std::string& q) {
   return "Document:\n" + doc + "\n\nQuestion: " + q + "\nAnswer the question in a few words, using the document.";
 }
 
+// The keys every protocol takes.
 struct Common {
-  explicit Common(const Config& c)
-      : max_doc_chars(c.get_positive_int("max_document_chars", 40000)),
-        answer_tokens(c.get_positive_int("answer_tokens", 48)),
-        seed(static_cast<uint64_t>(c.get_nonnegative_int("seed", 0))) {}
-  int64_t max_doc_chars, answer_tokens;
-  uint64_t seed;
+  int64_t max_doc_chars = 40000, answer_tokens = 48, seed = 0;
+  template <class V>
+  void visit(V& v) {
+    v.field("max_document_chars", max_doc_chars, "a longer document is cut to this many characters", Positive{});
+    v.field("answer_tokens", answer_tokens, "budget of the final answer", Positive{});
+    v.field("seed", seed, "sampling seed of every request", NonNegative{});
+  }
+  TANDEM_OPTIONS(Common)
 };
 
 // One side reads the whole document and answers: remote_only (the quality and cost reference)
@@ -122,7 +116,8 @@ struct Common {
 template <bool kRemote>
 class OneSide : public Protocol {
  public:
-  explicit OneSide(const Config& c) : k_(c) {}
+  using Options = Common;
+  explicit OneSide(const Config& c) : k_(Options::from_config(c)) {}
   bool uses_local() const override { return !kRemote; }
   bool uses_remote() const override { return kRemote; }
   std::string answer(const LongDocExample& ex, ProtocolClients& c, Transcript& t, CostMeter& m) override {
@@ -151,7 +146,19 @@ TANDEM_REGISTER(Protocol, "local_only", LocalOnly);
 // whether to ask again or answer (JSON-constrained), and must answer after `rounds` turns.
 class Minion : public Protocol {
  public:
-  explicit Minion(const Config& c) : k_(c), rounds_(c.get_positive_int("rounds", 3)), local_tokens_(c.get_positive_int("local_tokens", 96)) {}
+  struct Options {
+    Common common;
+    int64_t rounds = 3, local_tokens = 96;
+    template <class V>
+    void visit(V& v) {
+      v.merge(common);
+      v.field("rounds", rounds, "remote turns before it must answer", Positive{});
+      v.field("local_tokens", local_tokens, "budget of each local reply", Positive{});
+    }
+    TANDEM_OPTIONS(Options)
+  };
+  explicit Minion(const Config& c) : Minion(Options::from_config(c)) {}
+  explicit Minion(const Options& o) : k_(o.common), rounds_(o.rounds), local_tokens_(o.local_tokens) {}
   std::string answer(const LongDocExample& ex, ProtocolClients& c, Transcript& t, CostMeter& m) override {
     std::string history;
     const nlohmann::json turn_schema = {{"type", "object"},
@@ -209,15 +216,33 @@ TANDEM_REGISTER(Protocol, "minion", Minion);
 // another round, carrying what it learnt).
 class MinionS : public Protocol {
  public:
-  explicit MinionS(const Config& c)
-      : k_(c),
-        chunk_chars_(c.get_positive_int("chunk_chars", 3000)),
-        jobs_per_round_(c.get_positive_int("jobs_per_round", 2)),
-        samples_(c.get_positive_int("samples_per_job", 1)),
-        rounds_(c.get_positive_int("rounds", 2)),
-        max_findings_(c.get_positive_int("max_findings", 12)),
-        job_tokens_(c.get_positive_int("job_tokens", 120)),
-        temperature_(c.get_in_range("sample_temperature", 0.0, 2.0, 0.7)) {}
+  struct Options {
+    Common common;
+    int64_t chunk_chars = 3000, jobs_per_round = 2, samples_per_job = 1, rounds = 2, max_findings = 12, job_tokens = 120;
+    double sample_temperature = 0.7;
+    template <class V>
+    void visit(V& v) {
+      v.merge(common);
+      v.field("chunk_chars", chunk_chars, "the document is cut into chunks of at most this many characters", Positive{});
+      v.field("jobs_per_round", jobs_per_round, "jobs the remote writes per round", Positive{});
+      v.field("samples_per_job", samples_per_job, "local samples of each job on each chunk", Positive{});
+      v.field("rounds", rounds, "decompose / execute / aggregate rounds at most", Positive{});
+      v.field("max_findings", max_findings, "local findings the remote reads per round", Positive{});
+      v.field("job_tokens", job_tokens, "budget of each local job output", Positive{});
+      v.field("sample_temperature", sample_temperature, "local temperature when samples_per_job > 1", Range{0.0, 2.0});
+    }
+    TANDEM_OPTIONS(Options)
+  };
+  explicit MinionS(const Config& c) : MinionS(Options::from_config(c)) {}
+  explicit MinionS(const Options& o)
+      : k_(o.common),
+        chunk_chars_(o.chunk_chars),
+        jobs_per_round_(o.jobs_per_round),
+        samples_(o.samples_per_job),
+        rounds_(o.rounds),
+        max_findings_(o.max_findings),
+        job_tokens_(o.job_tokens),
+        temperature_(o.sample_temperature) {}
 
   std::string answer(const LongDocExample& ex, ProtocolClients& c, Transcript& t, CostMeter& m) override {
     const auto chunks = chunk_text(ex.document, chunk_chars_);

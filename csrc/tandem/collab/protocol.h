@@ -16,15 +16,24 @@
 
 #include "tandem/collab/lm_client.h"
 #include "tandem/core/config.h"
+#include "tandem/core/options.h"
 #include "tandem/core/registry.h"
 #include "tandem/data/long_doc_qa.h"
 
 namespace tandem::collab {
 
 /// Dollars per million tokens (remote input / output; local ones default to 0).
+/// `prices:` dollars per million tokens (defaults: GPT-4o list prices, Nov 2024; local free).
 struct PriceTable {
-  double remote_input = 0, remote_output = 0, local_input = 0, local_output = 0;
-  static PriceTable from_config(const Config& c);
+  double remote_input = 2.5, remote_output = 10.0, local_input = 0, local_output = 0;
+  template <class V>
+  void visit(V& v) {
+    v.field("remote_input_per_mtok", remote_input, "remote prompt tokens, $ per million", Range{0.0, 1e6});
+    v.field("remote_output_per_mtok", remote_output, "remote completion tokens, $ per million", Range{0.0, 1e6});
+    v.field("local_input_per_mtok", local_input, "local prompt tokens, $ per million", Range{0.0, 1e6});
+    v.field("local_output_per_mtok", local_output, "local completion tokens, $ per million", Range{0.0, 1e6});
+  }
+  TANDEM_OPTIONS(PriceTable)
 };
 
 struct CostMeter {

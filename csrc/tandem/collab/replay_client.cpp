@@ -17,8 +17,19 @@ namespace {
 
 class ReplayClient : public LMClient {
  public:
-  ReplayClient(const Config& cfg, const RuntimeOptions& rt)
-      : path_(cfg.get<std::string>("path")), mode_(cfg.get_choice("mode", {"record", "replay", "auto"}, "auto")), rt_(rt) {
+  struct Options {
+    std::string path, mode = "auto";
+    template <class V>
+    void visit(V& v) {
+      v.required("path", path, "the JSONL file of recorded requests and replies");
+      v.field("mode", mode, "record (always ask inner), replay (file only), auto (file, else ask inner and record)",
+              OneOf{{"record", "replay", "auto"}});
+      v.template component<LMClient>("inner", "the client asked when the file has no answer (record and auto)");
+    }
+    TANDEM_OPTIONS(Options)
+  };
+  ReplayClient(const Config& cfg, const RuntimeOptions& rt) : ReplayClient(Options::from_config(cfg), cfg, rt) {}
+  ReplayClient(const Options& o, const Config& cfg, const RuntimeOptions& rt) : path_(o.path), mode_(o.mode), rt_(rt) {
     if (mode_ != "record" && fs::exists(path_))
       read_jsonl(path_, [&](const nlohmann::json& rec, size_t) {
         ChatResponse r;

@@ -23,11 +23,13 @@
 #include <map>
 #include <memory>
 #include <stdexcept>
+#include <type_traits>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "tandem/core/config.h"
+#include "tandem/core/options.h"
 
 namespace tandem {
 
@@ -136,10 +138,16 @@ std::unique_ptr<Base> create(const Config& cfg, Rest&&... rest) {
 }
 
 namespace detail {
+template <class Impl, class = void>
+struct HasOptions : std::false_type {};
+template <class Impl>
+struct HasOptions<Impl, std::void_t<decltype(Impl::Options::describe())>> : std::true_type {};
+
 template <class Base, class Impl>
 struct Registrar {
   Registrar(const char* name, const char* origin) {
     Registry<Base>::instance().add(name, Registry<Base>::Traits::template make<Impl>(), origin);
+    if constexpr (HasOptions<Impl>::value) OptionCatalog::add(Base::kRegistryKind, name, &Impl::Options::describe);
   }
 };
 template <class Base>

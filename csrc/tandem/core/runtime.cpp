@@ -142,20 +142,19 @@ std::string strip_expected(const std::string& msg) {
 
 RuntimeOptions RuntimeOptions::from_config(const Config& cfg) {
   RuntimeOptions o;
-  const std::string dev = cfg.get<std::string>("device", "auto");
+  const RuntimeKeys keys = RuntimeKeys::from_config(cfg);
   try {
-    o.device = parse_device(dev);
+    o.device = parse_device(keys.device);
   } catch (const std::invalid_argument& e) {
     cfg.fail("device", strip_expected(e.what()));
   }
-  const std::string dt = cfg.get<std::string>("dtype", "float32");
   try {
-    o.dtype = parse_dtype(dt);
+    o.dtype = parse_dtype(keys.dtype);
   } catch (const std::invalid_argument& e) {
     cfg.fail("dtype", strip_expected(e.what()));
   }
-  o.seed = static_cast<uint64_t>(cfg.get_nonnegative_int("seed", 0));
-  o.threads = static_cast<int>(cfg.get_nonnegative_int("threads", 0));
+  o.seed = static_cast<uint64_t>(keys.seed);
+  o.threads = static_cast<int>(keys.threads);
   return o;
 }
 

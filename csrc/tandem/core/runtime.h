@@ -8,9 +8,9 @@
 #include <c10/core/Device.h>
 #include <c10/core/ScalarType.h>
 
-namespace tandem {
+#include "tandem/core/options.h"
 
-class Config;
+namespace tandem {
 
 /// Parses "cpu", "cuda", "cuda:N", "mps" or "auto" (CUDA when available, else CPU).
 /// Throws std::invalid_argument saying what was expected, or that the device is absent.
@@ -41,6 +41,22 @@ std::vector<std::string> inputs_read();
 void clear_inputs_read();
 
 /// Settings read from the top level of a run config (device, dtype, seed, threads).
+/// The runtime keys at the root of every config, as written.
+struct RuntimeKeys {
+  std::string device = "auto";
+  std::string dtype = "float32";
+  int64_t seed = 0;
+  int64_t threads = 0;
+  template <class V>
+  void visit(V& v) {
+    v.field("device", device, "cpu, cuda, cuda:N, mps or auto (the best available)");
+    v.field("dtype", dtype, "float32, bfloat16 or float16: the models' parameters and activations");
+    v.field("seed", seed, "seeds every random stream (data order, initialisation, sampling)", NonNegative{});
+    v.field("threads", threads, "CPU threads (0 = all cores)", NonNegative{});
+  }
+  TANDEM_OPTIONS(RuntimeKeys)
+};
+
 struct RuntimeOptions {
   c10::Device device{c10::kCPU};
   c10::ScalarType dtype{c10::kFloat};

@@ -10,7 +10,11 @@
 #include <nlohmann/json.hpp>
 
 #include "tandem/core/runtime.h"
+#include "tandem/data/coqa.h"
 #include "tandem/data/jsonl.h"
+#include "tandem/data/mmlu_pro.h"
+#include "tandem/data/sciq.h"
+#include "tandem/data/summarization.h"
 #include "tandem/core/hash.h"
 #include "tandem/eval/coqa_metric.h"
 #include "tandem/eval/rouge.h"
@@ -21,13 +25,13 @@ TANDEM_DEFINE_REGISTRY(GenerationTask);
 
 const char* split_name(Split s) { return s == Split::kTrain ? "train" : s == Split::kDev ? "dev" : "test"; }
 
-GenerationTask::GenerationTask(const Config& c, int64_t default_new_tokens, int64_t default_words)
-    : n_train_(static_cast<size_t>(c.get_nonnegative_int("train", 200))),
-      n_dev_(static_cast<size_t>(c.get_nonnegative_int("dev", 40))),
-      n_test_(static_cast<size_t>(c.get_positive_int("test", 50))),
-      max_new_tokens_(c.get_positive_int("max_new_tokens", default_new_tokens)),
-      max_context_words_(c.get_positive_int("max_context_words", default_words)),
-      skip_bad_lines_(c.get<bool>("skip_bad_lines", false)) {}
+GenerationTask::GenerationTask(const TaskOptions& o)
+    : n_train_(static_cast<size_t>(o.train)),
+      n_dev_(static_cast<size_t>(o.dev)),
+      n_test_(static_cast<size_t>(o.test)),
+      max_new_tokens_(o.max_new_tokens),
+      max_context_words_(o.max_context_words),
+      skip_bad_lines_(o.skip_bad_lines) {}
 
 std::string GenerationTask::cut(const std::string& text) const {
   // Keeps line breaks (paragraphs help small models) while counting words.
@@ -56,44 +60,7 @@ std::map<std::string, double> rouge_metrics(const std::vector<std::string>& refe
   return best;
 }
 
-std::string detokenize_ptb(const std::string& text) {
-  std::string s = " " + text + " ";
-  auto replace_all = [&s](const std::string& from, const std::string& to) {
-    for (size_t p = s.find(from); p != std::string::npos; p = s.find(from, p + to.size())) s.replace(p, from.size(), to);
-  };
-  replace_all(" . ", ".\n");
-  for (const char* clitic : {"'s", "'re", "'ve", "'ll", "'d", "'m", "n't"}) replace_all(std::string(" ") + clitic + " ", std::string(clitic) + " ");
-  replace_all(" , ", ", ");
-  replace_all(" ; ", "; ");
-  replace_all(" : ", ": ");
-  replace_all(" ? ", "? ");
-  replace_all(" ! ", "! ");
-  replace_all("` ", "'");
-  replace_all(" ' ", "' ");
-  replace_all("-LRB- ", "(");
-  replace_all(" -RRB-", ")");
-  // Trim and strip spaces around line breaks.
-  std::string out;
-  for (size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == ' ' && (out.empty() || out.back() == '\n' || i + 1 == s.size() || s[i + 1] == '\n')) continue;
-    out += s[i];
-  }
-  while (!out.empty() && (out.back() == ' ' || out.back() == '\n')) out.pop_back();
-  if (!out.empty() && out.back() != '.' && out.back() != '!' && out.back() != '?') out += '.';
-  return out;
-}
-
 namespace {
-
-std::string str_field(const nlohmann::json& r, const char* k) {
-  if (!r.contains(k) || !r[k].is_string()) throw std::invalid_argument(std::string("expected a string field '") + k + "'");
-  return r[k].get<std::string>();
-}
-
-std::string id_field(const nlohmann::json& r, const char* k) {
-  if (!r.contains(k)) throw std::invalid_argument(std::string("expected an id field '") + k + "'");
-  return r[k].is_string() ? r[k].get<std::string>() : r[k].dump();
-}
 
 // Orders a pool by a fixed hash of the id and keeps the examples whose hash falls in `which`
 // (a residue mod `parts`): the same split on every machine and every run.
@@ -117,13 +84,23 @@ std::vector<GenExample> first_n(std::vector<GenExample> all, size_t n) {
   return all;
 }
 
-// Summarisation from JSONL: train/dev from a pool file (1 in 5 to dev), test from a disjoint file.
+// The options of a summarisation task: the common keys plus its pool and test files.
+struct SummaryTaskOptions {
+  TaskOptions common;
+  std::string path, test_path;
+  template <class V>
+  void visit(V& v) {
+    v.merge(common);
+    v.field("path", path, "the pool file train and dev come from (relative to $TANDEM_DATA)");
+    v.field("test_path", test_path, "the final test file (disjoint from the pool)");
+  }
+};
+
+// Summarisation: train/dev from a pool file (1 in 5 to dev), test from a disjoint file.
 class SummarizationTask : public GenerationTask {
  public:
-  SummarizationTask(const Config& c, const std::string& pool, const std::string& test, int64_t new_tokens, int64_t words)
-      : GenerationTask(c, new_tokens, words),
-        pool_(resolve_data_path(c.get<std::string>("path", pool))),
-        test_(resolve_data_path(c.get<std::string>("test_path", test))) {}
+  explicit SummarizationTask(const SummaryTaskOptions& o)
+      : GenerationTask(o.common), pool_(resolve_data_path(o.path)), test_(resolve_data_path(o.test_path)) {}
 
   std::vector<GenExample> load(Split split) const override {
     if (split == Split::kTest) return first_n(read(test_, true), count(split));
@@ -144,66 +121,57 @@ class SummarizationTask : public GenerationTask {
   std::string primary_metric() const override { return "rougeL"; }
 
  protected:
-  virtual GenExample parse(const nlohmann::json& r, bool test_file) const = 0;
+  virtual std::vector<SummaryRecord> read_file(const std::string& path, bool test_file, const JsonlOptions& o) const = 0;
   std::vector<GenExample> read(const std::string& path, bool test_file) const {
-    std::vector<GenExample> out;
     JsonlOptions o;
     o.skip_bad_lines = skip_bad_lines_;
-    read_jsonl(path, [&](const nlohmann::json& r, size_t) { out.push_back(parse(r, test_file)); }, o);
+    std::vector<GenExample> out;
+    for (auto& r : read_file(path, test_file, o)) {
+      GenExample ex;
+      ex.id = std::move(r.id);
+      ex.context = std::move(r.document);
+      ex.target = std::move(r.summary);
+      ex.references = {ex.target};
+      out.push_back(std::move(ex));
+    }
     return out;
   }
   std::string pool_, test_;
 };
 
-// XSum: one-sentence BBC summaries. Fields: id, document, summary.
+// XSum: one-sentence BBC summaries.
 class XSum : public SummarizationTask {
  public:
-  explicit XSum(const Config& c) : SummarizationTask(c, "xsum/test.jsonl", "xsum/test_extra.jsonl", 48, 300) {}
+  struct Options : SummaryTaskOptions {
+    Options() : SummaryTaskOptions{TaskOptions(48, 300), "xsum/test.jsonl", "xsum/test_extra.jsonl"} {}
+    TANDEM_OPTIONS(Options)
+  };
+  explicit XSum(const Config& c) : SummarizationTask(Options::from_config(c)) {}
   std::string instruction() const override { return "Summarize the following BBC article in one sentence."; }
   std::string display_name() const override { return "XSum"; }
 
  protected:
-  GenExample parse(const nlohmann::json& r, bool) const override {
-    GenExample ex;
-    ex.id = id_field(r, "id");
-    ex.context = str_field(r, "document");
-    ex.target = str_field(r, "summary");
-    ex.references = {ex.target};
-    return ex;
+  std::vector<SummaryRecord> read_file(const std::string& path, bool, const JsonlOptions& o) const override {
+    return read_xsum(path, o);
   }
 };
 
-// CNN/DailyMail: highlights as a few sentences. The pool file has `highlights` (" .\n" between
-// sentences); the test file has PTB-tokenized `highlights_tokenized`, detokenized here.
+// CNN/DailyMail: highlights as a few sentences; the test file's are PTB-tokenized.
 class CnnDailyMail : public SummarizationTask {
  public:
-  explicit CnnDailyMail(const Config& c)
-      : SummarizationTask(c, "cnn_dailymail/validation.jsonl", "cnn_dailymail/test.jsonl", 80, 300) {}
+  struct Options : SummaryTaskOptions {
+    Options() : SummaryTaskOptions{TaskOptions(80, 300), "cnn_dailymail/validation.jsonl", "cnn_dailymail/test.jsonl"} {}
+    TANDEM_OPTIONS(Options)
+  };
+  explicit CnnDailyMail(const Config& c) : SummarizationTask(Options::from_config(c)) {}
   std::string instruction() const override {
     return "Write the highlights of the following news article as three or four short sentences, one per line.";
   }
   std::string display_name() const override { return "CNN-DM"; }
 
  protected:
-  GenExample parse(const nlohmann::json& r, bool test_file) const override {
-    GenExample ex;
-    ex.id = id_field(r, "id");
-    ex.context = str_field(r, "article");
-    std::string hl = test_file ? str_field(r, "highlights_tokenized") : str_field(r, "highlights");
-    if (!test_file) {
-      // " .\n" -> ".\n": the pool's sentences end with a detached period.
-      std::string flat;
-      for (size_t i = 0; i < hl.size(); ++i) {
-        if (hl[i] == ' ' && i + 1 < hl.size() && hl[i + 1] == '.' && (i + 2 == hl.size() || hl[i + 2] == '\n')) continue;
-        flat += hl[i];
-      }
-      hl = flat;
-    } else {
-      hl = detokenize_ptb(hl);
-    }
-    ex.target = hl;
-    ex.references = {hl};
-    return ex;
+  std::vector<SummaryRecord> read_file(const std::string& path, bool test_file, const JsonlOptions& o) const override {
+    return read_cnn_dailymail(path, /*tokenized_highlights=*/test_file, o);
   }
 };
 
@@ -212,27 +180,37 @@ class CnnDailyMail : public SummarizationTask {
 // 1/4 dev, 1/2 train by a hash of the id.
 class SciQTask : public GenerationTask {
  public:
-  explicit SciQTask(const Config& c)
-      : GenerationTask(c, 16, 120), path_(resolve_data_path(c.get<std::string>("path", "sciq/test.jsonl"))) {}
+  struct Options {
+    TaskOptions common{16, 120};
+    std::string path = "sciq/test.jsonl";
+    template <class V>
+    void visit(V& v) {
+      v.merge(common);
+      v.field("path", path, "the SciQ file, split 1/2 train, 1/4 dev, 1/4 test by id hash");
+    }
+    TANDEM_OPTIONS(Options)
+  };
+  explicit SciQTask(const Config& c) : SciQTask(Options::from_config(c)) {}
+  explicit SciQTask(const Options& o) : GenerationTask(o.common), path_(resolve_data_path(o.path)) {}
 
   std::vector<GenExample> load(Split split) const override {
     std::vector<GenExample> all;
     JsonlOptions o;
     o.skip_bad_lines = skip_bad_lines_;
-    read_jsonl(path_, [&](const nlohmann::json& r, size_t) {
+    for (auto& r : read_sciq(path_, o)) {
       GenExample ex;
-      ex.id = id_field(r, "id");
-      ex.question = str_field(r, "question");
-      ex.context = r.contains("support") && r["support"].is_string() ? r["support"].get<std::string>() : "";
-      ex.target = str_field(r, "correct_answer");
+      ex.id = r.id;
+      ex.question = r.question;
+      ex.context = r.support;
+      ex.target = r.correct_answer;
       ex.references = {ex.target};
-      ex.options = {ex.target, str_field(r, "distractor1"), str_field(r, "distractor2"), str_field(r, "distractor3")};
+      ex.options = {ex.target, r.distractors[0], r.distractors[1], r.distractors[2]};
       // Option order from the id's hash, so the gold answer is not always first.
       const size_t rot = fnv1a(ex.id, 0x5c1) % 4;
       std::rotate(ex.options.begin(), ex.options.begin() + rot, ex.options.end());
       ex.answer_index = static_cast<int64_t>((4 - rot) % 4);
       all.push_back(std::move(ex));
-    }, o);
+    }
     const std::vector<uint64_t> which = split == Split::kTest ? std::vector<uint64_t>{0}
                                         : split == Split::kDev ? std::vector<uint64_t>{1}
                                                                : std::vector<uint64_t>{2, 3};
@@ -256,16 +234,27 @@ class SciQTask : public GenerationTask {
   std::string path_;
 };
 
-// CoQA, official JSON format ({"data": [{"id", "story", "questions": [{"input_text", "turn_id"}],
-// "answers": [...], "additional_answers": {"0": [...], ...}}]}). One example per turn; earlier
-// turns' gold answers form the history. Train/dev from `path` by story id, test from `test_path`.
+// CoQA: one example per turn; earlier turns' gold answers form the history. Train/dev from
+// `path` by story id, test from `test_path`.
 class CoQA : public GenerationTask {
  public:
-  explicit CoQA(const Config& c)
-      : GenerationTask(c, 24, 250),
-        path_(resolve_data_path(c.get<std::string>("path", "coqa/coqa-train-v1.0.json"))),
-        test_path_(resolve_data_path(c.get<std::string>("test_path", "coqa/coqa-dev-v1.0.json"))),
-        history_turns_(c.get_nonnegative_int("history_turns", 3)) {}
+  struct Options {
+    TaskOptions common{24, 250};
+    std::string path = "coqa/coqa-train-v1.0.json", test_path = "coqa/coqa-dev-v1.0.json";
+    int64_t history_turns = 3;
+    template <class V>
+    void visit(V& v) {
+      v.merge(common);
+      v.field("path", path, "official-format file train and dev come from (split by story id)");
+      v.field("test_path", test_path, "official-format file of the final test");
+      v.field("history_turns", history_turns, "earlier question/answer turns in the prompt", NonNegative{});
+    }
+    TANDEM_OPTIONS(Options)
+  };
+  explicit CoQA(const Config& c) : CoQA(Options::from_config(c)) {}
+  explicit CoQA(const Options& o)
+      : GenerationTask(o.common), path_(resolve_data_path(o.path)), test_path_(resolve_data_path(o.test_path)),
+        history_turns_(o.history_turns) {}
 
   std::vector<GenExample> load(Split split) const override {
     if (split == Split::kTest) return first_n(read(test_path_), count(split));
@@ -286,53 +275,28 @@ class CoQA : public GenerationTask {
   std::string primary_metric() const override { return "f1"; }
   std::string display_name() const override { return "CoQA"; }
 
-  /// Parses one official-format file; errors name the file and the story/turn.
+ private:
   std::vector<GenExample> read(const std::string& path) const {
-    std::ifstream in(path);
-    if (!in) throw std::runtime_error(path + ": cannot open the CoQA file (expected the official JSON format)");
-    nlohmann::json doc;
-    try {
-      in >> doc;
-    } catch (const std::exception& e) {
-      throw std::runtime_error(path + ": not valid JSON: " + e.what());
-    }
-    if (!doc.contains("data") || !doc["data"].is_array())
-      throw std::runtime_error(path + ": expected a top-level \"data\" list of stories");
     std::vector<GenExample> out;
-    for (size_t s = 0; s < doc["data"].size(); ++s) {
-      const auto& story = doc["data"][s];
-      const std::string where = path + ": data[" + std::to_string(s) + "]";
-      try {
-        const std::string sid = id_field(story, "id");
-        const std::string text = str_field(story, "story");
-        const auto& qs = story.at("questions");
-        const auto& as = story.at("answers");
-        if (qs.size() != as.size()) throw std::invalid_argument("questions and answers differ in length");
-        std::vector<std::pair<std::string, std::string>> history;
-        for (size_t t = 0; t < qs.size(); ++t) {
-          GenExample ex;
-          ex.id = sid + "_" + std::to_string(t + 1);
-          ex.group = sid;
-          ex.context = text;
-          ex.history = history;
-          ex.question = str_field(qs[t], "input_text");
-          ex.target = str_field(as[t], "input_text");
-          ex.references = {ex.target};
-          if (story.contains("additional_answers"))
-            for (const auto& [k, extra] : story["additional_answers"].items())
-              if (t < extra.size()) ex.references.push_back(str_field(extra[t], "input_text"));
-          history.emplace_back(ex.question, ex.target);
-          out.push_back(std::move(ex));
-        }
-      } catch (const std::exception& e) {
-        if (skip_bad_lines_) continue;
-        throw std::runtime_error(where + ": " + e.what());
+    for (const auto& story : read_coqa(path, skip_bad_lines_)) {
+      std::vector<std::pair<std::string, std::string>> history;
+      for (size_t t = 0; t < story.turns.size(); ++t) {
+        const auto& turn = story.turns[t];
+        GenExample ex;
+        ex.id = story.id + "_" + std::to_string(t + 1);
+        ex.group = story.id;
+        ex.context = story.story;
+        ex.history = history;
+        ex.question = turn.question;
+        ex.target = turn.answer;
+        ex.references = {ex.target};
+        ex.references.insert(ex.references.end(), turn.other_answers.begin(), turn.other_answers.end());
+        history.emplace_back(ex.question, ex.target);
+        out.push_back(std::move(ex));
       }
     }
     return out;
   }
-
- private:
   std::string path_, test_path_;
   int64_t history_turns_;
 };
@@ -344,12 +308,23 @@ class CoQA : public GenerationTask {
 // in `exclude_paths` (the Symbolic-MoE validation/test files) are left out by their stem text.
 class MmluProLetters : public GenerationTask {
  public:
-  explicit MmluProLetters(const Config& c)
-      : GenerationTask(c, 4, 400), path_(resolve_data_path(c.get<std::string>("path", "mmlu_pro/test.jsonl"))) {
-    for (const Config& i : c.items("categories")) categories_.insert(i.node().as<std::string>());
-    c.mark_used("categories");
-    for (const Config& i : c.items("exclude_paths")) exclude_paths_.push_back(resolve_data_path(i.node().as<std::string>()));
-    c.mark_used("exclude_paths");
+  struct Options {
+    TaskOptions common{4, 400};
+    std::string path = "mmlu_pro/test.jsonl";
+    std::vector<std::string> categories, exclude_paths;
+    template <class V>
+    void visit(V& v) {
+      v.merge(common);
+      v.field("path", path, "the MMLU-Pro file");
+      v.field("categories", categories, "subjects to keep ([] = all)");
+      v.field("exclude_paths", exclude_paths, "files whose questions (stem or question) are left out");
+    }
+    TANDEM_OPTIONS(Options)
+  };
+  explicit MmluProLetters(const Config& c) : MmluProLetters(Options::from_config(c)) {}
+  explicit MmluProLetters(const Options& o)
+      : GenerationTask(o.common), path_(resolve_data_path(o.path)), categories_(o.categories.begin(), o.categories.end()) {
+    for (const auto& p : o.exclude_paths) exclude_paths_.push_back(resolve_data_path(p));
   }
   std::vector<GenExample> load(Split split) const override {
     std::set<std::string> excluded;
@@ -361,25 +336,22 @@ class MmluProLetters : public GenerationTask {
     std::vector<GenExample> all;
     JsonlOptions o;
     o.skip_bad_lines = skip_bad_lines_;
-    read_jsonl(path_, [&](const nlohmann::json& r, size_t) {
-      const std::string cat = str_field(r, "category");
-      if (!categories_.empty() && !categories_.count(cat)) return;
-      const std::string q = str_field(r, "question");
-      if (excluded.count(key(q))) return;
+    for (auto& r : read_mmlu_pro(path_, o)) {
+      if (!categories_.empty() && !categories_.count(r.category)) continue;
+      if (excluded.count(key(r.question))) continue;
       GenExample ex;
-      ex.id = id_field(r, "question_id");
-      ex.question = q + " The options are:";
-      const auto& opts = r.at("options");
-      for (size_t i = 0; i < opts.size(); ++i) {
-        ex.options.push_back(opts[i].get<std::string>());
+      ex.id = r.id;
+      ex.question = r.question + " The options are:";
+      for (size_t i = 0; i < r.options.size(); ++i) {
+        ex.options.push_back(r.options[i]);
         ex.question += std::string(" (") + static_cast<char>('A' + i) + ") " + ex.options.back();
       }
       ex.question += ".";
-      ex.answer_index = r.at("answer_index").get<int64_t>();
+      ex.answer_index = r.answer_index;
       ex.target = std::string("Answer: ") + static_cast<char>('A' + ex.answer_index);
       ex.references = {ex.target};
       all.push_back(std::move(ex));
-    }, o);
+    }
     const std::vector<uint64_t> which = split == Split::kTest ? std::vector<uint64_t>{0}
                                         : split == Split::kDev ? std::vector<uint64_t>{1}
                                                                : std::vector<uint64_t>{2, 3, 4, 5, 6, 7, 8, 9};

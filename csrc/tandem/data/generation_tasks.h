@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "tandem/core/config.h"
+#include "tandem/core/options.h"
 #include "tandem/core/registry.h"
 
 namespace tandem {
@@ -28,6 +29,24 @@ struct GenExample {
 
 enum class Split { kTrain, kDev, kTest };
 const char* split_name(Split s);
+
+/// The keys every task takes; each task's Options merges these with its own defaults.
+struct TaskOptions {
+  int64_t train = 200, dev = 40, test = 50;
+  int64_t max_new_tokens, max_context_words;
+  bool skip_bad_lines = false;
+  explicit TaskOptions(int64_t new_tokens = 64, int64_t context_words = 300)
+      : max_new_tokens(new_tokens), max_context_words(context_words) {}
+  template <class V>
+  void visit(V& v) {
+    v.field("train", train, "training examples (a fixed hash-chosen subset of the pool)", NonNegative{});
+    v.field("dev", dev, "dev examples (model selection; disjoint from train)", NonNegative{});
+    v.field("test", test, "test examples (the final test file, read once)", Positive{});
+    v.field("max_new_tokens", max_new_tokens, "generation budget per answer", Positive{});
+    v.field("max_context_words", max_context_words, "the document is cut to this many words", Positive{});
+    v.field("skip_bad_lines", skip_bad_lines, "skip (and count) malformed records instead of failing");
+  }
+};
 
 class GenerationTask {
  public:
@@ -50,7 +69,7 @@ class GenerationTask {
   int64_t max_new_tokens() const { return max_new_tokens_; }
 
  protected:
-  explicit GenerationTask(const Config& c, int64_t default_new_tokens, int64_t default_words);
+  explicit GenerationTask(const TaskOptions& o);
   /// Keeps the first `max_context_words_` whitespace-separated words.
   std::string cut(const std::string& text) const;
   size_t count(Split s) const { return s == Split::kTrain ? n_train_ : s == Split::kDev ? n_dev_ : n_test_; }
@@ -64,8 +83,5 @@ TANDEM_DECLARE_REGISTRY(GenerationTask);
 /// ROUGE-1/2/L/Lsum F-measures x 100 of `prediction` against the best-matching reference.
 std::map<std::string, double> rouge_metrics(const std::vector<std::string>& references, const std::string& prediction);
 
-/// Undoes PTB-style tokenisation ("Locke 's" -> "Locke's", "` word '" -> "'word'") and puts
-/// one sentence per line (" . " separators), as ROUGE-Lsum expects.
-std::string detokenize_ptb(const std::string& text);
 
 }  // namespace tandem

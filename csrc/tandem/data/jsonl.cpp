@@ -40,4 +40,14 @@ JsonlStats read_jsonl(const std::string& path,
   return stats;
 }
 
+std::string json_string(const nlohmann::json& r, const char* k) {
+  if (!r.contains(k) || !r[k].is_string()) throw std::invalid_argument(std::string("expected a string field '") + k + "'");
+  return r[k].get<std::string>();
+}
+
+std::string json_id(const nlohmann::json& r, const char* k) {
+  if (!r.contains(k)) throw std::invalid_argument(std::string("expected an id field '") + k + "'");
+  return r[k].is_string() ? r[k].get<std::string>() : r[k].dump();
+}
+
 }  // namespace tandem

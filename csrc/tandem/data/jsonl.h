@@ -27,4 +27,9 @@ JsonlStats read_jsonl(const std::string& path,
                       const std::function<void(const nlohmann::json&, size_t)>& fn,
                       const JsonlOptions& opts = {});
 
+/// Field `k` of a record as a string; std::invalid_argument when absent or not a string.
+std::string json_string(const nlohmann::json& r, const char* k);
+/// Field `k` as an id: a string as is, a number as its JSON text.
+std::string json_id(const nlohmann::json& r, const char* k);
+
 }  // namespace tandem

@@ -35,14 +35,32 @@ namespace {
 // Any JSONL file with a text field and a label field (e.g. MMLU-Pro question -> category).
 class JsonlTextDataset : public TextDataset {
  public:
-  explicit JsonlTextDataset(const Config& cfg)
-      : path_(resolve_data_path(cfg.get<std::string>("path"))),
-        text_field_(cfg.get<std::string>("text_field", "text")),
-        label_field_(cfg.get<std::string>("label_field", "label")),
-        id_field_(cfg.get<std::string>("id_field", "")),
-        test_fraction_(cfg.get_in_range("test_fraction", 0.0, 1.0, 0.2)) {
-    opts_.limit = static_cast<size_t>(cfg.get_limit("limit"));
-    opts_.skip_bad_lines = cfg.get<bool>("skip_bad_lines", false);
+  struct Options {
+    std::string path, text_field = "text", label_field = "label", id_field;
+    double test_fraction = 0.2;
+    int64_t limit = 0;
+    bool skip_bad_lines = false;
+    template <class V>
+    void visit(V& v) {
+      v.required("path", path, "the JSONL file (relative to $TANDEM_DATA)");
+      v.field("text_field", text_field, "field holding the text");
+      v.field("label_field", label_field, "field holding the class label");
+      v.field("id_field", id_field, "field holding the id (\"\" = the line number)");
+      v.field("test_fraction", test_fraction, "share held out for test, by id hash", Range{0.0, 1.0});
+      v.field("limit", limit, "the first N records", Limit{});
+      v.field("skip_bad_lines", skip_bad_lines, "skip (and count) malformed records instead of failing");
+    }
+    TANDEM_OPTIONS(Options)
+  };
+  explicit JsonlTextDataset(const Config& cfg) : JsonlTextDataset(Options::from_config(cfg)) {}
+  explicit JsonlTextDataset(const Options& o)
+      : path_(resolve_data_path(o.path)),
+        text_field_(o.text_field),
+        label_field_(o.label_field),
+        id_field_(o.id_field),
+        test_fraction_(o.test_fraction) {
+    opts_.limit = static_cast<size_t>(o.limit);
+    opts_.skip_bad_lines = o.skip_bad_lines;
   }
 
   std::vector<TextExample> load() override {
@@ -72,8 +90,17 @@ TANDEM_REGISTER(TextDataset, "jsonl_text_classification", JsonlTextDataset);
 // weighted by sublinear term frequency (1 + log tf) and L2-normalised per text.
 class HashedNgrams : public TextFeaturizer {
  public:
-  explicit HashedNgrams(const Config& cfg)
-      : buckets_(cfg.get_positive_int("buckets", 1 << 15)), max_n_(cfg.get_positive_int("ngram", 2)) {}
+  struct Options {
+    int64_t buckets = 1 << 15, ngram = 2;
+    template <class V>
+    void visit(V& v) {
+      v.field("buckets", buckets, "hash buckets (the feature dimension)", Positive{});
+      v.field("ngram", ngram, "word n-grams up to this length", Positive{});
+    }
+    TANDEM_OPTIONS(Options)
+  };
+  explicit HashedNgrams(const Config& cfg) : HashedNgrams(Options::from_config(cfg)) {}
+  explicit HashedNgrams(const Options& o) : buckets_(o.buckets), max_n_(o.ngram) {}
 
   int64_t dim() const override { return buckets_; }
 

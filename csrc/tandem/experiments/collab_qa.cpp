@@ -29,12 +29,25 @@ std::string safe_name(std::string s) {
 
 class CollabQa : public Experiment {
  public:
+  struct Options {
+    collab::PriceTable prices;
+    template <class V>
+    void visit(V& v) {
+      v.template component<LongDocDataset>("data", "the long-document questions");
+      v.template component<collab::Protocol>("protocol", "how local and remote collaborate");
+      v.template component<collab::LMClient>("local", "the local LM (reads the document)");
+      v.template component<collab::LMClient>("remote", "the remote LM (in minion / minions it never sees the document)");
+      v.section("prices", prices, "the cost model");
+    }
+    TANDEM_OPTIONS(Options)
+  };
+
   CollabQa(const Config& root, const RuntimeOptions& rt) : rt_(rt) {
-    const Config e = root.at("experiment");
-    name_ = e.get<std::string>("name", "collab_qa");
+    const Options o = Options::from_config(root);
+    name_ = root.at("experiment").get<std::string>("name", "collab_qa");
     data_ = create<LongDocDataset>(root.at("data"));
     protocol_ = create<collab::Protocol>(root.at("protocol"));
-    prices_ = collab::PriceTable::from_config(root.at_or_empty("prices"));
+    prices_ = o.prices;
     if (protocol_->uses_local()) local_ = create<collab::LMClient>(root.at("local"), rt);
     else root.set_aside("local", "this protocol never calls the local model");
     if (protocol_->uses_remote()) remote_ = create<collab::LMClient>(root.at("remote"), rt);

@@ -10,6 +10,8 @@
 
 #include "tandem/core/progress.h"
 #include "tandem/data/jsonl.h"
+#include "tandem/data/mmlu_pro.h"
+#include "tandem/data/sciq.h"
 #include "tandem/core/hash.h"
 #include "tandem/experiments/experiment.h"
 #include "tandem/models/causal_lm.h"
@@ -38,91 +40,126 @@ TANDEM_DEFINE_REGISTRY(ChoiceDataset);
 
 namespace {
 
-// Reading options every JSONL question file takes: data.limit and data.skip_bad_lines.
-JsonlOptions jsonl_options(const Config& c) {
-  JsonlOptions o;
-  o.limit = static_cast<size_t>(c.get_limit("limit"));
-  o.skip_bad_lines = c.get<bool>("skip_bad_lines", false);
-  return o;
-}
+// The keys every question file takes.
+struct QuestionFileOptions {
+  std::string path;
+  int64_t limit = 0;
+  bool skip_bad_lines = false;
+  template <class V>
+  void visit(V& v) {
+    v.field("path", path, "the question file (relative to $TANDEM_DATA)");
+    v.field("limit", limit, "the first N questions", Limit{});
+    v.field("skip_bad_lines", skip_bad_lines, "skip (and count) malformed records instead of failing");
+  }
+  JsonlOptions jsonl() const {
+    JsonlOptions o;
+    o.limit = static_cast<size_t>(limit);
+    o.skip_bad_lines = skip_bad_lines;
+    return o;
+  }
+};
 
-std::string field(const nlohmann::json& r, const char* k) {
-  if (!r.contains(k) || !r[k].is_string()) throw std::invalid_argument(std::string("expected a string field '") + k + "'");
-  return r[k].get<std::string>();
-}
-
-// SciQ: question, correct_answer, distractor1..3, support. Option order is a fixed hash of the
-// id, so the gold answer is not always first.
+// SciQ as four options; their order is a fixed hash of the id, so the gold answer is not
+// always first.
 class SciQ : public ChoiceDataset {
  public:
-  explicit SciQ(const Config& c)
-      : path_(resolve_data_path(c.get<std::string>("path", "sciq/test.jsonl"))),
-        with_support_(c.get<bool>("with_support", false)),
-        opts_(jsonl_options(c)) {}
+  struct Options {
+    QuestionFileOptions file{"sciq/test.jsonl"};
+    bool with_support = false;
+    template <class V>
+    void visit(V& v) {
+      v.merge(file);
+      v.field("with_support", with_support, "put the support paragraph before the question (open book)");
+    }
+    TANDEM_OPTIONS(Options)
+  };
+  explicit SciQ(const Config& c) : o_(Options::from_config(c)) {}
   std::vector<ChoiceQuestion> load() override {
     std::vector<ChoiceQuestion> out;
-    read_jsonl(path_, [&](const nlohmann::json& r, size_t) {
+    for (auto& r : read_sciq(resolve_data_path(o_.file.path), o_.file.jsonl())) {
       ChoiceQuestion q;
-      q.id = field(r, "id");
-      q.question = field(r, "question");
-      if (with_support_) q.context = field(r, "support");
-      std::vector<std::string> opts = {field(r, "correct_answer"), field(r, "distractor1"), field(r, "distractor2"),
-                                       field(r, "distractor3")};
+      q.id = r.id;
+      q.question = r.question;
+      if (o_.with_support) {
+        if (!r.has_support) throw std::runtime_error(o_.file.path + ": question " + r.id + " has no support paragraph");
+        q.context = r.support;
+      }
+      std::vector<std::string> opts = {r.correct_answer, r.distractors[0], r.distractors[1], r.distractors[2]};
       const size_t shift = fnv1a(q.id) % 4;
       std::rotate(opts.begin(), opts.begin() + static_cast<long>(shift), opts.end());
       q.answer = static_cast<int64_t>((4 - shift) % 4);
       q.options = std::move(opts);
       out.push_back(std::move(q));
-    }, opts_);
+    }
     return out;
   }
 
  private:
-  std::string path_;
-  bool with_support_;
-  JsonlOptions opts_;
+  Options o_;
 };
 TANDEM_REGISTER(ChoiceDataset, "sciq", SciQ);
 
-// MMLU-Pro: question, options (3-10), answer_index.
+// MMLU-Pro: 3-10 options.
 class MmluPro : public ChoiceDataset {
  public:
-  explicit MmluPro(const Config& c)
-      : path_(resolve_data_path(c.get<std::string>("path", "mmlu_pro/test.jsonl"))), opts_(jsonl_options(c)) {}
+  struct Options {
+    QuestionFileOptions file{"mmlu_pro/test.jsonl"};
+    template <class V>
+    void visit(V& v) {
+      v.merge(file);
+    }
+    TANDEM_OPTIONS(Options)
+  };
+  explicit MmluPro(const Config& c) : o_(Options::from_config(c)) {}
   std::vector<ChoiceQuestion> load() override {
     std::vector<ChoiceQuestion> out;
-    read_jsonl(path_, [&](const nlohmann::json& r, size_t) {
-      ChoiceQuestion q;
-      q.id = std::to_string(r.at("question_id").get<int64_t>());
-      q.question = field(r, "question");
-      q.options = r.at("options").get<std::vector<std::string>>();
-      q.answer = r.at("answer_index").get<int64_t>();
-      if (q.answer < 0 || q.answer >= static_cast<int64_t>(q.options.size()))
-        throw std::invalid_argument("answer_index out of range");
-      out.push_back(std::move(q));
-    }, opts_);
+    for (auto& r : read_mmlu_pro(resolve_data_path(o_.file.path), o_.file.jsonl()))
+      out.push_back({r.id, "", r.question, r.options, r.answer_index});
     return out;
   }
 
  private:
-  std::string path_;
-  JsonlOptions opts_;
+  Options o_;
 };
 TANDEM_REGISTER(ChoiceDataset, "mmlu_pro", MmluPro);
 
 class LmMultipleChoice : public Experiment {
  public:
+  struct EvalOptions {
+    int64_t batch_size = 8;
+    std::string prompt = "{context}Question: {question}\nAnswer:";
+    int64_t max_prompt_tokens = 1024, max_option_tokens = 64;
+    template <class V>
+    void visit(V& v) {
+      v.field("batch_size", batch_size, "questions scored together (each option is a row)", Positive{});
+      v.field("prompt", prompt, "the prompt; {context} and {question} are filled in");
+      // A long `support` or question must not reach the model whole: it would ask for memory
+      // in proportion to its length squared.
+      v.field("max_prompt_tokens", max_prompt_tokens, "longer prompts keep their last tokens (the question, \"Answer:\")",
+              Positive{});
+      v.field("max_option_tokens", max_option_tokens, "an option longer than this is an error", Positive{});
+    }
+  };
+  struct Options {
+    ModelRef model;
+    EvalOptions eval;
+    template <class V>
+    void visit(V& v) {
+      v.section("model", model, "the LM that scores each option");
+      v.template component<ChoiceDataset>("data", "the multiple-choice questions");
+      v.section("eval", eval, "scoring");
+    }
+    TANDEM_OPTIONS(Options)
+  };
+
   LmMultipleChoice(const Config& root, const RuntimeOptions& rt) : rt_(rt) {
-    const Config m = root.at("model");
-    model_name_ = m.get<std::string>("path");
+    const Options o = Options::from_config(root);
+    model_name_ = o.model.path;
     dataset_ = create<ChoiceDataset>(root.at("data"));
-    const Config e = root.at_or_empty("eval");
-    batch_ = e.get_positive_int("batch_size", 8);
-    template_ = e.get<std::string>("prompt", "{context}Question: {question}\nAnswer:");
-    // A long `support` or question must not reach the model whole: it would ask for memory in
-    // proportion to its length squared. Prompts keep their last tokens (the question, "Answer:").
-    max_prompt_tokens_ = e.get_positive_int("max_prompt_tokens", 1024);
-    max_option_tokens_ = e.get_positive_int("max_option_tokens", 64);
+    batch_ = o.eval.batch_size;
+    template_ = o.eval.prompt;
+    max_prompt_tokens_ = o.eval.max_prompt_tokens;
+    max_option_tokens_ = o.eval.max_option_tokens;
   }
 
   ExperimentResult run(RunContext& ctx) override {

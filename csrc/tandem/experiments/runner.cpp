@@ -10,6 +10,7 @@
 
 #include "tandem/core/hash.h"
 #include "tandem/experiments/experiment.h"
+#include "tandem/experiments/explain.h"
 
 namespace fs = std::filesystem;
 
@@ -51,6 +52,7 @@ void check_name(const Config& cfg, const std::string& key, const std::string& v)
 }  // namespace
 
 RunSummary run_experiment(const Config& cfg, const RunOptions& opts) {
+  refuse_old_keys(cfg);
   const RuntimeOptions runtime = RuntimeOptions::from_config(cfg);
   const Config exp_cfg = cfg.at("experiment");
   const std::string type = exp_cfg.type();

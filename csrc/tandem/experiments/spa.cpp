@@ -23,6 +23,8 @@
 #include "tandem/models/model_paths.h"
 #include "tandem/peft/adapter.h"
 #include "tandem/peft/state_cache.h"
+#include "tandem/spa/options.h"
+#include "tandem/spa/routed_decoding.h"
 #include "tandem/spa/router.h"
 #include "tandem/text/chat_template.h"
 #include "tandem/train/trainer.h"
@@ -42,50 +44,43 @@ double now_s() {
 
 class SpaExperiment : public Experiment {
  public:
-  SpaExperiment(const Config& root, const RuntimeOptions& rt) : rt_(rt), cfg_(root.at("experiment")) {
-    const Config& c = cfg_;
-    model_path_ = resolve_model_path(c.get<std::string>("model"));
-    method_ = c.get_choice("method", {"zero_shot", "one_shot", "lst", "spa"}, c.get<std::string>("method"));
-    task_ = create<GenerationTask>(c.at("task"));
-    template_name_ = c.get_choice("prompt_template", text::chat_template_names(), "auto");
-    max_prompt_tokens_ = c.get_positive_int("max_prompt_tokens", 512);
-    gen_batch_ = c.get_positive_int("generate_batch", 8);
+  using Options = spa::Options;
+
+  SpaExperiment(const Config& root, const RuntimeOptions& rt) : rt_(rt), opts_(Options::from_config(root)) {
+    const auto& o = opts_;
+    model_path_ = o.model.resolved();
+    method_ = o.recipe.method;
+    if (o.recipe.prompt_template != "auto" && !Registry<text::ChatTemplate>::instance().contains(o.recipe.prompt_template))
+      root.at("experiment").fail("prompt_template", "one of " + Registry<text::ChatTemplate>::instance().known() + " or auto");
+    task_ = create<GenerationTask>(root.at("task"));
+    template_name_ = o.recipe.prompt_template;
+    max_prompt_tokens_ = o.recipe.max_prompt_tokens;
+    gen_batch_ = o.recipe.generate_batch;
     model_ = load_causal_lm(model_path_, rt_.device, rt_.dtype);
     trainable_ = method_ == "lst" || method_ == "spa";
     if (trainable_) {
-      const Config ac = c.at("adapter");
-      const std::string want = method_;
-      if (ac.type() != want) ac.fail("type", "\"" + want + "\" for method " + method_);
+      const Config ac = root.at("adapter");
+      if (ac.type() != method_) ac.fail("type", "\"" + method_ + "\" for method " + method_);
       adapter_ = std::shared_ptr<DeviceAdapter>(create<DeviceAdapter>(ac, model_->config()));
       adapter_->to(rt_.device);
-      const Config tc = c.at_or_empty("train");
-      train_opts_ = TrainerOptions::from_config(tc);
-      train_batch_ = tc.get_positive_int("batch_size", 8);
-      dev_eval_examples_ = tc.get_nonnegative_int("dev_eval_examples", 16);
-      const Config cc = c.at_or_empty("state_cache");
-      cache_dir_ = cc.get<std::string>("dir", ".cache/tandem/backbone_states");
-      cache_budget_ = static_cast<int64_t>(cc.get_in_range("budget_gb", 0.0, 1e6, 16.0) * (1LL << 30));
+      train_opts_ = o.train.trainer;
+      train_batch_ = o.train.batch_size;
+      dev_eval_examples_ = o.train.dev_eval_examples;
+      cache_dir_ = o.state_cache.dir;
+      cache_budget_ = static_cast<int64_t>(o.state_cache.budget_gb * (1LL << 30));
       // The backbone's logits at training targets, kept in memory (0 = recompute every step).
-      logits_budget_ = static_cast<int64_t>(cc.get_in_range("logits_budget_gb", 0.0, 1e6, 4.0) * (1LL << 30));
-    } else if (c.has("adapter")) {
-      c.at("adapter").fail("type", "no adapter for method " + method_ + " (lst and spa take one)");
+      logits_budget_ = static_cast<int64_t>(o.state_cache.logits_budget_gb * (1LL << 30));
+    } else if (root.has("adapter")) {
+      root.at("adapter").fail("type", "no adapter for method " + method_ + " (lst and spa take one)");
     } else {
       // A grid shares one base config: its training budget does not apply to frozen methods.
-      // Its keys are still checked (a typo fails), and the log says they were set aside.
-      const Config tc = c.at_or_empty("train");
-      TrainerOptions::from_config(tc);
-      tc.get_positive_int("batch_size", 8);
-      tc.get_nonnegative_int("dev_eval_examples", 16);
-      const Config cc = c.at_or_empty("state_cache");
-      cc.get<std::string>("dir", "");
-      cc.get_in_range("budget_gb", 0.0, 1e6, 16.0);
-      cc.get_in_range("logits_budget_gb", 0.0, 1e6, 4.0);
-      c.set_aside("train", "method " + method_ + " trains nothing");
-      c.set_aside("state_cache", "method " + method_ + " trains nothing");
+      // Its keys were still checked (a typo fails), and the log says they were set aside.
+      root.set_aside("train", "method " + method_ + " trains nothing");
+      root.set_aside("state_cache", "method " + method_ + " trains nothing");
     }
     if (method_ == "spa") {
       // The router reads the plugin's state: one probe forward gives its width.
-      const Config rc = c.at_or_empty("router");
+      const Config rc = root.at_or_empty("router");
       int64_t feat = 0;
       {
         torch::NoGradGuard ng;
@@ -99,12 +94,11 @@ class SpaExperiment : public Experiment {
       router_type_ = rc.has("type") ? rc.type() : "mlp";
       router_ = std::shared_ptr<Router>(rc.has("type") ? create<Router>(rc, dims) : create_named<Router>("mlp", rc, dims));
       router_->to(rt_.device);
-      router_opts_ = TrainerOptions::from_config(c.at_or_empty("router_train"));
-    } else if (c.has("router")) {
-      c.at("router").fail("type", "no router for method " + method_ + " (only spa routes)");
+      router_opts_ = o.router_train;
+    } else if (root.has("router")) {
+      root.at("router").fail("type", "no router for method " + method_ + " (only spa routes)");
     } else {
-      TrainerOptions::from_config(c.at_or_empty("router_train"));  // checked, then set aside
-      c.set_aside("router_train", "only method spa trains a router");
+      root.set_aside("router_train", "only method spa trains a router");
     }
   }
 
@@ -248,21 +242,14 @@ class SpaExperiment : public Experiment {
     for (size_t s = 0; s < missing.size(); s += B) {
       const size_t e = std::min(missing.size(), s + B);
       std::vector<std::vector<int64_t>> seqs;
-      size_t T = 0;
       for (size_t j = s; j < e; ++j) {
         auto seq = enc[missing[j]].prompt;
         seq.insert(seq.end(), enc[missing[j]].target.begin(), enc[missing[j]].target.end());
-        T = std::max(T, seq.size());
         seqs.push_back(seq);
       }
       // Right padding: causal attention keeps real positions exact, and no position shift.
-      auto ids = torch::full({static_cast<int64_t>(seqs.size()), static_cast<int64_t>(T)}, std::max<int64_t>(tok_->pad_id, 0), torch::kLong);
-      auto mask = torch::zeros_like(ids);
-      for (size_t j = 0; j < seqs.size(); ++j) {
-        ids[j].narrow(0, 0, seqs[j].size()).copy_(torch::tensor(seqs[j], torch::kLong));
-        mask[j].narrow(0, 0, seqs[j].size()).fill_(1);
-      }
-      auto out = model_->forward(ids, mask, {}, nullptr, true, -1);
+      auto [ids, mask] = pad_batch(seqs, std::max<int64_t>(tok_->pad_id, 0), PadSide::kRight);
+      auto out = model_->forward(ids.to(rt_.device), mask.to(rt_.device), {}, nullptr, true, -1);
       for (size_t j = 0; j < seqs.size(); ++j) {
         NamedTensors ts;
         for (size_t l = 0; l < out.hidden_states.size(); ++l)
@@ -567,80 +554,19 @@ class SpaExperiment : public Experiment {
 
   /// Batched greedy decoding; per step and sequence the router picks backbone or adapted logits.
   std::vector<std::vector<int64_t>> decode(const std::vector<std::vector<int64_t>>& prompts, int64_t& steps, int64_t& adapter_steps) {
-    const auto dev = rt_.device;
-    const int64_t B = static_cast<int64_t>(prompts.size());
-    size_t T = 0;
-    for (const auto& p : prompts) T = std::max(T, p.size());
-    auto ids = torch::full({B, static_cast<int64_t>(T)}, std::max<int64_t>(tok_->pad_id, 0), torch::kLong);
-    auto mask = torch::zeros({B, static_cast<int64_t>(T)}, torch::kLong);
-    for (int64_t j = 0; j < B; ++j) {
-      const int64_t n = static_cast<int64_t>(prompts[j].size()), off = static_cast<int64_t>(T) - n;
-      ids[j].narrow(0, off, n).copy_(torch::tensor(prompts[j], torch::kLong));
-      mask[j].narrow(0, off, n).fill_(1);
-    }
-    KVCache cache;
-    AdapterState astate;
-    std::vector<std::vector<int64_t>> out(B);
-    routes_.assign(static_cast<size_t>(B), std::string());
-    std::vector<bool> done(B, false);
-    const bool use_adapter = trainable_;
-    const bool need_backbone = !use_adapter || (router_ && router_type_ != "always");
-    torch::Tensor cur_ids = ids, cur_mask = mask, full_mask = mask;
-    for (int64_t step = 0; step < task_->max_new_tokens(); ++step) {
-      // Steps after the first (the prefill) are timed: the per-token cost of each method.
-      const double t_step = now_s();
-      auto o = model_->forward(cur_ids.to(dev), full_mask.to(dev), {}, &cache, use_adapter, use_adapter ? -1 : 1);
-      torch::Tensor next_logits, chose;
-      if (!use_adapter) {
-        next_logits = o.logits.select(1, -1);
-      } else {
-        const auto& read = adapter_->layers_read();
-        const int64_t L = model_->config().num_layers;
-        const bool seq = adapter_->needs_all_positions();
-        std::vector<torch::Tensor> inputs;
-        for (int64_t l : read) inputs.push_back(seq ? o.hidden_states[l] : o.hidden_states[l].narrow(1, -1, 1));
-        auto fin = model_->final_norm(o.hidden_states[L].narrow(1, -1, 1));
-        auto ao = adapter_->forward(inputs, fin, cur_mask.to(dev).to(torch::kBool), seq ? &astate : nullptr);
-        auto hid = ao.hidden.narrow(1, -1, 1).to(fin.scalar_type());
-        auto feats = ao.features.narrow(1, -1, 1);
-        if (need_backbone) {
-          auto both = model_->cap_logits(model_->project_vocab(torch::cat({fin, hid}, 0)));
-          auto lb = both.narrow(0, 0, B).select(1, 0), la = both.narrow(0, B, B).select(1, 0);
-          auto p = router_ ? router_->prob(fin.select(1, 0), feats.select(1, 0), distribution_features(lb, la))
-                           : torch::zeros({B}, lb.options());
-          chose = (p >= (router_ ? router_->threshold : 2.0)).to(torch::kCPU);
-          next_logits = torch::where(chose.to(dev).unsqueeze(1), la, lb);
-        } else {
-          next_logits = model_->cap_logits(model_->project_vocab(hid)).select(1, 0);
-          chose = torch::ones({B}, torch::kBool);
-        }
-      }
-      auto next = next_logits.argmax(-1).to(torch::kCPU);
-      if (step > 0) {
-        decode_seconds_ += now_s() - t_step;
-        ++decode_calls_;
-      }
-      bool all_done = true;
-      for (int64_t j = 0; j < B; ++j) {
-        if (done[j]) continue;
-        ++steps;
-        const bool adapted = chose.defined() && chose[j].item<bool>();
-        if (adapted) ++adapter_steps;
-        const int64_t t = next[j].item<int64_t>();
-        if (std::find(stop_ids_.begin(), stop_ids_.end(), t) != stop_ids_.end()) {
-          done[j] = true;
-        } else {
-          out[j].push_back(t);
-          routes_[static_cast<size_t>(j)] += adapted ? 'A' : 'B';
-        }
-        all_done = all_done && done[j];
-      }
-      if (all_done) break;
-      cur_ids = next.unsqueeze(1);
-      cur_mask = torch::ones({B, 1}, torch::kLong);
-      full_mask = torch::cat({full_mask, cur_mask}, 1);
-    }
-    return out;
+    Router* routing = router_ && router_type_ != "always" ? router_.get() : nullptr;
+    spa::RoutedDecoding policy(*model_, trainable_ ? adapter_.get() : nullptr, routing, stop_ids_,
+                               static_cast<int64_t>(prompts.size()));
+    DecodeOptions d;
+    d.max_new_tokens = task_->max_new_tokens();
+    d.pad_id = std::max<int64_t>(tok_->pad_id, 0);
+    const DecodeStats st = generate(*model_, prompts, policy, d);
+    steps += policy.steps();
+    adapter_steps += policy.adapter_steps();
+    decode_seconds_ += st.decode_seconds;
+    decode_calls_ += st.forwards;
+    routes_ = policy.routes();
+    return policy.tokens();
   }
 
   RuntimeOptions rt_;
@@ -655,7 +581,7 @@ class SpaExperiment : public Experiment {
   std::shared_ptr<CausalLM> model_;
   std::shared_ptr<DeviceAdapter> adapter_;
   std::shared_ptr<Router> router_;
-  Config cfg_;
+  Options opts_;
   TrainerOptions train_opts_, router_opts_;
   std::shared_ptr<text::Tokenizer> tok_;
   std::shared_ptr<text::ChatTemplate> tmpl_;

@@ -32,48 +32,115 @@ double now_s() { return std::chrono::duration<double>(std::chrono::steady_clock:
 
 class SymbolicMoe : public Experiment {
  public:
-  SymbolicMoe(const Config& root, const RuntimeOptions& rt) : rt_(rt), cfg_(root.at("experiment")) {
-    const Config& c = cfg_;
-    const Config d = c.at("data");
-    for (const Config& item : d.items("datasets")) datasets_.push_back(item.node().as<std::string>());
-    d.mark_used("datasets");
+  struct RecipeOptions {
+    std::vector<std::string> aggregators;
+    int64_t compare_instances = 200;
+    std::string compare_dataset;
+    template <class V>
+    void visit(V& v) {
+      v.required("aggregators", aggregators, "candidate aggregators (expert names); the best on validation aggregates");
+      v.field("compare_instances", compare_instances, "recruited test jobs run both batched-by-expert and naively",
+              NonNegative{});
+      v.field("compare_dataset", compare_dataset, "... from this test set (\"\" = all)");
+    }
+  };
+  struct DataOptions {
+    std::vector<std::string> datasets;
+    std::string dir = "symbolic_moe";
+    int64_t validation_per_dataset = 40, test_per_dataset = 60;
+    bool skip_bad_lines = false;
+    template <class V>
+    void visit(V& v) {
+      v.required("datasets", datasets, "the paper's splits: <dir>/<name>_{train,test}.jsonl (e.g. mmlu_pro, gpqa, medmcqa)");
+      v.field("dir", dir, "folder of the splits under $TANDEM_DATA");
+      v.field("validation_per_dataset", validation_per_dataset, "profile pool size per dataset (its train split)", Positive{});
+      v.field("test_per_dataset", test_per_dataset, "test instances per dataset", Positive{});
+      v.field("skip_bad_lines", skip_bad_lines, "skip (and count) malformed records instead of failing");
+    }
+  };
+  struct ExpertOptions {
+    std::string name, model, system, adapter_run;
+    template <class V>
+    void visit(V& v) {
+      v.required("name", name, "unique expert name");
+      v.required("model", model, "a short name under $TANDEM_MODELS, a .gguf file or an HF directory");
+      v.field("system", system, "persona system prompt (\"\" = none)");
+      v.field("adapter_run", adapter_run, "a finished SPA run whose trained plugin this expert adds (\"\" = none)");
+    }
+  };
+  struct ProfileOptions {
+    double smoothing = 1.0;
+    template <class V>
+    void visit(V& v) {
+      v.field("smoothing", smoothing, "added to every skill count of an expert's profile", Range{0.0, 1e6});
+    }
+  };
+  struct PoolOptions {
+    double memory_budget_gb = 0.0;
+    template <class V>
+    void visit(V& v) {
+      v.field("memory_budget_gb", memory_budget_gb, "models resident at once fit this budget (0 = no limit)", Range{0.0, 1e6});
+    }
+  };
+  struct Options {
+    RecipeOptions recipe;
+    DataOptions data;
+    std::vector<ExpertOptions> experts;
+    RecruitOptions recruit;
+    ProfileOptions profile;
+    ExecutorOptions executor;
+    PoolOptions pool;
+    template <class V>
+    void visit(V& v) {
+      v.section("experiment", recipe, "the recipe");
+      v.section("data", data, "validation and test instances");
+      v.list("experts", experts, "the expert pool");
+      v.template component<SkillExtractor>("skills", "how instances are tagged with skills");
+      v.section("recruit", recruit, "recruiting per instance");
+      v.section("profile", profile, "expert profiles on validation");
+      v.section("executor", executor, "running the recruited jobs");
+      v.section("pool", pool, "the model pool");
+    }
+    TANDEM_OPTIONS(Options)
+  };
+
+  SymbolicMoe(const Config& root, const RuntimeOptions& rt) : rt_(rt) {
+    const Options o = Options::from_config(root);
+    const Config d = root.at("data");
+    datasets_ = o.data.datasets;
     if (datasets_.empty()) d.fail("datasets", "a non-empty list such as [mmlu_pro, gpqa, medmcqa]");
-    dir_ = d.get<std::string>("dir", "symbolic_moe");
-    n_val_ = static_cast<size_t>(d.get_positive_int("validation_per_dataset", 40));
-    n_test_ = static_cast<size_t>(d.get_positive_int("test_per_dataset", 60));
-    skip_bad_ = d.get<bool>("skip_bad_lines", false);
-    for (const Config& e : c.items("experts")) {
-      ExpertSpec s{e.get<std::string>("name"), resolve_model_path(e.get<std::string>("model")), e.get<std::string>("system", ""),
-                   e.get<std::string>("adapter_run", "")};
+    dir_ = o.data.dir;
+    n_val_ = static_cast<size_t>(o.data.validation_per_dataset);
+    n_test_ = static_cast<size_t>(o.data.test_per_dataset);
+    skip_bad_ = o.data.skip_bad_lines;
+    const auto expert_nodes = root.items("experts");
+    for (size_t i = 0; i < o.experts.size(); ++i) {
+      const auto& x = o.experts[i];
+      const Config& e = expert_nodes[i];
+      ExpertSpec s{x.name, resolve_model_path(x.model), x.system, x.adapter_run};
       if (!s.adapter_run.empty() && !std::filesystem::exists(s.adapter_run + "/adapter.safetensors"))
         e.fail("adapter_run", "a finished SPA run directory holding adapter.safetensors (run its config first)");
-      for (const auto& o : experts_)
-        if (o.name == s.name) e.fail("name", "a unique expert name ('" + s.name + "' repeats)");
+      for (const auto& other : experts_)
+        if (other.name == s.name) e.fail("name", "a unique expert name ('" + s.name + "' repeats)");
       experts_.push_back(s);
     }
-    if (experts_.size() < 2) c.fail("experts", "at least two experts");
-    for (const Config& a : c.items("aggregators")) {
-      const std::string n = a.node().as<std::string>();
+    if (experts_.size() < 2) root.fail("experts", "at least two experts");
+    const Config c = root.at("experiment");
+    for (const auto& n : o.recipe.aggregators) {
       auto it = std::find_if(experts_.begin(), experts_.end(), [&](const ExpertSpec& e) { return e.name == n; });
       if (it == experts_.end()) c.fail("aggregators", "names of experts (unknown '" + n + "')");
       aggregators_.push_back(static_cast<int64_t>(it - experts_.begin()));
     }
-    c.mark_used("aggregators");
     if (aggregators_.empty()) c.fail("aggregators", "at least one expert name");
-    skills_cfg_ = std::make_unique<Config>(c.at("skills"));
-    const Config r = c.at_or_empty("recruit");
-    ro_.k = r.get_positive_int("k", 2);
-    ro_.mode = r.get_choice("mode", {"topk", "sample"}, "topk");
-    ro_.temperature = r.get_positive("temperature", 1.0);
+    ro_ = o.recruit;
     ro_.seed = rt_.seed;
-    smoothing_ = c.at_or_empty("profile").get_in_range("smoothing", 0.0, 1e6, 1.0);
-    exec_cfg_ = std::make_unique<Config>(c.at_or_empty("executor"));
-    batch_ = exec_cfg_->get_positive_int("batch_size", 8);
-    compare_ = static_cast<size_t>(c.get_nonnegative_int("compare_instances", 200));
-    compare_dataset_ = c.get<std::string>("compare_dataset", "");
-    budget_ = static_cast<int64_t>(c.at_or_empty("models").get_in_range("memory_budget_gb", 0.0, 1e6, 0.0) * (1LL << 30));
+    smoothing_ = o.profile.smoothing;
+    batch_ = o.executor.batch_size;
+    compare_ = static_cast<size_t>(o.recipe.compare_instances);
+    compare_dataset_ = o.recipe.compare_dataset;
+    budget_ = static_cast<int64_t>(o.pool.memory_budget_gb * (1LL << 30));
     // Build the skill extractor now so its config keys are checked before any work.
-    skills_ = create<SkillExtractor>(*skills_cfg_, static_cast<const RuntimeOptions&>(rt_));
+    skills_ = create<SkillExtractor>(root.at("skills"), static_cast<const RuntimeOptions&>(rt_));
   }
 
   ExperimentResult run(RunContext& ctx) override {
@@ -310,14 +377,12 @@ class SymbolicMoe : public Experiment {
 
  private:
   RuntimeOptions rt_;
-  Config cfg_;
   std::vector<std::string> datasets_;
   std::string dir_, compare_dataset_;
   size_t n_val_ = 40, n_test_ = 60, compare_ = 200;
   bool skip_bad_ = false;
   std::vector<ExpertSpec> experts_;
   std::vector<int64_t> aggregators_;
-  std::unique_ptr<Config> skills_cfg_, exec_cfg_;
   std::unique_ptr<SkillExtractor> skills_;
   RecruitOptions ro_;
   double smoothing_ = 1.0;

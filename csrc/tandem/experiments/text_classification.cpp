@@ -12,6 +12,7 @@
 #include "tandem/core/formats/safetensors.h"
 #include "tandem/data/text_classification.h"
 #include "tandem/experiments/experiment.h"
+#include "tandem/train/trainer.h"
 
 namespace tandem {
 
@@ -30,6 +31,7 @@ namespace {
 // Multinomial logistic regression: one weight vector per class over the bag features.
 class BagLinear : public BagClassifier {
  public:
+  using Options = NoOptions;
   BagLinear(const Config& cfg, int64_t in_dim, int64_t classes) {
     bag_ = register_module("bag", torch::nn::EmbeddingBag(
                                       torch::nn::EmbeddingBagOptions(in_dim, classes).mode(torch::kSum)));
@@ -48,12 +50,23 @@ TANDEM_REGISTER(BagClassifier, "bag_linear", BagLinear);
 // One hidden layer: sparse bag -> dense hidden (ReLU, dropout) -> classes.
 class BagMlp : public BagClassifier {
  public:
+  struct Options {
+    int64_t hidden = 256;
+    double dropout = 0.1;
+    template <class V>
+    void visit(V& v) {
+      v.field("hidden", hidden, "hidden width", Positive{});
+      v.field("dropout", dropout, "dropout on the hidden layer", Range{0.0, 0.99});
+    }
+    TANDEM_OPTIONS(Options)
+  };
   BagMlp(const Config& cfg, int64_t in_dim, int64_t classes) {
-    const int64_t hidden = cfg.get_positive_int("hidden", 256);
+    const Options o = Options::from_config(cfg);
+    const int64_t hidden = o.hidden;
     bag_ = register_module("bag", torch::nn::EmbeddingBag(
                                       torch::nn::EmbeddingBagOptions(in_dim, hidden).mode(torch::kSum)));
     bias_ = register_parameter("bias", torch::zeros({hidden}));
-    drop_ = register_module("drop", torch::nn::Dropout(cfg.get_in_range("dropout", 0.0, 0.99, 0.1)));
+    drop_ = register_module("drop", torch::nn::Dropout(o.dropout));
     out_ = register_module("out", torch::nn::Linear(hidden, classes));
   }
   torch::Tensor forward(const Bags& b) override {
@@ -80,19 +93,43 @@ Bags slice_to(const TextFeaturizer& f, const std::vector<TextExample>& ex, const
 
 class TextClassification : public Experiment {
  public:
+  struct TrainOptions {
+    int64_t epochs = 4, batch_size = 64, eval_batch_size = 512;
+    double lr = 2e-3, weight_decay = 0.01;
+    template <class V>
+    void visit(V& v) {
+      v.field("epochs", epochs, "passes over the training split", Positive{});
+      v.field("batch_size", batch_size, "examples per step", Positive{});
+      v.field("lr", lr, "AdamW learning rate", Positive{});
+      v.field("weight_decay", weight_decay, "AdamW weight decay", Range{0.0, 1.0});
+      v.field("eval_batch_size", eval_batch_size, "examples per evaluation batch", Positive{});
+    }
+  };
+  struct Options {
+    TrainOptions train;
+    template <class V>
+    void visit(V& v) {
+      v.template component<TextDataset>("data", "the labelled texts");
+      v.template component<TextFeaturizer>("features", "text -> sparse features");
+      v.template component<BagClassifier>("classifier", "the model trained on the features");
+      v.section("train", train, "training");
+    }
+    TANDEM_OPTIONS(Options)
+  };
+
   TextClassification(const Config& root, const RuntimeOptions& rt) : rt_(rt) {
+    const Options o = Options::from_config(root);
     dataset_ = create<TextDataset>(root.at("data"));
     featurizer_ = create<TextFeaturizer>(root.at("features"));
-    model_cfg_ = std::make_unique<Config>(root.at("model"));
+    model_cfg_ = std::make_unique<Config>(root.at("classifier"));
     model_type_ = model_cfg_->type();
-    // Probe-construct once so the model's keys are read (and checked) before the run starts.
+    // Probe-construct once so the classifier's keys are read (and checked) before the run starts.
     create<BagClassifier>(*model_cfg_, 1, 2);
-    const Config train = root.at("train");
-    epochs_ = train.get_positive_int("epochs", 4);
-    batch_ = train.get_positive_int("batch_size", 64);
-    lr_ = train.get_positive("lr", 2e-3);
-    wd_ = train.get_in_range("weight_decay", 0.0, 1.0, 0.01);
-    eval_batch_ = train.get_positive_int("eval_batch_size", 512);
+    epochs_ = o.train.epochs;
+    batch_ = o.train.batch_size;
+    lr_ = o.train.lr;
+    wd_ = o.train.weight_decay;
+    eval_batch_ = o.train.eval_batch_size;
   }
 
   ExperimentResult run(RunContext& ctx) override {
@@ -121,51 +158,56 @@ class TextClassification : public Experiment {
     model->to(dev, rt_.dtype);
     int64_t n_params = 0;
     for (const auto& p : model->parameters()) n_params += p.numel();
-    torch::optim::AdamW opt(model->parameters(), torch::optim::AdamWOptions(lr_).weight_decay(wd_));
-
     const int64_t n = static_cast<int64_t>(train.size());
     const int64_t steps_per_epoch = (n + batch_ - 1) / batch_;
+    // One Trainer fit over every epoch: constant rate (no warmup, no decay), no clipping; the
+    // loss window and the evaluation fall on epoch ends.
+    TrainerOptions topt;
+    topt.steps = epochs_ * steps_per_epoch;
+    topt.lr = lr_;
+    topt.weight_decay = wd_;
+    topt.warmup_ratio = 0.0;
+    topt.min_lr_ratio = 1.0;
+    topt.clip_norm = 0.0;
+    topt.log_every = steps_per_epoch;
+    topt.eval_every = steps_per_epoch;
+    std::vector<std::pair<std::string, torch::Tensor>> named;
+    for (const auto& p : model->named_parameters()) named.emplace_back(p.key(), p.value());
+    Trainer trainer(topt, named, "", "train");
     Table curve({"epoch", "train_loss", "test_accuracy"});
-    torch::Tensor pred_test;
-    double last_loss = 0;
+    torch::Tensor pred_test, perm;
+    double last_loss = 0, loss_sum = 0;
+    auto gen = at::detail::createCPUGenerator(rt_.seed);
     const auto t0 = std::chrono::steady_clock::now();
-    {
-      Progress bar("train", epochs_ * steps_per_epoch, "step");
-      auto gen = at::detail::createCPUGenerator(rt_.seed);
-      for (int64_t epoch = 1; epoch <= epochs_; ++epoch) {
+    const auto step_fn = [&](int64_t step, int64_t) {
+      const int64_t s = step % steps_per_epoch;
+      if (s == 0) {  // an epoch starts: a fresh order of the training examples
         model->train();
-        auto perm = torch::randperm(n, gen, torch::kLong);
-        const int64_t* pp = perm.data_ptr<int64_t>();
-        double loss_sum = 0;
-        for (int64_t s = 0; s < steps_per_epoch; ++s) {
-          std::vector<int64_t> ids(pp + s * batch_, pp + std::min(n, (s + 1) * batch_));
-          Bags b = slice_to(*featurizer_, train, ids, dev, rt_.dtype);
-          auto logits = model->forward(b).to(torch::kFloat);
-          auto loss = torch::nn::functional::cross_entropy(
-              logits, y_train.index_select(0, torch::tensor(ids, torch::kLong).to(dev)));
-          opt.zero_grad();
-          loss.backward();
-          opt.step();
-          loss_sum += loss.item<double>();
-          char post[48];
-          std::snprintf(post, sizeof post, "epoch=%lld loss=%.4f", static_cast<long long>(epoch),
-                        loss.item<double>());
-          bar.update(1, post);
-        }
-        last_loss = loss_sum / steps_per_epoch;
-        pred_test = predict(*model, test, dev);
-        const double acc = (pred_test == y_test).to(torch::kDouble).mean().item<double>();
-        curve.add_row({static_cast<int64_t>(epoch), last_loss, acc});
-        // Written every epoch, atomically: a killed run leaves whole files behind.
-        ctx.write_table("curve", curve);
-        std::vector<std::pair<std::string, torch::Tensor>> state;
-        for (const auto& p : model->named_parameters()) state.emplace_back(p.key(), p.value());
-        save_safetensors(ctx.path("checkpoint.safetensors"), state,
-                         {{"epoch", std::to_string(epoch)}, {"model", model_type_}});
-        ctx.info("epoch " + std::to_string(epoch) + ": train_loss=" + std::to_string(last_loss) +
-                 " test_accuracy=" + std::to_string(acc));
+        perm = torch::randperm(n, gen, torch::kLong);
+        loss_sum = 0;
       }
-    }
+      const int64_t* pp = perm.data_ptr<int64_t>();
+      std::vector<int64_t> ids(pp + s * batch_, pp + std::min(n, (s + 1) * batch_));
+      Bags b = slice_to(*featurizer_, train, ids, dev, rt_.dtype);
+      auto logits = model->forward(b).to(torch::kFloat);
+      auto loss = torch::nn::functional::cross_entropy(logits, y_train.index_select(0, torch::tensor(ids, torch::kLong).to(dev)));
+      loss_sum += loss.item<double>();
+      return loss;
+    };
+    const auto eval_fn = [&](int64_t done) -> std::map<std::string, double> {
+      const int64_t epoch = done / steps_per_epoch;
+      last_loss = loss_sum / static_cast<double>(steps_per_epoch);
+      pred_test = predict(*model, test, dev);
+      const double acc = (pred_test == y_test).to(torch::kDouble).mean().item<double>();
+      curve.add_row({epoch, last_loss, acc});
+      // Written every epoch, atomically: a killed run leaves whole files behind.
+      ctx.write_table("curve", curve);
+      save_safetensors(ctx.path("checkpoint.safetensors"), named, {{"epoch", std::to_string(epoch)}, {"model", model_type_}});
+      ctx.info("epoch " + std::to_string(epoch) + ": train_loss=" + std::to_string(last_loss) +
+               " test_accuracy=" + std::to_string(acc));
+      return {{"test_accuracy", acc}};
+    };
+    trainer.fit(step_fn, eval_fn);
     const double train_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 
     // Per-label accuracy, plus the majority-label baseline for scale.

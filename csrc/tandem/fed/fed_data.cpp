@@ -10,6 +10,7 @@
 #include "tandem/core/formats/safetensors.h"
 #include "tandem/data/jsonl.h"
 #include "tandem/data/text_classification.h"
+#include "tandem/models/batching.h"
 #include "tandem/models/model_paths.h"
 
 namespace fs = std::filesystem;
@@ -40,15 +41,33 @@ namespace {
 // gives each client a mix of source collections (intra-client heterogeneity).
 class JsonlFedDataset : public FedDataset {
  public:
-  explicit JsonlFedDataset(const Config& cfg)
-      : path_(resolve_data_path(cfg.get<std::string>("path"))),
-        text_field_(cfg.get<std::string>("text_field", "text")),
-        label_field_(cfg.get<std::string>("label_field", "label")),
-        domain_field_(cfg.get<std::string>("domain_field", "")),
-        domain_sep_(cfg.get<std::string>("domain_separator", "-")),
-        id_field_(cfg.get<std::string>("id_field", "")),
-        max_examples_(cfg.get_nonnegative_int("max_examples", 0)),
-        test_fraction_(cfg.get_in_range("test_fraction", 0.01, 0.99, 0.2)) {}
+  struct Options {
+    std::string path, text_field = "text", label_field = "label", domain_field, domain_separator = "-", id_field;
+    int64_t max_examples = 0;
+    double test_fraction = 0.2;
+    template <class V>
+    void visit(V& v) {
+      v.required("path", path, "the JSONL file (relative to $TANDEM_DATA)");
+      v.field("text_field", text_field, "field holding the text");
+      v.field("label_field", label_field, "field holding the class label");
+      v.field("domain_field", domain_field, "field whose text up to domain_separator names the domain (\"\" = none)");
+      v.field("domain_separator", domain_separator, "where the domain name ends in domain_field");
+      v.field("id_field", id_field, "field holding the id (\"\" = the line number)");
+      v.field("max_examples", max_examples, "a fixed hash-chosen subset of this size (0 = all)", NonNegative{});
+      v.field("test_fraction", test_fraction, "share of examples held out for test, by id hash", Range{0.01, 0.99});
+    }
+    TANDEM_OPTIONS(Options)
+  };
+  explicit JsonlFedDataset(const Config& cfg) : JsonlFedDataset(Options::from_config(cfg)) {}
+  explicit JsonlFedDataset(const Options& o)
+      : path_(resolve_data_path(o.path)),
+        text_field_(o.text_field),
+        label_field_(o.label_field),
+        domain_field_(o.domain_field),
+        domain_sep_(o.domain_separator),
+        id_field_(o.id_field),
+        max_examples_(o.max_examples),
+        test_fraction_(o.test_fraction) {}
 
   std::vector<LabelledText> load() override {
     std::vector<LabelledText> out;
@@ -89,15 +108,17 @@ TANDEM_REGISTER(FedDataset, "jsonl", JsonlFedDataset);
 
 }  // namespace
 
-Backbone::Backbone(const Config& cfg, const RuntimeOptions& rt)
+Backbone::Backbone(const Config& cfg, const RuntimeOptions& rt) : Backbone(BackboneOptions::from_config(cfg), cfg, rt) {}
+
+Backbone::Backbone(const BackboneOptions& o, const Config& cfg, const RuntimeOptions& rt)
     : rt_(rt),
-      path_(resolve_model_path(cfg.get<std::string>("model", "minilm-l6"))),
-      cache_dir_(cfg.get<std::string>("cache_dir", ".cache/fed")),
-      max_tokens_(cfg.get_positive_int("max_tokens", 64)),
-      batch_(cfg.get_positive_int("batch_size", 64)) {
+      path_(resolve_model_path(o.path)),
+      cache_dir_(o.cache_dir),
+      max_tokens_(o.max_tokens),
+      batch_(o.batch_size) {
   encoder_ = load_encoder(path_, rt.device, rt.dtype);
   tok_ = text::load_tokenizer(path_);
-  layout_ = SsfLayout::for_encoder(encoder_->config(), cfg.at_or_empty("ssf"));
+  layout_ = SsfLayout::for_encoder(encoder_->config(), o.ssf, cfg.at_or_empty("ssf"));
   if (max_tokens_ > encoder_->config().max_positions)
     throw std::invalid_argument(cfg.where("max_tokens") + ": " + std::to_string(max_tokens_) + " exceeds the encoder's " +
                                 std::to_string(encoder_->config().max_positions) + " positions");
@@ -138,18 +159,12 @@ FeatureSet Backbone::featurize(const std::vector<LabelledText>& texts, const std
   Progress bar("features", N, "ex");
   for (int64_t s = 0; s < N; s += batch_) {
     const int64_t e = std::min(N, s + batch_);
-    auto ids = torch::full({e - s, T}, pad, torch::kLong);
-    auto m = torch::zeros({e - s, T}, torch::kLong);
+    std::vector<std::vector<int64_t>> xs;
     for (int64_t i = s; i < e; ++i) {
-      auto x = tok_->encode(texts[static_cast<size_t>(i)].text);
-      if (static_cast<int64_t>(x.size()) > T) {  // keep [CLS] ... and the closing [SEP]
-        const int64_t last = x.back();
-        x.resize(static_cast<size_t>(T - 1));
-        x.push_back(last);
-      }
-      ids[i - s].narrow(0, 0, static_cast<int64_t>(x.size())).copy_(torch::tensor(x, torch::kLong));
-      m[i - s].narrow(0, 0, static_cast<int64_t>(x.size())).fill_(1);
+      xs.push_back(tok_->encode(texts[static_cast<size_t>(i)].text));
+      truncate_keeping_last(xs.back(), T);  // keep [CLS] ... and the closing [SEP]
     }
+    auto [ids, m] = pad_batch(xs, pad, PadSide::kRight, T);
     auto lower = encoder_->run_layers(encoder_->embed_tokens(ids), m, 0, layout_.first_layer, {});
     auto top = encoder_->run_layers(lower, m, layout_.first_layer, encoder_->config().num_layers, {});
     out.lower.narrow(0, s, e - s).copy_(lower);

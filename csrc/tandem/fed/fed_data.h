@@ -44,12 +44,29 @@ struct FeatureSet {
   FeatureSet rows(const torch::Tensor& rows) const;
 };
 
+/// `model:` of a FedIns config: the frozen encoder and where SSF sits in it.
+struct BackboneOptions {
+  std::string path = "minilm-l6";
+  int64_t max_tokens = 64, batch_size = 64;
+  std::string cache_dir = ".cache/fed";
+  SsfOptions ssf;
+  template <class V>
+  void visit(V& v) {
+    v.field("path", path, "the encoder: a short name under $TANDEM_MODELS or an HF directory");
+    v.field("max_tokens", max_tokens, "texts are cut to this many tokens (keeping [SEP])", Positive{});
+    v.field("batch_size", batch_size, "texts per forward pass when computing features", Positive{});
+    v.field("cache_dir", cache_dir, "frozen features, shared by every method of a table");
+    v.section("ssf", ssf, "the scale-and-shift sites");
+  }
+  TANDEM_OPTIONS(BackboneOptions)
+};
+
 /// The frozen backbone: encoder, tokenizer and where SSF sits. Features are cached on disk
 /// (keyed by model, texts, length and layout) because every method of a table shares them.
 class Backbone {
  public:
-  /// Keys: model (short name or directory), max_tokens, ssf {layers, sites}, cache_dir, batch_size.
   Backbone(const Config& cfg, const RuntimeOptions& rt);
+  Backbone(const BackboneOptions& o, const Config& cfg, const RuntimeOptions& rt);
   FeatureSet featurize(const std::vector<LabelledText>& texts, const std::vector<int64_t>& labels);
   Encoder& encoder() { return *encoder_; }
   const SsfLayout& layout() const { return layout_; }

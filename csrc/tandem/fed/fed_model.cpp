@@ -23,6 +23,7 @@ torch::Tensor classify(Encoder& enc, const SsfLayout& layout, const FeatureSet& 
 
 class SsfHead : public FedModel {
  public:
+  using Options = NoOptions;
   SsfHead(const Config& cfg, const SsfLayout& layout, int64_t hidden, int64_t classes) : layout_(layout) {
     ssf_ = register_parameter("ssf", layout_.identity());
     head_ = register_module("head", torch::nn::Linear(hidden, classes));
@@ -42,11 +43,21 @@ TANDEM_REGISTER(FedModel, "ssf_head", SsfHead);
 
 class SsfPool : public FedModel {
  public:
+  struct Options {
+    int64_t pool_size = 25, top_k = 3;
+    double match_weight = 0.1;
+    template <class V>
+    void visit(V& v) {
+      v.field("pool_size", pool_size, "SSF entries in the pool", Range{1, 4096});
+      v.field("top_k", top_k, "entries each instance averages (by key similarity)", Positive{});
+      v.field("match_weight", match_weight, "weight of the key-matching loss", Range{0.0, 1.0});
+    }
+    TANDEM_OPTIONS(Options)
+  };
   SsfPool(const Config& cfg, const SsfLayout& layout, int64_t hidden, int64_t classes)
-      : layout_(layout),
-        m_(cfg.get_int_in_range("pool_size", 1, 4096, 25)),
-        k_(cfg.get_positive_int("top_k", 3)),
-        w_(cfg.get_in_range("match_weight", 0.0, 1.0, 0.1)) {
+      : SsfPool(Options::from_config(cfg), cfg, layout, hidden, classes) {}
+  SsfPool(const Options& o, const Config& cfg, const SsfLayout& layout, int64_t hidden, int64_t classes)
+      : layout_(layout), m_(o.pool_size), k_(o.top_k), w_(o.match_weight) {
     if (k_ > m_) throw std::invalid_argument(cfg.where("top_k") + ": " + std::to_string(k_) + " exceeds pool_size " + std::to_string(m_));
     // Every entry starts as the identity; the keys, uniform in [-1, 1], make the first choices.
     pool_ = register_parameter("pool", layout_.identity().unsqueeze(0).repeat({m_, 1}));
@@ -66,6 +77,11 @@ class SsfPool : public FedModel {
     return out;
   }
   int64_t pool_size() const override { return m_; }
+  std::vector<bool> entry_rows() override {
+    std::vector<bool> out;
+    for (const auto& p : named_parameters()) out.push_back(p.value().is_same(pool_) || p.value().is_same(keys_));
+    return out;
+  }
 
   torch::Tensor instance_ssf(const torch::Tensor& query, torch::Tensor* chosen) override {
     torch::NoGradGuard ng;

@@ -1,4 +1,4 @@
-// The trainable part of a federated model on a frozen encoder, picked by `model.type`:
+// The trainable part of a federated model on a frozen encoder, picked by `head.type`:
 //   ssf_head  one SSF parameter set + a linear head (the FedAvg / FedProx baselines)
 //   ssf_pool  FedIns: a pool of M SSF sets with keys; each instance averages its top-k
 //             entries by cosine(query, key) into its own SSF, plus the shared head.
@@ -29,6 +29,9 @@ class FedModel : public torch::nn::Module {
   virtual FedOutput forward(Encoder& enc, const FeatureSet& batch) = 0;
   /// Rows in the pool (1 for a single SSF set).
   virtual int64_t pool_size() const { return 1; }
+  /// Per tensor of named_parameters(): whether its rows are pool entries (merged per entry by
+  /// FedIns' usage weighting). The server's strategy receives this layout with the states.
+  virtual std::vector<bool> entry_rows() { return std::vector<bool>(named_parameters().size(), false); }
   /// The instance-specific SSF of each example [B, P] (for inspection; ssf_head repeats its one set).
   virtual torch::Tensor instance_ssf(const torch::Tensor& query, torch::Tensor* chosen = nullptr) = 0;
   int64_t num_trainable() const;

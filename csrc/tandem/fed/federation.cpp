@@ -11,6 +11,7 @@
 #include "tandem/core/progress.h"
 #include "tandem/core/formats/safetensors.h"
 #include "tandem/core/hash.h"
+#include "tandem/train/trainer.h"
 
 namespace fs = std::filesystem;
 
@@ -50,29 +51,20 @@ Federation::Federation(const Config& root, const RuntimeOptions& rt) : rt_(rt) {
     // What a resumed server must share with the run that wrote its checkpoint: every section
     // the federation reads, the seed and the dtype (not threads, device or where results go).
     YAML::Node id(YAML::NodeType::Map);
-    for (const char* k : {"backbone", "data", "partition", "model", "strategy", "fed", "seed", "dtype"})
+    for (const char* k : {"model", "data", "partition", "head", "strategy", "fed", "seed", "dtype"})
       if (root.node()[k]) id[k] = root.node()[k];
     YAML::Emitter e;
     e << id;
     identity_yaml_ = std::string(e.c_str()) + "\n";
   }
-  const Config f = root.at("fed");
-  s_.rounds = f.get_positive_int("rounds", 20);
-  s_.clients_per_round = f.get_positive_int("clients_per_round", 5);
-  s_.local_steps = f.get_positive_int("local_steps", 10);
-  s_.batch_size = f.get_positive_int("batch_size", 32);
-  s_.eval_every = f.get_positive_int("eval_every", 1);
-  s_.lr = f.get_positive("lr", 1e-3);
-  s_.weight_decay = f.get_in_range("weight_decay", 0.0, 1.0, 0.0);
-  s_.optimizer = f.get_choice("optimizer", {"adamw", "sgd"}, "adamw");
-  s_.momentum = f.get_in_range("momentum", 0.0, 0.999, 0.0);
+  s_ = FedSettings::from_config(root.at("fed"));
   s_.seed = rt.seed;
   strategy_ = create<Strategy>(root.at("strategy"));
-  model_cfg_ = std::make_unique<Config>(root.at("model"));
+  model_cfg_ = std::make_unique<Config>(root.at("head"));
   model_type_ = model_cfg_->type();
   auto dataset = create<FedDataset>(root.at("data"));
   auto partitioner = create<Partitioner>(root.at("partition"));
-  backbone_ = std::make_unique<Backbone>(root.at("backbone"), rt);
+  backbone_ = std::make_unique<Backbone>(root.at("model"), rt);
 
   // Data: labels from every example (sorted names), hash split, frozen features once.
   auto all = dataset->load();
@@ -158,24 +150,38 @@ ClientUpdate Federation::train_client(int64_t client, int64_t round, const std::
   up.num_examples = static_cast<int64_t>(rows.size());
   load_state(*worker_, global);
   worker_->train();
-  auto params = worker_->parameters();
-  std::unique_ptr<torch::optim::Optimizer> opt;
-  if (s_.optimizer == "sgd")
-    opt = std::make_unique<torch::optim::SGD>(
-        params, torch::optim::SGDOptions(s_.lr).momentum(s_.momentum).weight_decay(s_.weight_decay));
-  else
-    opt = std::make_unique<torch::optim::AdamW>(params, torch::optim::AdamWOptions(s_.lr).weight_decay(s_.weight_decay));
+  // The local round is a Trainer fit: a fresh optimiser at a constant rate, no clipping, one
+  // loss window over the round, FedProx's proximal term as a loss hook.
+  TrainerOptions t;
+  t.steps = s_.local_steps;
+  t.lr = s_.lr;
+  t.weight_decay = s_.weight_decay;
+  t.optimizer = s_.optimizer;
+  t.momentum = s_.momentum;
+  t.warmup_ratio = 0.0;
+  t.min_lr_ratio = 1.0;
+  t.clip_norm = 0.0;
+  t.log_every = s_.local_steps;
+  std::vector<std::pair<std::string, torch::Tensor>> named;
+  for (const auto& p : worker_->named_parameters()) named.emplace_back(p.key(), p.value());
+  Trainer trainer(t, named, "", "client " + std::to_string(client), /*progress=*/false);
   const double mu = strategy_->proximal_mu();
   std::vector<torch::Tensor> anchor;
   for (const auto& g : global) anchor.push_back(g.to(rt_.device).detach());
+  if (mu > 0)
+    trainer.add_loss_hook([&] {
+      torch::Tensor prox = torch::zeros({}, torch::TensorOptions().dtype(torch::kFloat).device(rt_.device));
+      for (size_t i = 0; i < named.size(); ++i) prox = prox + (named[i].second - anchor[i]).pow(2).sum();
+      return 0.5 * mu * prox;
+    });
   auto gen = at::detail::createCPUGenerator(mix(mix(s_.seed, static_cast<uint64_t>(round)), static_cast<uint64_t>(client) + 1));
   const auto row_t = torch::tensor(rows, torch::kLong);
   const int64_t n = row_t.size(0);
   torch::Tensor perm;
   int64_t pos = n;  // forces a shuffle before the first batch
-  double loss_sum = 0;
   torch::Tensor usage;
-  for (int64_t step = 0; step < s_.local_steps; ++step) {
+  // Steps run in order, so the permutation carried between them is deterministic.
+  const auto step_fn = [&](int64_t, int64_t) {
     std::vector<torch::Tensor> pieces;
     int64_t need = std::min(s_.batch_size, n);
     while (need > 0) {  // batches wrap into a fresh permutation: every example once per epoch
@@ -192,20 +198,13 @@ ClientUpdate Federation::train_client(int64_t client, int64_t round, const std::
     auto out = worker_->forward(backbone_->encoder(), batch);
     auto loss = out.ce_weight * F::cross_entropy(out.logits.to(torch::kFloat), batch.label.to(out.logits.device()));
     if (out.aux_loss.defined()) loss = loss + out.aux_loss;
-    if (mu > 0) {
-      torch::Tensor prox = torch::zeros({}, loss.options());
-      for (size_t i = 0; i < params.size(); ++i) prox = prox + (params[i] - anchor[i]).pow(2).sum();
-      loss = loss + 0.5 * mu * prox;
-    }
-    opt->zero_grad();
-    loss.backward();
-    opt->step();
-    loss_sum += loss.item<double>();
     if (out.usage.defined()) usage = usage.defined() ? usage + out.usage : out.usage;
-  }
+    return loss;
+  };
+  const TrainSummary sum = trainer.fit(step_fn);
   up.state = state_of(*worker_);
   up.usage = usage;
-  up.loss = loss_sum / static_cast<double>(s_.local_steps);
+  up.loss = sum.final_loss;
   up.ok = true;
   return up;
 }
@@ -216,7 +215,7 @@ void Federation::aggregate(const std::vector<ClientUpdate>& updates) {
     if (u.ok) ok.push_back(&u);
   if (ok.empty()) return;  // nobody answered: the global model stays
   std::sort(ok.begin(), ok.end(), [](const ClientUpdate* a, const ClientUpdate* b) { return a->client < b->client; });
-  set_global_state(strategy_->aggregate(state_names(), global_state(), ok));
+  set_global_state(strategy_->aggregate(StateLayout{state_names(), model_->entry_rows()}, global_state(), ok));
 }
 
 double Federation::evaluate() {

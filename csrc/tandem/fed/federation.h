@@ -16,6 +16,7 @@
 #include <torch/torch.h>
 
 #include "tandem/core/config.h"
+#include "tandem/core/options.h"
 #include "tandem/core/runtime.h"
 #include "tandem/fed/fed_data.h"
 #include "tandem/fed/fed_model.h"
@@ -24,11 +25,28 @@
 
 namespace tandem::fed {
 
+/// `fed:` the federated schedule and each client's local training.
 struct FedSettings {
+  std::string method = "federated";
   int64_t rounds = 20, clients_per_round = 5, local_steps = 10, batch_size = 32, eval_every = 1;
   double lr = 1e-3, weight_decay = 0.0, momentum = 0.0;
-  std::string optimizer = "adamw";  ///< adamw | sgd (fresh each local round)
-  uint64_t seed = 0;
+  std::string optimizer = "adamw";
+  uint64_t seed = 0;  ///< the run's seed (not a key of this section)
+  template <class V>
+  void visit(V& v) {
+    v.field("method", method, "federated rounds, or local_only (each client alone, never aggregated)",
+            OneOf{{"federated", "local_only"}});
+    v.field("rounds", rounds, "communication rounds", Positive{});
+    v.field("clients_per_round", clients_per_round, "clients sampled each round", Positive{});
+    v.field("local_steps", local_steps, "optimiser steps of each client per round", Positive{});
+    v.field("batch_size", batch_size, "examples per local step", Positive{});
+    v.field("eval_every", eval_every, "rounds between test evaluations", Positive{});
+    v.field("lr", lr, "local learning rate", Positive{});
+    v.field("weight_decay", weight_decay, "local weight decay", Range{0.0, 1.0});
+    v.field("optimizer", optimizer, "local optimiser, fresh every round", OneOf{{"adamw", "sgd"}});
+    v.field("momentum", momentum, "SGD momentum", Range{0.0, 0.999});
+  }
+  TANDEM_OPTIONS(FedSettings)
 };
 
 /// Sends `global` to `clients` for round `round`, returns one update per client (ok or not).

@@ -21,11 +21,12 @@ namespace {
 
 class FedAvg : public Strategy {
  public:
+  using Options = NoOptions;
   explicit FedAvg(const Config&) {}
-  std::vector<torch::Tensor> aggregate(const std::vector<std::string>& names, const std::vector<torch::Tensor>&,
+  std::vector<torch::Tensor> aggregate(const StateLayout& layout, const std::vector<torch::Tensor>&,
                                        const std::vector<const ClientUpdate*>& ups) const override {
     std::vector<torch::Tensor> out;
-    for (size_t i = 0; i < names.size(); ++i) out.push_back(weighted_mean(ups, i));
+    for (size_t i = 0; i < layout.names.size(); ++i) out.push_back(weighted_mean(ups, i));
     return out;
   }
 };
@@ -33,7 +34,15 @@ TANDEM_REGISTER(Strategy, "fedavg", FedAvg);
 
 class FedProx : public FedAvg {
  public:
-  explicit FedProx(const Config& cfg) : FedAvg(cfg), mu_(cfg.get_positive("mu", 0.01)) {}
+  struct Options {
+    double mu = 0.01;
+    template <class V>
+    void visit(V& v) {
+      v.field("mu", mu, "weight of the proximal term mu/2 |w - w_global|^2 in each client's loss", Positive{});
+    }
+    TANDEM_OPTIONS(Options)
+  };
+  explicit FedProx(const Config& cfg) : FedAvg(cfg), mu_(Options::from_config(cfg).mu) {}
   double proximal_mu() const override { return mu_; }
 
  private:
@@ -43,13 +52,22 @@ TANDEM_REGISTER(Strategy, "fedprox", FedProx);
 
 class FedInsPool : public Strategy {
  public:
-  explicit FedInsPool(const Config& cfg) : by_usage_(cfg.get_choice("entry_weight", {"data_size", "usage"}, "data_size") == "usage") {}
+  struct Options {
+    std::string entry_weight = "data_size";
+    template <class V>
+    void visit(V& v) {
+      v.field("entry_weight", entry_weight, "how clients' copies of a pool entry are weighted in the merge",
+              OneOf{{"data_size", "usage"}});
+    }
+    TANDEM_OPTIONS(Options)
+  };
+  explicit FedInsPool(const Config& cfg) : by_usage_(Options::from_config(cfg).entry_weight == "usage") {}
 
-  std::vector<torch::Tensor> aggregate(const std::vector<std::string>& names, const std::vector<torch::Tensor>& global,
+  std::vector<torch::Tensor> aggregate(const StateLayout& layout, const std::vector<torch::Tensor>& global,
                                        const std::vector<const ClientUpdate*>& ups) const override {
     std::vector<torch::Tensor> out;
-    for (size_t i = 0; i < names.size(); ++i) {
-      const bool per_entry = by_usage_ && (names[i] == "pool" || names[i] == "keys");
+    for (size_t i = 0; i < layout.names.size(); ++i) {
+      const bool per_entry = by_usage_ && layout.entry_rows.at(i);
       if (!per_entry) {
         out.push_back(weighted_mean(ups, i));
         continue;

@@ -27,6 +27,12 @@ struct ClientUpdate {
   std::string error;                 ///< why the update did not arrive (when !ok)
 };
 
+/// What the server knows of the state's tensors (in named_parameters() order).
+struct StateLayout {
+  std::vector<std::string> names;  ///< for messages and checkpoints
+  std::vector<bool> entry_rows;    ///< rows are pool entries (FedIns merges them per entry)
+};
+
 class Strategy {
  public:
   static constexpr const char* kRegistryKind = "fed.strategy";
@@ -35,8 +41,7 @@ class Strategy {
   /// Clients add (mu/2)||w - w_global||^2 to their loss when > 0.
   virtual double proximal_mu() const { return 0.0; }
   /// The next global state from `global` and the updates that arrived (at least one, all ok).
-  virtual std::vector<torch::Tensor> aggregate(const std::vector<std::string>& names,
-                                               const std::vector<torch::Tensor>& global,
+  virtual std::vector<torch::Tensor> aggregate(const StateLayout& layout, const std::vector<torch::Tensor>& global,
                                                const std::vector<const ClientUpdate*>& updates) const = 0;
 };
 

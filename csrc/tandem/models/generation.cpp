@@ -15,23 +15,6 @@ double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::
 
 }  // namespace
 
-std::pair<torch::Tensor, torch::Tensor> left_pad(const std::vector<std::vector<int64_t>>& seqs, int64_t pad_id) {
-  size_t L = 0;
-  for (const auto& s : seqs) L = std::max(L, s.size());
-  const int64_t B = static_cast<int64_t>(seqs.size());
-  auto ids = torch::full({B, static_cast<int64_t>(L)}, pad_id, torch::kLong);
-  auto mask = torch::zeros({B, static_cast<int64_t>(L)}, torch::kLong);
-  int64_t* ip = ids.data_ptr<int64_t>();
-  int64_t* mp = mask.data_ptr<int64_t>();
-  for (int64_t b = 0; b < B; ++b) {
-    const auto& s = seqs[b];
-    const size_t off = L - s.size();
-    std::copy(s.begin(), s.end(), ip + b * L + off);
-    std::fill(mp + b * L + off, mp + (b + 1) * L, 1);
-  }
-  return {ids, mask};
-}
-
 PrefillResult prefill(CausalLM& model, const std::vector<std::vector<int64_t>>& prompts, int64_t pad_id,
                       KVCache& cache, int64_t min_shared) {
   const int64_t B = static_cast<int64_t>(prompts.size());
@@ -70,8 +53,8 @@ PrefillResult prefill(CausalLM& model, const std::vector<std::vector<int64_t>>& 
     max_suffix = std::max(max_suffix, static_cast<int64_t>(prompts[b].size()) - p);
   }
   const int64_t plain = B * static_cast<int64_t>(max_len), split = G * max_prefix + B * max_suffix;
-  if (G == B || split >= plain) {
-    auto [ids, mask] = left_pad(prompts, pad_id);
+  if (min_shared <= 0 || G == B || split >= plain) {
+    auto [ids, mask] = pad_batch(prompts, pad_id, PadSide::kLeft);
     r.mask = mask.to(dev);
     r.out = model.forward(ids.to(dev), r.mask, {}, &cache, false, /*logits_to_keep=*/1);
     r.positions = plain;
@@ -83,11 +66,11 @@ PrefillResult prefill(CausalLM& model, const std::vector<std::vector<int64_t>>& 
     if (prefixes[g].empty()) prefixes[g].assign(prompts[b].begin(), prompts[b].begin() + p);
     suffixes[b].assign(prompts[b].begin() + p, prompts[b].end());
   }
-  auto [pid, pmask] = left_pad(prefixes, pad_id);
+  auto [pid, pmask] = pad_batch(prefixes, pad_id, PadSide::kLeft);
   model.forward(pid.to(dev), pmask.to(dev), {}, &cache, false, /*logits_to_keep=*/-1);
   const auto rows = torch::tensor(group_of, torch::kLong);
   cache.select_rows(rows);
-  auto [sid, smask] = left_pad(suffixes, pad_id);
+  auto [sid, smask] = pad_batch(suffixes, pad_id, PadSide::kLeft);
   r.mask = torch::cat({pmask.index_select(0, rows), smask}, 1).to(dev);
   r.out = model.forward(sid.to(dev), r.mask, {}, &cache, false, 1);
   r.positions = split;
@@ -113,57 +96,116 @@ torch::Tensor sample_next(const torch::Tensor& logits, const SamplingOptions& o,
   return torch::multinomial(probs, 1, false, gen).squeeze(-1).to(logits.device());
 }
 
-GenerationResult generate(CausalLM& model, const std::vector<std::vector<int64_t>>& prompts,
-                          const SamplingOptions& opts, int64_t pad_id) {
+DecodeStats generate(CausalLM& model, const std::vector<std::vector<int64_t>>& prompts, NextTokenPolicy& policy,
+                     const DecodeOptions& opts) {
   torch::NoGradGuard ng;
-  GenerationResult r;
+  DecodeStats st;
   const int64_t B = static_cast<int64_t>(prompts.size());
-  r.tokens.assign(B, {});
-  r.finish_reasons.assign(B, "length");
-  if (B == 0) return r;
+  st.finish_reasons.assign(static_cast<size_t>(B), "length");
+  if (B == 0) return st;
   for (const auto& p : prompts) {
     if (p.empty()) throw std::invalid_argument("generate: every prompt needs at least one token");
-    r.prompt_tokens += static_cast<int64_t>(p.size());
+    st.prompt_tokens += static_cast<int64_t>(p.size());
   }
   const auto dev = model.parameters().front().device();
+  const bool hidden = policy.wants_hidden_states();
+  const int64_t keep = policy.logits_to_keep();
   at::Generator gen = at::detail::createCPUGenerator(opts.seed);
   KVCache cache;
-  std::vector<bool> done(B, false);
-  int64_t live = B;
+  std::vector<bool> live(static_cast<size_t>(B), true);
+  int64_t n_live = B;
+  auto end_row = [&](int64_t b, const std::string& reason) {
+    live[static_cast<size_t>(b)] = false;
+    st.finish_reasons[static_cast<size_t>(b)] = reason;
+    --n_live;
+  };
 
+  // 1. The prompt pass: shared prefixes once, unless the policy reads every position's states.
   auto t0 = Clock::now();
-  PrefillResult pre = prefill(model, prompts, pad_id, cache);
-  LMOutput out = std::move(pre.out);
-  torch::Tensor mask = pre.mask;
-  r.prefill_positions = pre.positions;
-  r.prefill_seconds = since(t0);
-  t0 = Clock::now();
-  for (int64_t step = 0; step < opts.max_new_tokens && live > 0; ++step) {
-    auto next = sample_next(out.logits.select(1, -1), opts, gen).cpu();
-    const int64_t* nx = next.data_ptr<int64_t>();
-    for (int64_t b = 0; b < B; ++b) {
-      if (done[b]) continue;
-      if (opts.cancelled && opts.cancelled(b)) {
-        done[b] = true;
-        r.finish_reasons[b] = "cancelled";
-        --live;
-        continue;
-      }
-      const int64_t tok = nx[b];
-      if (std::find(opts.stop_token_ids.begin(), opts.stop_token_ids.end(), tok) != opts.stop_token_ids.end()) {
-        done[b] = true;
-        r.finish_reasons[b] = "stop";
-        --live;
-        continue;
-      }
-      r.tokens[b].push_back(tok);
-      ++r.generated_tokens;
-    }
-    if (live == 0 || step + 1 == opts.max_new_tokens) break;
-    mask = torch::cat({mask, torch::ones({B, 1}, mask.options())}, 1);
-    out = model.forward(next.view({B, 1}).to(dev), mask, {}, &cache, false, 1);
+  LMOutput out;
+  torch::Tensor mask, fed_mask;
+  if (hidden || keep != 1) {
+    auto [ids, m] = pad_batch(prompts, opts.pad_id, PadSide::kLeft);
+    mask = m.to(dev);
+    out = model.forward(ids.to(dev), mask, {}, &cache, hidden, keep);
+    st.prefill_positions = ids.numel();
+  } else {
+    PrefillResult pre = prefill(model, prompts, opts.pad_id, cache, opts.min_shared_prefix);
+    out = std::move(pre.out);
+    mask = pre.mask;
+    st.prefill_positions = pre.positions;
   }
-  r.decode_seconds = since(t0);
+  fed_mask = mask;
+  st.prefill_seconds = since(t0);
+
+  t0 = Clock::now();
+  std::vector<TokenChoice> choices(static_cast<size_t>(B));
+  std::vector<int64_t> feed(static_cast<size_t>(B));
+  for (int64_t step = 0; step < opts.max_new_tokens; ++step) {
+    // 2. Rows whose caller went away end before the policy spends work on them.
+    if (opts.cancelled)
+      for (int64_t b = 0; b < B; ++b)
+        if (live[static_cast<size_t>(b)] && opts.cancelled(b)) {
+          end_row(b, "cancelled");
+          policy.on_end(b, "cancelled");
+        }
+    if (n_live == 0) break;
+    // 3. The policy chooses each row's next token (or ends the row).
+    std::fill(choices.begin(), choices.end(), TokenChoice{});
+    policy.choose(DecodeStep{step, out, fed_mask, live, gen}, choices);
+    for (int64_t b = 0; b < B; ++b) {
+      const auto& c = choices[static_cast<size_t>(b)];
+      if (live[static_cast<size_t>(b)] && c.finish) end_row(b, c.reason);
+      feed[static_cast<size_t>(b)] = c.feed >= 0 ? c.feed : opts.pad_id;
+    }
+    if (n_live == 0 || step + 1 == opts.max_new_tokens) break;
+    // 4. Every row reads its token (ended rows theirs or padding: rows do not interact).
+    mask = torch::cat({mask, torch::ones({B, 1}, mask.options())}, 1);
+    fed_mask = torch::ones({B, 1}, mask.options());
+    out = model.forward(torch::tensor(feed, torch::kLong).view({B, 1}).to(dev), mask, {}, &cache, hidden, keep);
+    ++st.forwards;
+  }
+  // 5. Rows still live ran out of steps.
+  for (int64_t b = 0; b < B; ++b)
+    if (live[static_cast<size_t>(b)]) {
+      end_row(b, "length");
+      policy.on_end(b, "length");
+    }
+  st.decode_seconds = since(t0);
+  return st;
+}
+
+void SamplingPolicy::choose(const DecodeStep& step, std::vector<TokenChoice>& choices) {
+  auto next = sample_next(step.out.logits.select(1, -1), opts_, step.gen).cpu();
+  const int64_t* nx = next.data_ptr<int64_t>();
+  for (size_t b = 0; b < choices.size(); ++b) {
+    const int64_t tok = nx[b];
+    choices[b].feed = tok;
+    if (!step.live[b]) continue;
+    if (std::find(opts_.stop_token_ids.begin(), opts_.stop_token_ids.end(), tok) != opts_.stop_token_ids.end())
+      choices[b].finish = true;
+    else
+      tokens_[b].push_back(tok);
+  }
+}
+
+GenerationResult generate(CausalLM& model, const std::vector<std::vector<int64_t>>& prompts,
+                          const SamplingOptions& opts, int64_t pad_id) {
+  SamplingPolicy policy(opts, static_cast<int64_t>(prompts.size()));
+  DecodeOptions d;
+  d.max_new_tokens = opts.max_new_tokens;
+  d.pad_id = pad_id;
+  d.seed = opts.seed;
+  d.cancelled = opts.cancelled;
+  const DecodeStats st = generate(model, prompts, policy, d);
+  GenerationResult r;
+  r.tokens = std::move(policy.tokens());
+  r.finish_reasons = st.finish_reasons;
+  r.prompt_tokens = st.prompt_tokens;
+  for (const auto& t : r.tokens) r.generated_tokens += static_cast<int64_t>(t.size());
+  r.prefill_seconds = st.prefill_seconds;
+  r.decode_seconds = st.decode_seconds;
+  r.prefill_positions = st.prefill_positions;
   return r;
 }
 
@@ -179,7 +221,7 @@ std::vector<double> score_continuations(CausalLM& model, const std::vector<std::
     full[i] = prompts[i];
     full[i].insert(full[i].end(), continuations[i].begin(), continuations[i].end());
   }
-  auto [ids, mask] = left_pad(full, pad_id);
+  auto [ids, mask] = pad_batch(full, pad_id, PadSide::kLeft);
   const auto dev = model.parameters().front().device();
   int64_t longest = 0;
   for (const auto& c : continuations) longest = std::max<int64_t>(longest, static_cast<int64_t>(c.size()));

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "tandem/core/formats/safetensors.h"
+#include "tandem/models/batching.h"
 
 namespace tandem::moe {
 
@@ -16,9 +17,11 @@ torch::Device fin_device(const CausalLM& m) {
 std::shared_ptr<DeviceAdapter> load_trained_adapter(const std::string& run_dir, const CausalLM& model) {
   const std::string cfg_path = run_dir + "/config.yaml", w_path = run_dir + "/adapter.safetensors";
   const Config root = Config::load_file(cfg_path);
-  if (!root.has("experiment") || !root.at("experiment").has("adapter"))
-    throw std::runtime_error(cfg_path + ": not an SPA/LST run (no experiment.adapter)");
-  std::shared_ptr<DeviceAdapter> a(create<DeviceAdapter>(root.at("experiment").at("adapter"), model.config()));
+  // `adapter:` (runs written before the one config shape kept it under `experiment:`).
+  const bool old_shape = !root.has("adapter") && root.has("experiment") && root.at("experiment").has("adapter");
+  if (!root.has("adapter") && !old_shape) throw std::runtime_error(cfg_path + ": not an SPA/LST run (no adapter)");
+  const Config node = old_shape ? root.at("experiment").at("adapter") : root.at("adapter");
+  std::shared_ptr<DeviceAdapter> a(create<DeviceAdapter>(node, model.config()));
   const SafetensorsFile w = load_safetensors(w_path);
   torch::NoGradGuard ng;
   for (auto& [name, p] : a->trainable()) {
@@ -73,22 +76,15 @@ std::vector<Answer> answer_letters(CausalLM& model, const text::Tokenizer& tok, 
   for (size_t s = 0; s < user_texts.size(); s += batch) {
     const size_t e = std::min(user_texts.size(), s + static_cast<size_t>(batch));
     std::vector<std::vector<int64_t>> prompts;
-    size_t T = 0;
     for (size_t i = s; i < e; ++i) {
       std::vector<text::ChatMessage> msgs;
       if (!system.empty()) msgs.push_back({"system", system});
       msgs.push_back({"user", user_texts[i]});
       prompts.push_back(tok.encode_for_model(tmpl.render(msgs) + cue));
-      T = std::max(T, prompts.back().size());
     }
     const int64_t B = static_cast<int64_t>(prompts.size());
-    auto ids = torch::full({B, static_cast<int64_t>(T)}, std::max<int64_t>(tok.pad_id, 0), torch::kLong);
-    auto mask = torch::zeros({B, static_cast<int64_t>(T)}, torch::kLong);
-    for (int64_t j = 0; j < B; ++j) {
-      const int64_t n = static_cast<int64_t>(prompts[j].size()), off = static_cast<int64_t>(T) - n;
-      ids[j].narrow(0, off, n).copy_(torch::tensor(prompts[j], torch::kLong));
-      mask[j].narrow(0, off, n).fill_(1);
-    }
+    auto [cpu_ids, cpu_mask] = pad_batch(prompts, std::max<int64_t>(tok.pad_id, 0), PadSide::kLeft);
+    const auto ids = cpu_ids.to(fin_device(model)), mask = cpu_mask.to(fin_device(model));
     torch::Tensor logits;
     if (!adapter) {
       logits = model.forward(ids, mask, {}, nullptr, false, 1).logits.select(1, 0).to(torch::kCPU);

@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "tandem/models/causal_lm.h"
-#include "tandem/moe/mc_data.h"
+#include "tandem/data/symbolic_moe.h"
 #include "tandem/peft/adapter.h"
 #include "tandem/text/chat_template.h"
 #include "tandem/text/tokenizer.h"

@@ -15,6 +15,8 @@
 #include "tandem/moe/model_pool.h"
 #include "tandem/moe/answering.h"
 
+#include "tandem/core/options.h"
+
 namespace tandem::moe {
 
 struct Job {
@@ -29,8 +31,14 @@ struct ExecStats {
   double seconds = 0, load_seconds = 0;
 };
 
+/// `executor:` how recruited jobs run.
 struct ExecutorOptions {
-  int64_t batch_size = 8;  ///< questions one expert answers per forward pass
+  int64_t batch_size = 8;
+  template <class V>
+  void visit(V& v) {
+    v.field("batch_size", batch_size, "questions one expert answers per forward pass", Positive{});
+  }
+  TANDEM_OPTIONS(ExecutorOptions)
 };
 
 class Executor {

@@ -13,6 +13,8 @@
 
 #include "tandem/moe/skills.h"
 
+#include "tandem/core/options.h"
+
 namespace tandem::moe {
 
 struct ModelProfile {
@@ -31,11 +33,19 @@ nlohmann::json profiles_to_json(const std::vector<ModelProfile>& profiles, const
 /// Each expert's score for an instance with `tags`.
 std::vector<double> expert_scores(const std::vector<ModelProfile>& profiles, const SkillTags& tags);
 
+/// `recruit:` how many experts each instance gets, and how they are picked.
 struct RecruitOptions {
   int64_t k = 2;
-  std::string mode = "topk";  ///< "topk" or "sample" (softmax over scores / temperature)
+  std::string mode = "topk";
   double temperature = 1.0;
-  uint64_t seed = 0;
+  uint64_t seed = 0;  ///< the run's seed (not a key)
+  template <class V>
+  void visit(V& v) {
+    v.field("k", k, "experts recruited per instance", Positive{});
+    v.field("mode", mode, "topk, or sample (softmax over expert scores / temperature)", OneOf{{"topk", "sample"}});
+    v.field("temperature", temperature, "sampling temperature of mode sample", Positive{});
+  }
+  TANDEM_OPTIONS(RecruitOptions)
 };
 
 /// Indices of the recruited experts, best first. Deterministic for (seed, instance_key); ties

@@ -29,20 +29,10 @@ class Embedder {
       size_t T = 0;
       for (size_t i = s; i < e; ++i) {
         auto x = tok_->encode(texts[i]);
-        if (static_cast<int64_t>(x.size()) > max_tokens) {  // keep [CLS] ... and the closing [SEP]
-          const int64_t last = x.back();
-          x.resize(max_tokens - 1);
-          x.push_back(last);
-        }
-        T = std::max(T, x.size());
+        truncate_keeping_last(x, max_tokens);  // keep [CLS] ... and the closing [SEP]
         ids.push_back(std::move(x));
       }
-      auto t = torch::full({static_cast<int64_t>(ids.size()), static_cast<int64_t>(T)}, std::max<int64_t>(tok_->pad_id, 0), torch::kLong);
-      auto m = torch::zeros_like(t);
-      for (size_t j = 0; j < ids.size(); ++j) {
-        t[j].narrow(0, 0, ids[j].size()).copy_(torch::tensor(ids[j], torch::kLong));
-        m[j].narrow(0, 0, ids[j].size()).fill_(1);
-      }
+      auto [t, m] = pad_batch(ids, std::max<int64_t>(tok_->pad_id, 0), PadSide::kRight);
       out.push_back(torch::nn::functional::normalize(enc_->embed(t, m).to(torch::kCPU, torch::kFloat),
                                                      torch::nn::functional::NormalizeFuncOptions().dim(1)));
     }
@@ -55,13 +45,21 @@ class Embedder {
   std::shared_ptr<text::Tokenizer> tok_;
 };
 
-std::vector<std::string> read_vocab(const Config& c) {
-  std::vector<std::string> v;
-  for (const Config& item : c.items("vocabulary")) v.push_back(item.node().as<std::string>());
-  c.mark_used("vocabulary");
-  if (v.empty()) c.fail("vocabulary", "a non-empty list of skill names");
-  return v;
-}
+// The keys both extractors take.
+struct TaggingOptions {
+  std::string encoder = "minilm-l6";
+  int64_t per_instance = 3;
+  std::vector<std::string> vocabulary;
+  template <class V>
+  void visit(V& v) {
+    v.field("encoder", encoder, "sentence encoder matching texts to skill names");
+    v.field("per_instance", per_instance, "skills tagged per instance", Positive{});
+    v.required("vocabulary", vocabulary, "the skill names");
+  }
+  void check(const Config& c) const {
+    if (vocabulary.empty()) c.fail("vocabulary", "a non-empty list of skill names");
+  }
+};
 
 std::vector<SkillTags> nearest(const torch::Tensor& queries, const torch::Tensor& vocab, int64_t n) {
   auto sims = torch::matmul(queries, vocab.t());
@@ -77,9 +75,12 @@ std::vector<SkillTags> nearest(const torch::Tensor& queries, const torch::Tensor
 
 class EmbeddingSkills : public SkillExtractor {
  public:
-  EmbeddingSkills(const Config& c, const RuntimeOptions& rt)
-      : emb_(c.get<std::string>("encoder", "minilm-l6"), rt), per_instance_(c.get_positive_int("per_instance", 3)) {
-    vocab_ = read_vocab(c);
+  struct Options : TaggingOptions {
+    TANDEM_OPTIONS(Options)
+  };
+  EmbeddingSkills(const Config& c, const RuntimeOptions& rt) : EmbeddingSkills(Options::from_config(c), rt) {}
+  EmbeddingSkills(const Options& o, const RuntimeOptions& rt) : emb_(o.encoder, rt), per_instance_(o.per_instance) {
+    vocab_ = o.vocabulary;
     vocab_emb_ = emb_.embed(vocab_);
   }
   std::vector<SkillTags> tag(const std::vector<std::string>& texts) override {
@@ -97,14 +98,26 @@ class EmbeddingSkills : public SkillExtractor {
 // question's own embedding.
 class KeywordLmSkills : public SkillExtractor {
  public:
-  KeywordLmSkills(const Config& c, const RuntimeOptions& rt)
-      : emb_(c.get<std::string>("encoder", "minilm-l6"), rt),
-        per_instance_(c.get_positive_int("per_instance", 3)),
-        max_new_(c.get_positive_int("max_new_tokens", 16)),
-        batch_(c.get_positive_int("batch_size", 8)) {
-    vocab_ = read_vocab(c);
+  struct Options {
+    TaggingOptions tagging;
+    std::string model = "smollm2-135m";
+    int64_t max_new_tokens = 16, batch_size = 8;
+    template <class V>
+    void visit(V& v) {
+      v.merge(tagging);
+      v.field("model", model, "the instruct LM that writes keywords");
+      v.field("max_new_tokens", max_new_tokens, "keyword budget per question", Positive{});
+      v.field("batch_size", batch_size, "questions decoded together", Positive{});
+    }
+    void check(const Config& c) const { tagging.check(c); }
+    TANDEM_OPTIONS(Options)
+  };
+  KeywordLmSkills(const Config& c, const RuntimeOptions& rt) : KeywordLmSkills(Options::from_config(c), rt) {}
+  KeywordLmSkills(const Options& o, const RuntimeOptions& rt)
+      : emb_(o.tagging.encoder, rt), per_instance_(o.tagging.per_instance), max_new_(o.max_new_tokens), batch_(o.batch_size) {
+    vocab_ = o.tagging.vocabulary;
     vocab_emb_ = emb_.embed(vocab_);
-    const std::string path = resolve_model_path(c.get<std::string>("model", "smollm2-135m"));
+    const std::string path = resolve_model_path(o.model);
     lm_ = load_causal_lm(path, rt.device, rt.dtype);
     tok_ = text::load_tokenizer(path);
     tmpl_ = text::make_chat_template("auto", *tok_);

@@ -12,6 +12,7 @@
 #include <torch/torch.h>
 
 #include "tandem/core/config.h"
+#include "tandem/core/options.h"
 #include "tandem/core/registry.h"
 #include "tandem/models/causal_lm.h"
 
@@ -60,9 +61,20 @@ class DeviceAdapter : public torch::nn::Module {
 
 TANDEM_DECLARE_REGISTRY(DeviceAdapter);
 
-/// Indices chosen by `layers:` — a list, or `every: k` (every k-th layer, the last always
-/// included), or "all". Errors name the key and the valid range [0, num_layers].
-std::vector<int64_t> parse_layer_choice(const Config& c, int64_t num_layers, const std::string& fallback_every);
+/// Which backbone layers an adapter reads: `layers:` (a list of indices, or "all") or else
+/// `every: k` (every k-th layer counting down from the last, which is always included).
+struct LayerChoice {
+  IntsOrAll layers;
+  int64_t every;
+  explicit LayerChoice(int64_t default_every = 1) : every(default_every) {}
+  template <class V>
+  void visit(V& v) {
+    v.field("layers", layers, "backbone layers read: indices in [0, L] (0 = embeddings), or \"all\"; overrides every");
+    v.field("every", every, "read every k-th layer counting down from the last (when layers is unset)", Positive{});
+  }
+  /// The sorted, distinct indices; errors name `c`'s file, line and key and the range [0, L].
+  std::vector<int64_t> resolve(int64_t num_layers, const Config& c) const;
+};
 
 /// x / rms(x): scale-free view of a residual stream, whose magnitude grows with depth.
 inline torch::Tensor unit_rms(const torch::Tensor& x, double eps = 1e-6) {

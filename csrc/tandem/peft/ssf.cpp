@@ -18,18 +18,16 @@ EncoderSite encoder_site_from_name(const std::string& name, const std::string& w
                               "\" (expected attn_out, ffn_hidden, ffn_out or block_out)");
 }
 
-SsfLayout SsfLayout::for_encoder(const EncoderConfig& enc, const Config& cfg) {
+SsfLayout SsfLayout::for_encoder(const EncoderConfig& enc, const SsfOptions& o, const Config& cfg) {
   SsfLayout L;
-  const int64_t n = cfg.get_positive_int("layers", 2);
+  const int64_t n = o.layers;
   if (n > enc.num_layers)
     throw std::invalid_argument(cfg.where("layers") + ": " + std::to_string(n) + " SSF layers but the encoder has " +
                                 std::to_string(enc.num_layers));
   std::vector<EncoderSite> sites;
-  if (cfg.has("sites")) {
-    for (const Config& s : cfg.items("sites")) sites.push_back(encoder_site_from_name(s.node().as<std::string>(), s.path()));
-  } else {
-    sites = {EncoderSite::kAttnOut, EncoderSite::kFfnHidden, EncoderSite::kFfnOut, EncoderSite::kBlockOut};
-  }
+  for (size_t i = 0; i < o.sites.size(); ++i)
+    sites.push_back(encoder_site_from_name(
+        o.sites[i], cfg.where("sites") + ": " + (cfg.path().empty() ? "" : cfg.path() + ".") + "sites[" + std::to_string(i) + "]"));
   if (sites.empty()) throw std::invalid_argument(cfg.where("sites") + ": needs at least one site");
   L.first_layer = enc.num_layers - n;
   for (int64_t l = L.first_layer; l < enc.num_layers; ++l)

@@ -13,9 +13,22 @@
 #include <torch/torch.h>
 
 #include "tandem/core/config.h"
+#include "tandem/core/options.h"
 #include "tandem/models/encoder.h"
 
 namespace tandem {
+
+/// `ssf:` where the scale-and-shift parameters sit in the encoder.
+struct SsfOptions {
+  int64_t layers = 2;
+  std::vector<std::string> sites{"attn_out", "ffn_hidden", "ffn_out", "block_out"};
+  template <class V>
+  void visit(V& v) {
+    v.field("layers", layers, "how many of the top encoder layers carry SSF", Positive{});
+    v.field("sites", sites, "where in each layer: any of attn_out, ffn_hidden, ffn_out, block_out");
+  }
+  TANDEM_OPTIONS(SsfOptions)
+};
 
 struct SsfLayout {
   struct Site {
@@ -28,9 +41,12 @@ struct SsfLayout {
   int64_t size = 0;         ///< P: total parameters (2 * channels summed over sites)
   int64_t first_layer = 0;  ///< lowest layer that carries SSF; layers below it stay untouched
 
-  /// From config keys `layers` (how many of the top layers carry SSF, default 2) and `sites`
-  /// (any of attn_out, ffn_hidden, ffn_out, block_out; default all four).
-  static SsfLayout for_encoder(const EncoderConfig& enc, const Config& cfg);
+  /// The layout `o` describes for `enc`; errors name `cfg` (the `ssf:` node) and the key.
+  static SsfLayout for_encoder(const EncoderConfig& enc, const SsfOptions& o, const Config& cfg);
+  /// The same, reading the options from `cfg`.
+  static SsfLayout for_encoder(const EncoderConfig& enc, const Config& cfg) {
+    return for_encoder(enc, SsfOptions::from_config(cfg), cfg);
+  }
   /// The identity parameter vector [P]: gamma = 1, beta = 0.
   torch::Tensor identity(const torch::TensorOptions& opts = {}) const;
   /// A hook applying `params`: [P] (one set for the batch) or [B, P] (one set per instance).

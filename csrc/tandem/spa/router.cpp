@@ -35,9 +35,21 @@ namespace {
 // A two-layer MLP over [unit_rms(backbone state), unit_rms(adapter state), scalar features].
 class MlpRouter : public Router {
  public:
+  struct Options {
+    double threshold = 0.5;
+    int64_t hidden = 64;
+    template <class V>
+    void visit(V& v) {
+      v.field("threshold", threshold, "use the adapted logits where the predicted probability reaches this", Range{0.0, 1.0});
+      v.field("hidden", hidden, "hidden width of the MLP", Range{1, 1 << 16});
+    }
+    TANDEM_OPTIONS(Options)
+  };
+
   MlpRouter(const Config& c, const RouterDims& d) {
-    threshold = c.get_in_range("threshold", 0.0, 1.0, 0.5);
-    const int64_t hidden = c.get_int_in_range("hidden", 1, 1 << 16, 64);
+    const Options o = Options::from_config(c);
+    threshold = o.threshold;
+    const int64_t hidden = o.hidden;
     const int64_t in = d.hidden + d.features + kDistributionFeatures;
     w1_ = register_parameter("w1", torch::randn({hidden, in}) / std::sqrt(static_cast<double>(in)));
     b1_ = register_parameter("b1", torch::zeros({hidden}));
@@ -71,9 +83,11 @@ class ConstantRouter : public Router {
   double p_;
 };
 struct AlwaysAdapter : ConstantRouter {
+  using Options = NoOptions;
   AlwaysAdapter(const Config& c, const RouterDims& d) : ConstantRouter(c, d, 1.0) {}
 };
 struct NeverAdapter : ConstantRouter {
+  using Options = NoOptions;
   NeverAdapter(const Config& c, const RouterDims& d) : ConstantRouter(c, d, 0.0) {}
 };
 

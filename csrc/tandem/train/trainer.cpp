@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cmath>
 #include <filesystem>
+#include <optional>
 #include <set>
 #include <sstream>
 
@@ -16,24 +17,9 @@ namespace fs = std::filesystem;
 
 namespace tandem {
 
-TrainerOptions TrainerOptions::from_config(const Config& c) {
-  TrainerOptions o;
-  o.steps = c.get_positive_int("steps", o.steps);
-  o.grad_accum = c.get_positive_int("grad_accum", o.grad_accum);
-  o.lr = c.get_in_range("lr", 0.0, 10.0, o.lr);
-  o.weight_decay = c.get_in_range("weight_decay", 0.0, 10.0, o.weight_decay);
-  o.warmup_ratio = c.get_in_range("warmup_ratio", 0.0, 1.0, o.warmup_ratio);
-  o.min_lr_ratio = c.get_in_range("min_lr_ratio", 0.0, 1.0, o.min_lr_ratio);
-  o.clip_norm = c.get_in_range("clip_norm", 0.0, 1e6, o.clip_norm);
-  o.eval_every = c.get_nonnegative_int("eval_every", o.eval_every);
-  o.checkpoint_every = c.get_nonnegative_int("checkpoint_every", o.checkpoint_every);
-  o.log_every = c.get_positive_int("log_every", o.log_every);
-  o.bf16_autocast = c.get<bool>("bf16_autocast", o.bf16_autocast);
-  o.keep_best = c.get<std::string>("keep_best", "");
-  // Checkpoints fall on loss-curve boundaries so a resumed run logs the same windows.
-  if (o.checkpoint_every > 0 && o.checkpoint_every % o.log_every != 0)
-    c.fail("checkpoint_every", "a multiple of log_every (" + std::to_string(o.log_every) + ")");
-  return o;
+void TrainerOptions::check(const Config& c) const {
+  if (checkpoint_every > 0 && checkpoint_every % log_every != 0)
+    c.fail("checkpoint_every", "a multiple of log_every (" + std::to_string(log_every) + ")");
 }
 
 namespace {
@@ -103,11 +89,16 @@ std::string curve_to_csv(const std::vector<std::map<std::string, double>>& curve
 }
 
 Trainer::Trainer(TrainerOptions opts, std::vector<std::pair<std::string, torch::Tensor>> params, std::string checkpoint_path,
-                 std::string label)
-    : opts_(opts), params_(std::move(params)), ckpt_path_(std::move(checkpoint_path)), label_(std::move(label)) {
+                 std::string label, bool progress)
+    : opts_(opts), params_(std::move(params)), ckpt_path_(std::move(checkpoint_path)), label_(std::move(label)),
+      progress_(progress) {
   std::vector<torch::Tensor> ts;
   for (auto& [n, t] : params_) ts.push_back(t);
-  opt_ = std::make_unique<torch::optim::AdamW>(ts, torch::optim::AdamWOptions(opts_.lr).weight_decay(opts_.weight_decay));
+  if (opts_.optimizer == "sgd")
+    opt_ = std::make_unique<torch::optim::SGD>(
+        ts, torch::optim::SGDOptions(opts_.lr).momentum(opts_.momentum).weight_decay(opts_.weight_decay));
+  else
+    opt_ = std::make_unique<torch::optim::AdamW>(ts, torch::optim::AdamWOptions(opts_.lr).weight_decay(opts_.weight_decay));
 }
 
 double Trainer::lr_at(int64_t step) const {
@@ -239,13 +230,16 @@ TrainSummary Trainer::fit(const StepFn& step_fn, const EvalFn& eval_fn) {
   }
   const auto t0 = std::chrono::steady_clock::now();
   const c10::Device dev = params_.empty() ? c10::Device(c10::kCPU) : params_.front().second.device();
-  Progress bar(label_, opts_.steps, "step");
-  bar.update(start);
+  std::optional<Progress> bar;
+  if (progress_) {
+    bar.emplace(label_, opts_.steps, "step");
+    bar->update(start);
+  }
   double window_loss = 0;
   int64_t window_n = 0;
   for (int64_t step = start; step < opts_.steps; ++step) {
     const double lr = lr_at(step);
-    for (auto& g : opt_->param_groups()) static_cast<torch::optim::AdamWOptions&>(g.options()).lr(lr);
+    for (auto& g : opt_->param_groups()) g.options().set_lr(lr);
     opt_->zero_grad();
     double loss_sum = 0;
     for (int64_t m = 0; m < opts_.grad_accum; ++m) {
@@ -253,6 +247,7 @@ TrainSummary Trainer::fit(const StepFn& step_fn, const EvalFn& eval_fn) {
       {
         AutocastScope ac(opts_.bf16_autocast, dev);
         loss = step_fn(step, m);
+        for (const auto& hook : hooks_) loss = loss + hook();
       }
       (loss.to(torch::kFloat) / static_cast<double>(opts_.grad_accum)).backward();
       loss_sum += loss.item<double>();
@@ -292,9 +287,9 @@ TrainSummary Trainer::fit(const StepFn& step_fn, const EvalFn& eval_fn) {
     }
     if (!ckpt_path_.empty() && opts_.checkpoint_every > 0 && (done % opts_.checkpoint_every == 0 || done == opts_.steps))
       save_checkpoint(done, s.curve);
-    bar.update(1, "loss=" + fmt(loss).substr(0, 6));
+    if (bar) bar->update(1, "loss=" + fmt(loss).substr(0, 6));
   }
-  bar.finish();
+  if (bar) bar->finish();
   s.steps_done = opts_.steps;
   s.best_step = opts_.steps;
   if (!opts_.keep_best.empty() && !best_.empty()) {

@@ -1,7 +1,8 @@
 // Trainer: the optimisation loop every trainable tandem method uses (SPA plugins, LST, routers,
-// FedIns clients). AdamW, linear warmup then cosine decay, gradient clipping and accumulation,
-// optional bfloat16 autocast, evaluation every N steps, a loss curve in CSV, a progress bar,
-// and atomic checkpoints every N steps with exact resume.
+// FedIns clients' local rounds). AdamW (or SGD), linear warmup then cosine decay, gradient
+// clipping and accumulation, loss hooks (FedProx's proximal term), optional bfloat16 autocast,
+// evaluation every N steps, a loss curve in CSV, a progress bar, and atomic checkpoints every N
+// steps with exact resume.
 //
 // Exact resume rests on one contract: the step function derives its batch from the step index
 // alone (no hidden RNG state). Then parameters + AdamW moments + step are the whole state, and a
@@ -19,28 +20,46 @@
 #include <torch/torch.h>
 
 #include "tandem/core/config.h"
+#include "tandem/core/options.h"
 
 namespace tandem {
 
 struct TrainerOptions {
-  int64_t steps = 100;           ///< optimiser steps
-  int64_t grad_accum = 1;        ///< micro-batches per step
+  int64_t steps = 100;
+  int64_t grad_accum = 1;
   double lr = 1e-3;
   double weight_decay = 0.0;
-  double warmup_ratio = 0.05;    ///< fraction of steps with linear warmup
-  double min_lr_ratio = 0.1;     ///< cosine decays to lr * this
-  double clip_norm = 1.0;        ///< 0 = no clipping
-  int64_t eval_every = 0;        ///< 0 = evaluate only at the end (if an eval function is given)
-  int64_t checkpoint_every = 0;  ///< 0 = no checkpoints
-  int64_t log_every = 10;        ///< loss-curve rows (mean loss over the last N steps)
-  bool bf16_autocast = false;    ///< run the step function under CPU/CUDA bfloat16 autocast
-  /// Model selection on held-out data: an eval metric to minimise ("" = keep the last
-  /// parameters). At the end the parameters of the best evaluation are restored.
+  double warmup_ratio = 0.05;
+  double min_lr_ratio = 0.1;
+  double clip_norm = 1.0;
+  int64_t eval_every = 0;
+  int64_t checkpoint_every = 0;
+  int64_t log_every = 10;
+  bool bf16_autocast = false;
   std::string keep_best;
+  std::string optimizer = "adamw";
+  double momentum = 0.0;
 
-  /// Reads `train:` keys: steps, grad_accum, lr, weight_decay, warmup_ratio, min_lr_ratio,
-  /// clip_norm, eval_every, checkpoint_every, log_every, bf16_autocast.
-  static TrainerOptions from_config(const Config& c);
+  template <class V>
+  void visit(V& v) {
+    v.field("steps", steps, "optimiser steps", Positive{});
+    v.field("grad_accum", grad_accum, "micro-batches per optimiser step", Positive{});
+    v.field("lr", lr, "peak learning rate (AdamW)", Range{0.0, 10.0});
+    v.field("weight_decay", weight_decay, "AdamW decoupled weight decay", Range{0.0, 10.0});
+    v.field("warmup_ratio", warmup_ratio, "fraction of steps with linear warmup", Range{0.0, 1.0});
+    v.field("min_lr_ratio", min_lr_ratio, "cosine decay ends at lr times this", Range{0.0, 1.0});
+    v.field("clip_norm", clip_norm, "gradient-norm clipping (0 = none)", Range{0.0, 1e6});
+    v.field("eval_every", eval_every, "steps between evaluations (0 = only at the end)", NonNegative{});
+    v.field("checkpoint_every", checkpoint_every, "steps between atomic checkpoints (0 = none); a multiple of log_every", NonNegative{});
+    v.field("log_every", log_every, "loss-curve rows: mean loss over this many steps", Positive{});
+    v.field("bf16_autocast", bf16_autocast, "run the step function under bfloat16 autocast");
+    v.field("keep_best", keep_best, "eval metric to minimise; its best step's parameters are kept (\"\" = the last)");
+    v.field("optimizer", optimizer, "adamw, or sgd (with momentum)", OneOf{{"adamw", "sgd"}});
+    v.field("momentum", momentum, "SGD momentum", Range{0.0, 0.999});
+  }
+  /// Checkpoints fall on loss-curve boundaries so a resumed run logs the same windows.
+  void check(const Config& c) const;
+  TANDEM_OPTIONS(TrainerOptions)
 };
 
 struct TrainSummary {
@@ -59,11 +78,15 @@ class Trainer {
   using StepFn = std::function<torch::Tensor(int64_t step, int64_t micro)>;
   /// Metrics at `step` (no grad); keys become curve columns prefixed "eval_".
   using EvalFn = std::function<std::map<std::string, double>(int64_t step)>;
+  /// A term added to every micro-batch's loss before backward (e.g. a proximal penalty).
+  using LossHook = std::function<torch::Tensor()>;
 
   /// `params`: the trainable tensors by stable name (names key the checkpoint).
   /// `checkpoint_path`: file for checkpoints ("" = none); an existing one is resumed.
+  /// `progress`: show a progress bar (off for many short fits, e.g. federated clients).
   Trainer(TrainerOptions opts, std::vector<std::pair<std::string, torch::Tensor>> params, std::string checkpoint_path,
-          std::string label = "train");
+          std::string label = "train", bool progress = true);
+  void add_loss_hook(LossHook hook) { hooks_.push_back(std::move(hook)); }
 
   TrainSummary fit(const StepFn& step_fn, const EvalFn& eval_fn = {});
 
@@ -78,7 +101,9 @@ class Trainer {
   TrainerOptions opts_;
   std::vector<std::pair<std::string, torch::Tensor>> params_;
   std::string ckpt_path_, label_;
-  std::unique_ptr<torch::optim::AdamW> opt_;
+  bool progress_;
+  std::vector<LossHook> hooks_;
+  std::unique_ptr<torch::optim::Optimizer> opt_;
   std::vector<torch::Tensor> best_;  // copies of params_ at the best evaluation (keep_best)
   double best_value_ = std::numeric_limits<double>::infinity();
   int64_t best_step_ = 0;

@@ -13,15 +13,30 @@ namespace {
 
 class LadderSide : public DeviceAdapter {
  public:
+  struct Options {
+    int64_t reduction = 8;
+    int64_t heads = 4;
+    double gate_temperature = 0.1;
+    LayerChoice read{1};
+    template <class V>
+    void visit(V& v) {
+      v.field("reduction", reduction, "side width = hidden size / reduction", Range{1, 1 << 20});
+      v.field("heads", heads, "attention heads of each side block (divides the side width)", Range{1, 1024});
+      v.field("gate_temperature", gate_temperature, "T of the ladder gates sigmoid(alpha / T)", Range{1e-3, 100.0});
+      v.merge(read);
+    }
+    TANDEM_OPTIONS(Options)
+  };
+
   LadderSide(const Config& c, const ModelConfig& m) {
+    const Options o = Options::from_config(c);
     const int64_t H = m.hidden_size;
-    const int64_t r = c.get_int_in_range("reduction", 1, H, 8);
-    d_ = H / r;
-    if (d_ < 1) c.fail("reduction", "a factor below the hidden size " + std::to_string(H));
-    heads_ = c.get_int_in_range("heads", 1, 1024, 4);
+    if (o.reduction > H) c.fail("reduction", "at most the hidden size " + std::to_string(H));
+    d_ = H / o.reduction;
+    heads_ = o.heads;
     if (d_ % heads_ != 0) c.fail("heads", "a divisor of the side width " + std::to_string(d_));
-    temperature_ = c.get_in_range("gate_temperature", 1e-3, 100.0, 0.1);
-    const auto chosen = parse_layer_choice(c, m.num_layers, "1");
+    temperature_ = o.gate_temperature;
+    const auto chosen = o.read.resolve(m.num_layers, c);
     layers_ = {0};  // the embeddings start the ladder
     layers_.insert(layers_.end(), chosen.begin(), chosen.end());
     const int64_t n = static_cast<int64_t>(chosen.size());

@@ -19,16 +19,35 @@ namespace {
 
 class SidePlugin : public DeviceAdapter {
  public:
+  struct Options {
+    std::string placement = "parallel";
+    int64_t rank = 64;
+    int64_t mlp_hidden = 0;
+    LayerChoice read{3};
+    template <class V>
+    void visit(V& v) {
+      v.field("placement", placement, "parallel: taps the chosen backbone layers; sequential: the final state only",
+              OneOf{{"parallel", "sequential"}});
+      // Bounded so a typo (rank: 1000000000) is a config error, not a request for terabytes.
+      v.field("rank", rank, "width of the plugin's state and of the logit shift", Range{1, 1 << 16});
+      v.field("mlp_hidden", mlp_hidden, "hidden width of the plugin's MLP (0 = 4 x rank)", Range{0, 1 << 16});
+      v.merge(read);
+    }
+    TANDEM_OPTIONS(Options)
+  };
+
   SidePlugin(const Config& c, const ModelConfig& m) {
-    const std::string placement = c.get_choice("placement", {"parallel", "sequential"}, "parallel");
+    const Options o = Options::from_config(c);
     const int64_t H = m.hidden_size;
-    // Bounded so a typo (rank: 1000000000) is a config error, not a request for terabytes.
-    rank_ = c.get_int_in_range("rank", 1, 1 << 16, 64);
-    const int64_t hidden = c.get_int_in_range("mlp_hidden", 1, 1 << 16, 4 * rank_);
-    if (placement == "parallel")
-      layers_ = parse_layer_choice(c, m.num_layers, "3");
-    else
+    rank_ = o.rank;
+    const int64_t hidden = o.mlp_hidden > 0 ? o.mlp_hidden : 4 * rank_;
+    if (o.placement == "parallel") {
+      layers_ = o.read.resolve(m.num_layers, c);
+    } else {
+      for (const char* k : {"layers", "every"})
+        if (c.has(k)) c.fail(k, std::string("no ") + k + " with placement: sequential (it reads the final state only)");
       layers_ = {m.num_layers};
+    }
     const double in_std = 1.0 / std::sqrt(static_cast<double>(H));
     down_ = register_parameter("down", torch::randn({static_cast<int64_t>(layers_.size()), rank_, H}) * in_std);
     w1_ = register_parameter("mlp_in", torch::randn({hidden, rank_}) / std::sqrt(static_cast<double>(rank_)));

@@ -1,4 +1,4 @@
-// Multiple-choice reasoning instances for Symbolic-MoE: the splits shipped with the paper
+// Reader of the Symbolic-MoE paper's multiple-choice splits
 // (../shared/data/symbolic_moe/<set>_{train,test}.jsonl: MMLU-Pro, GPQA, MedMCQA). "train" is the
 // validation pool profiles are built on; "test" is evaluated once.
 #pragma once
@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-namespace tandem::moe {
+namespace tandem {
 
 struct McInstance {
   std::string id, dataset, question;  ///< question text with its options embedded
@@ -21,4 +21,4 @@ struct McInstance {
 std::vector<McInstance> read_mc_instances(const std::string& path, const std::string& dataset, size_t limit,
                                           bool skip_bad_lines);
 
-}  // namespace tandem::moe
+}  // namespace tandem

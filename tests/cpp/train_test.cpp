@@ -1,9 +1,7 @@
-// Trainer, state cache and chat templates: schedules and rendering checked against values
-// worked by hand; AdamW against its published update rule; checkpoints resume exactly.
+// train: the Trainer's schedule, AdamW step, accumulation, checkpoints and exact resume.
 #include <gtest/gtest.h>
 
 #include <cmath>
-
 #include <torch/torch.h>
 
 #include "tandem/core/config.h"
@@ -151,46 +149,6 @@ TEST(Trainer, ResumePastTheBestStepKeepsTheSameStepValueAndLoss) {
 TEST(Trainer, CheckpointEveryMustAlignWithLogEvery) {
   const Config c = Config::load_string("steps: 10\nlog_every: 4\ncheckpoint_every: 6\n", "t.yaml");
   expect_error<ConfigError>([&] { TrainerOptions::from_config(c); }, {"t.yaml:3", "checkpoint_every", "multiple of log_every"});
-}
-
-TEST(StateCache, EvictsLeastRecentlyUsedBeyondTheBudget) {
-  TempDir dir;
-  const NamedTensors a{{"h", torch::ones({256})}};  // 1 KiB each
-  StateCache cache(dir.file("c"), 2500);
-  ASSERT_TRUE(cache.put("a", a));
-  ASSERT_TRUE(cache.put("b", a));
-  ASSERT_TRUE(cache.lookup("a").has_value());  // "a" is now the most recent
-  ASSERT_TRUE(cache.put("c", a));              // over budget: "b" goes
-  EXPECT_FALSE(cache.lookup("b").has_value());
-  EXPECT_TRUE(cache.lookup("a").has_value());
-  EXPECT_TRUE(cache.lookup("c").has_value());
-  EXPECT_EQ(cache.evictions, 1);
-  EXPECT_LE(cache.bytes(), 2500);
-  // An entry bigger than the whole budget is refused, and nothing is evicted for it.
-  EXPECT_FALSE(cache.put("huge", {{"h", torch::ones({1024})}}));
-  EXPECT_TRUE(cache.lookup("a").has_value());
-  // Contents round-trip.
-  EXPECT_TRUE(torch::equal(cache.lookup("c")->at(0).second, a[0].second));
-}
-
-TEST(ChatTemplate, RendersEachFamilyByHand) {
-  struct NoTok : text::Tokenizer {
-    std::vector<int64_t> encode(const std::string&) const override { return {}; }
-    std::string decode(const std::vector<int64_t>&, bool) const override { return ""; }
-    int64_t vocab_size() const override { return 0; }
-    int64_t token_to_id(const std::string& t) const override { return t == "<start_of_turn>" ? 5 : -1; }
-    std::string id_to_token(int64_t) const override { return ""; }
-  } tok;
-  const std::vector<text::ChatMessage> msgs{{"system", "Be brief."}, {"user", "Hi"}, {"assistant", "Hello"}, {"user", "Bye"}};
-  EXPECT_EQ(text::make_chat_template("chatml", tok)->render(msgs),
-            "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\nHello<|im_end|>\n"
-            "<|im_start|>user\nBye<|im_end|>\n<|im_start|>assistant\n");
-  // "auto" finds Gemma's marker; Gemma folds the system text into the first user turn.
-  EXPECT_EQ(text::make_chat_template("auto", tok)->render(msgs),
-            "<start_of_turn>user\nBe brief.\n\nHi<end_of_turn>\n<start_of_turn>model\nHello<end_of_turn>\n"
-            "<start_of_turn>user\nBye<end_of_turn>\n<start_of_turn>model\n");
-  expect_error<std::invalid_argument>([&] { text::make_chat_template("nope", tok); },
-                                      {"unknown text.chat_template 'nope' (known: chatml, gemma, llama2, plain)"});
 }
 
 }  // namespace

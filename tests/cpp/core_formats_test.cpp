@@ -1,9 +1,7 @@
-// safetensors: a file laid out by hand byte for byte loads as expected; round trips are
-// bit-exact for every dtype; every kind of corruption gives a clear error, never a crash.
+// core/formats: safetensors read and written by hand, corrupt and truncated files refused cleanly.
 #include <gtest/gtest.h>
 
 #include <cstring>
-
 #include <torch/torch.h>
 
 #include "tandem/core/files.h"

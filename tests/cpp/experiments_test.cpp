@@ -1,17 +1,32 @@
-// The experiment runner end to end on a fixture dataset this test writes: a learnable
-// problem (label given by a keyword) must reach high accuracy, and every artifact must exist.
+// experiments: the runner end to end, and the config errors it raises before writing anything.
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
 
+#include "tandem/core/config.h"
 #include "tandem/core/files.h"
+#include "tandem/core/runtime.h"
+#include "tandem/experiments/experiment.h"
 #include "tandem/experiments/runner.h"
 #include "test_helpers.h"
 
-using namespace tandem;
+using tandem::Config;
+using tandem::ConfigError;
+using tandem::testing::expect_error;
 using tandem::testing::TempDir;
+using namespace tandem;
 
 namespace {
+
+const char* kGood = R"(experiment:
+  type: text_classification
+train:
+  epochs: 3
+  lr: 3e-4
+  flags: [1, 2, 3]
+  names: [a, b]
+  verbose: true
+)";
 
 std::string keyword_dataset(const TempDir& d, int n) {
   const char* topics[3][2] = {{"sport", "match"}, {"music", "album"}, {"science", "atom"}};
@@ -26,6 +41,31 @@ std::string keyword_dataset(const TempDir& d, int n) {
   return d.write("data.jsonl", out);
 }
 
+TEST(ConfigErrors, UnknownType) {
+  Config c = Config::load_string("experiment:\n  type: nope\n", "r.yaml");
+  expect_error<ConfigError>(
+      [&] {
+        tandem::create_by_type<tandem::Experiment>(c.at("experiment"), c, tandem::RuntimeOptions{});
+      },
+      {"r.yaml:2: experiment.type: unknown experiments.experiment 'nope' (known: ", "text_classification"});
+}
+
+TEST(ConfigErrors, RunnerRejectsUnknownKeyBeforeWritingAnything) {
+  TempDir d;
+  d.write("data.jsonl", "{\"text\": \"a b\", \"label\": \"x\"}\n");
+  const std::string yaml = "experiment: {type: text_classification, name: t}\n"
+                           "device: cpu\n"
+                           "run: {results_dir: " + d.file("results") + "}\n"
+                           "data: {type: jsonl_text_classification, path: " + d.file("data.jsonl") + "}\n"
+                           "features: {type: hashed_ngrams, buckets: 16}\n"
+                           "classifier: {type: bag_linear}\n"
+                           "train: {epochs: 1, lr_schedule: cosine}\n";
+  Config c = Config::load_string(yaml, "run.yaml");
+  expect_error<ConfigError>([&] { tandem::run_experiment(c, {d.file("results"), false}); },
+                            {"run.yaml:7: train.lr_schedule: unknown key"});
+  EXPECT_FALSE(std::filesystem::exists(d.file("results")));
+}
+
 TEST(Runner, TrainsAndWritesEveryArtifact) {
   TempDir d;
   const std::string data = keyword_dataset(d, 300);
@@ -34,7 +74,7 @@ TEST(Runner, TrainsAndWritesEveryArtifact) {
                            "run: {id: r1}\n"
                            "data: {type: jsonl_text_classification, path: " + data + ", id_field: id}\n"
                            "features: {type: hashed_ngrams, buckets: 512, ngram: 1}\n"
-                           "model: {type: bag_linear}\n"
+                           "classifier: {type: bag_linear}\n"
                            "train: {epochs: 8, batch_size: 16, lr: 0.05}\n";
   Config cfg = Config::load_string(yaml, "kw.yaml");
   RunSummary s = run_experiment(cfg, {d.file("results"), false});

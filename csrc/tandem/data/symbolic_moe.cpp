@@ -1,4 +1,4 @@
-#include "tandem/moe/mc_data.h"
+#include "tandem/data/symbolic_moe.h"
 
 #include <regex>
 #include <stdexcept>
@@ -7,7 +7,7 @@
 
 #include "tandem/data/jsonl.h"
 
-namespace tandem::moe {
+namespace tandem {
 
 std::vector<McInstance> read_mc_instances(const std::string& path, const std::string& dataset, size_t limit,
                                           bool skip_bad_lines) {
@@ -41,4 +41,4 @@ std::vector<McInstance> read_mc_instances(const std::string& path, const std::st
   return out;
 }
 
-}  // namespace tandem::moe
+}  // namespace tandem

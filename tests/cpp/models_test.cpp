@@ -1,0 +1,134 @@
+// models: padding, and generate() with each kind of next-token policy on a tiny random Llama,
+// against decoding written out by hand (no cache, no padding, one sequence at a time).
+#include <gtest/gtest.h>
+
+#include <torch/torch.h>
+
+#include "tandem/collab/json_constraint.h"
+#include "tandem/models/batching.h"
+#include "tandem/models/generation.h"
+#include "test_helpers.h"
+#include "tiny_models.h"
+
+using namespace tandem;
+using namespace tandem::testing;
+
+namespace {
+
+TEST(Batching, PadsLeftOrRightByHand) {
+  const std::vector<std::vector<int64_t>> seqs{{1, 2, 3}, {4}};
+  auto l = pad_batch(seqs, 9, PadSide::kLeft);
+  EXPECT_TRUE(torch::equal(l.ids, torch::tensor({1, 2, 3, 9, 9, 4}, torch::kLong).view({2, 3})));
+  EXPECT_TRUE(torch::equal(l.mask, torch::tensor({1, 1, 1, 0, 0, 1}, torch::kLong).view({2, 3})));
+  auto r = pad_batch(seqs, 0, PadSide::kRight, 4);
+  EXPECT_TRUE(torch::equal(r.ids, torch::tensor({1, 2, 3, 0, 4, 0, 0, 0}, torch::kLong).view({2, 4})));
+  EXPECT_TRUE(torch::equal(r.mask, torch::tensor({1, 1, 1, 0, 1, 0, 0, 0}, torch::kLong).view({2, 4})));
+  expect_error<std::invalid_argument>([&] { pad_batch(seqs, 0, PadSide::kRight, 2); }, {"exceeds the width 2"});
+  std::vector<int64_t> cls{101, 5, 6, 7, 102};
+  truncate_keeping_last(cls, 3);
+  EXPECT_EQ(cls, (std::vector<int64_t>{101, 5, 102}));
+}
+
+// Prompts with a 40-token shared prefix (so the shared-prefix prefill runs) and different tails.
+std::vector<std::vector<int64_t>> prompts_with_shared_prefix() {
+  std::vector<int64_t> prefix;
+  for (int i = 0; i < 40; ++i) prefix.push_back((i * 7) % 40);
+  std::vector<std::vector<int64_t>> ps;
+  for (const std::vector<int64_t>& tail : {std::vector<int64_t>{1, 2, 3}, {4}, {5, 6, 7, 8, 9}}) {
+    ps.push_back(prefix);
+    ps.back().insert(ps.back().end(), tail.begin(), tail.end());
+  }
+  ps.push_back({3, 1, 4});  // and one unrelated short prompt
+  return ps;
+}
+
+TEST(Generate, GreedyPolicyMatchesDecodingByHand) {
+  auto m = tiny_llama();
+  const auto ps = prompts_with_shared_prefix();
+  SamplingOptions so;
+  so.max_new_tokens = 8;
+  const auto r = generate(*m, ps, so, kEos);
+  EXPECT_LT(r.prefill_positions, static_cast<int64_t>(ps.size()) * 45) << "the shared prefix ran once";
+  for (size_t b = 0; b < ps.size(); ++b) {
+    EXPECT_EQ(r.tokens[b], greedy_by_hand(*m, ps[b], 8)) << "row " << b;
+    EXPECT_EQ(r.finish_reasons[b], "length");
+  }
+  EXPECT_EQ(r.generated_tokens, 8 * static_cast<int64_t>(ps.size()));
+}
+
+TEST(Generate, StopTokenEndsOnlyItsRow) {
+  auto m = tiny_llama();
+  const auto ps = prompts_with_shared_prefix();
+  const auto row0 = greedy_by_hand(*m, ps[0], 12);
+  // The stop token: row 0's first token that it had not produced before (after at least one).
+  size_t cut = 1;
+  while (cut < row0.size() && std::find(row0.begin(), row0.begin() + cut, row0[cut]) != row0.begin() + cut) ++cut;
+  ASSERT_LT(cut, row0.size()) << "row 0 repeats one token: pick another seed";
+  SamplingOptions so;
+  so.max_new_tokens = 12;
+  so.stop_token_ids = {row0[cut]};
+  const auto r = generate(*m, ps, so, kEos);
+  EXPECT_EQ(r.tokens[0], std::vector<int64_t>(row0.begin(), row0.begin() + static_cast<long>(cut)));
+  EXPECT_EQ(r.finish_reasons[0], "stop");
+  for (size_t b = 1; b < ps.size(); ++b) EXPECT_EQ(r.tokens[b], greedy_by_hand(*m, ps[b], 12, row0[cut])) << b;
+}
+
+// A scripted policy: feeds fixed tokens, ends row 0 at step 1, and records what it was told.
+struct ScriptedPolicy : NextTokenPolicy {
+  std::vector<std::vector<bool>> live_seen;
+  std::vector<std::pair<int64_t, std::string>> ended;
+  void choose(const DecodeStep& step, std::vector<TokenChoice>& choices) override {
+    EXPECT_EQ(step.out.logits.size(1), 1);
+    live_seen.push_back(step.live);
+    for (size_t b = 0; b < choices.size(); ++b) choices[b].feed = 10 + static_cast<int64_t>(b);
+    if (step.index == 1) {
+      choices[0].finish = true;
+      choices[0].reason = "stop";
+    }
+  }
+  void on_end(int64_t row, const std::string& reason) override { ended.emplace_back(row, reason); }
+};
+
+TEST(Generate, LoopHonoursFinishCancelAndLength) {
+  auto m = tiny_llama();
+  ScriptedPolicy policy;
+  DecodeOptions d;
+  d.max_new_tokens = 4;
+  d.pad_id = kEos;
+  d.cancelled = [&](int64_t row) { return row == 2 && policy.live_seen.size() >= 2; };  // from step 2 on
+  const auto st = generate(*m, {{1, 2}, {3}, {4, 5, 6}}, policy, d);
+  EXPECT_EQ(st.finish_reasons, (std::vector<std::string>{"stop", "length", "cancelled"}));
+  ASSERT_EQ(policy.live_seen.size(), 4u);
+  EXPECT_EQ(policy.live_seen[1], (std::vector<bool>{true, true, true}));
+  EXPECT_EQ(policy.live_seen[2], (std::vector<bool>{false, true, false}));
+  EXPECT_EQ(policy.ended, (std::vector<std::pair<int64_t, std::string>>{{2, "cancelled"}, {1, "length"}}));
+  EXPECT_EQ(st.forwards, 3) << "no forward after the last step";
+  EXPECT_EQ(st.prompt_tokens, 6);
+}
+
+TEST(Generate, JsonSchemaPolicyAlwaysYieldsTheSchema) {
+  auto m = tiny_llama(11);
+  CharTokenizer tok;
+  auto schema = collab::parse_json_schema(nlohmann::json::parse(R"({"type": "object",
+      "properties": {"answer": {"type": "string", "maxLength": 12}, "n": {"type": "integer"},
+                     "ok": {"type": "boolean"}, "pick": {"enum": ["yes", "no"]},
+                     "tags": {"type": "array", "items": {"type": "string", "maxLength": 3}, "maxItems": 2}},
+      "required": ["answer", "n", "ok", "pick", "tags"]})"), "test");
+  const std::vector<std::vector<int64_t>> ps{tok.encode("q: 1"), tok.encode("question two"), tok.encode("x")};
+  for (int64_t budget : {200, 12}) {  // enough to finish, and cut short (closed with minimal values)
+    const auto rs = collab::generate_json(*m, tok, ps, schema, budget);
+    ASSERT_EQ(rs.size(), ps.size());
+    for (const auto& r : rs) {
+      ASSERT_TRUE(r.value.is_object()) << r.text;
+      EXPECT_TRUE(r.value["answer"].is_string() && r.value["answer"].get<std::string>().size() <= 12) << r.text;
+      EXPECT_TRUE(r.value["n"].is_number_integer()) << r.text;
+      EXPECT_TRUE(r.value["ok"].is_boolean()) << r.text;
+      EXPECT_TRUE(r.value["pick"] == "yes" || r.value["pick"] == "no") << r.text;
+      EXPECT_TRUE(r.value["tags"].is_array() && r.value["tags"].size() <= 2) << r.text;
+      EXPECT_EQ(r.finish_reason, budget == 200 ? "stop" : "length") << r.text;
+      EXPECT_LE(r.tokens, budget);
+    }
+  }
+}
+
+}  // namespace

@@ -3,8 +3,16 @@
 set(TANDEM_BINDING_SOURCES
   csrc/bindings/module.cpp
   csrc/bindings/errors.cpp
+  csrc/bindings/core.cpp
+  csrc/bindings/formats.cpp
+  csrc/bindings/text.cpp
+  csrc/bindings/models.cpp
+  csrc/bindings/data_eval.cpp
+  csrc/bindings/spa.cpp
+  csrc/bindings/moe.cpp
   csrc/bindings/fed.cpp
   csrc/bindings/collab.cpp
+  csrc/bindings/testing.cpp
   benchmarks/adapter_bench.cpp   # timing helper for benchmarks/bench_spa_step.py (_C._testing)
 )
 # tests/cpp/<folder>_test.cpp: one file per source folder.

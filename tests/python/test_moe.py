@@ -101,3 +101,37 @@ def test_experiment_batched_equals_naive_with_one_load_per_model(two_ckpts, tmp_
     rows = [json.loads(line) for line in open(Path(res.run_dir) / "per_instance.jsonl")]
     assert len(rows) == 9 and all(len(r["recruited"]) == 2 and set(r["expert_answers"]) == {"a", "b", "a-med", "a-plugin"} for r in rows)
     assert all("question" not in r for r in rows)  # ids and letters only (GPQA's terms)
+
+
+def test_pipeline_steps_from_python(two_ckpts):
+    """The method without the experiment harness: tag, answer, profile, recruit, choose, aggregate."""
+    a, b = map(str, two_ckpts)
+    data = tandem.data_root() / "symbolic_moe"
+    val = _C.read_mc_instances(str(data / "medmcqa_train.jsonl"), "medmcqa", 6)
+    test = _C.read_mc_instances(str(data / "medmcqa_test.jsonl"), "medmcqa", 4)
+    skills = _C.SkillExtractor("type: embedding\nencoder: minilm-l6\nper_instance: 2\n"
+                               "vocabulary: [medicine, anatomy, physics, law]\n")
+    pool = _C.ModelPool(0)
+    experts = [_C.ExpertSpec("a", a), _C.ExpertSpec("b", b), _C.ExpertSpec("a-med", a, "You are a doctor.")]
+    pipe = _C.MoePipeline(experts, skills, pool, k=2)
+    val_tags, test_tags = pipe.tag(val), pipe.tag(test)
+    assert all(len(t.skills) == 2 for t in val_tags)
+    va, ta = pipe.answer_all(val), pipe.answer_all(test)
+    assert len(va) == 3 and all(len(x) == len(val) for x in va)
+    # Batched by expert answers as each instance alone would be answered.
+    alone = [pipe.answer_all([x]) for x in test]
+    assert [[ta[e][i].choice for i in range(len(test))] for e in range(3)] == \
+           [[alone[i][e][0].choice for i in range(len(test))] for e in range(3)]
+    profiles = pipe.build_profiles(val, val_tags, va)
+    for e, p in enumerate(profiles):  # strength = validation accuracy
+        assert p.strength == pytest.approx(sum(va[e][i].choice == val[i].gold for i in range(len(val))) / len(val))
+    rec = pipe.recruit(test, test_tags, profiles)
+    assert all(len(r) == 2 and len(set(r)) == 2 for r in rec)
+    val_rec = pipe.recruit(val, val_tags, profiles)
+    choice = pipe.choose_aggregator([0, 1], val, val_rec, va)
+    for c, acc in zip([0, 1], choice.validation):
+        ans = pipe.aggregate(c, val, val_rec, va)
+        assert acc == pytest.approx(sum(ans[i].choice == val[i].gold for i in range(len(val))) / len(val))
+    assert choice.validation[[0, 1].index(choice.expert)] == max(choice.validation)
+    final = pipe.aggregate(choice.expert, test, rec, ta)
+    assert all(0 <= f.choice < t.n_options for f, t in zip(final, test))

@@ -10,14 +10,14 @@ from tandem import _C
 
 def test_cpp_sees_the_same_memory_python_owns():
     t = torch.arange(1000, dtype=torch.float32)
-    assert _C.tensor_data_ptr(t) == t.data_ptr()
+    assert _C._testing.tensor_data_ptr(t) == t.data_ptr()
     view = t[10:]  # a view with an offset is passed as is, too
-    assert _C.tensor_data_ptr(view) == view.data_ptr() == t.data_ptr() + 40
+    assert _C._testing.tensor_data_ptr(view) == view.data_ptr() == t.data_ptr() + 40
 
 
 def test_cpp_in_place_change_is_visible_and_returns_same_storage():
     t = torch.ones(16)
-    out = _C.scale_(t, 3.0)
+    out = _C._testing.scale_(t, 3.0)
     assert out.data_ptr() == t.data_ptr()
     assert torch.equal(t, torch.full((16,), 3.0))
 
@@ -28,7 +28,7 @@ def test_tensors_made_in_cpp_reach_python_without_copy(tmp_path):
     tensors, _ = tandem.load_safetensors(str(path), mmap=True)
     w = tensors["w"]
     # Python's tensor is the one C++ made: same address on both sides...
-    assert _C.tensor_data_ptr(w) == w.data_ptr()
+    assert _C._testing.tensor_data_ptr(w) == w.data_ptr()
     # ...and that address is inside the file mapping, not a fresh heap copy.
     maps = open("/proc/self/maps").read().splitlines()
     mapped = [line for line in maps if line.endswith(str(path))]

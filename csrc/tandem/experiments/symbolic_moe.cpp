@@ -21,6 +21,8 @@
 #include "tandem/models/model_paths.h"
 #include "tandem/moe/model_pool.h"
 #include "tandem/moe/executor.h"
+#include "tandem/moe/baselines.h"
+#include "tandem/moe/pipeline.h"
 #include "tandem/moe/profiles.h"
 
 namespace tandem {
@@ -155,75 +157,26 @@ class SymbolicMoe : public Experiment {
     }
     ctx.info("symbolic-moe: " + std::to_string(val.size()) + " validation and " + std::to_string(test.size()) +
              " test instances, " + std::to_string(experts_.size()) + " experts");
-    const double t0 = now_s();
-    auto texts = [](const std::vector<McInstance>& xs) {
-      std::vector<std::string> t;
-      for (const auto& x : xs) t.push_back(x.question);
-      return t;
-    };
-    const auto val_tags = skills_->tag(texts(val));
-    const auto test_tags = skills_->tag(texts(test));
-    m["skills_seconds"] = now_s() - t0;
-
+    // The method, step by step (moe/pipeline.h).
     ModelPool pool(budget_, rt_.device, rt_.dtype);
-    auto batched = create_named<Executor>("batched_by_expert", ExecutorOptions{batch_});
-
+    moe::Pipeline pipe(experts_, *skills_, pool, ro_, smoothing_, batch_);
+    const double t0 = now_s();
+    const auto val_tags = pipe.tag(val);
+    const auto test_tags = pipe.tag(test);
+    m["skills_seconds"] = now_s() - t0;
     // Every expert on every validation and test instance: profiles and baselines need them.
-    auto all_jobs = [&](const std::vector<McInstance>& xs) {
-      std::vector<Job> jobs;
-      for (size_t e = 0; e < experts_.size(); ++e)
-        for (size_t i = 0; i < xs.size(); ++i) jobs.push_back({i, static_cast<int64_t>(e), question_prompt(xs[i]), xs[i].n_options});
-      return jobs;
-    };
-    const auto vj = all_jobs(val), tj = all_jobs(test);
-    const auto va = batched->run(vj, experts_, pool);
-    const auto ta = batched->run(tj, experts_, pool);
+    const auto va = pipe.answer_all(val);
+    const auto ta = pipe.answer_all(test);
     const size_t E = experts_.size();
-    auto choice_of = [&](const std::vector<Answer>& a, size_t n, size_t e, size_t i) { return a[e * n + i].choice; };
-    std::vector<std::vector<bool>> val_correct(E, std::vector<bool>(val.size()));
-    for (size_t e = 0; e < E; ++e)
-      for (size_t i = 0; i < val.size(); ++i) val_correct[e][i] = choice_of(va, val.size(), e, i) == val[i].gold;
-
-    std::vector<std::string> names;
-    for (const auto& e : experts_) names.push_back(e.name);
-    const auto profiles = build_profiles(names, skills_->vocabulary().size(), val_tags, val_correct, smoothing_);
+    const auto profiles = pipe.build_profiles(val, val_tags, va);
     ctx.write_artifact("profiles.json", profiles_to_json(profiles, skills_->vocabulary()).dump(2) + "\n");
-
-    // Recruiting on validation (to choose the aggregator) and on test.
-    auto recruit_all = [&](const std::vector<McInstance>& xs, const std::vector<SkillTags>& tags) {
-      std::vector<std::vector<int64_t>> r;
-      for (size_t i = 0; i < xs.size(); ++i) r.push_back(recruit(expert_scores(profiles, tags[i]), ro_, xs[i].id));
-      return r;
-    };
-    const auto val_rec = recruit_all(val, val_tags), test_rec = recruit_all(test, test_tags);
-
-    // Aggregator selection: each candidate synthesises the recruited validation answers.
-    auto agg_jobs = [&](const std::vector<McInstance>& xs, const std::vector<std::vector<int64_t>>& rec,
-                        const std::vector<Answer>& answers, int64_t agg) {
-      std::vector<Job> jobs;
-      for (size_t i = 0; i < xs.size(); ++i) {
-        std::vector<std::pair<std::string, int64_t>> props;
-        for (int64_t e : rec[i]) props.emplace_back(experts_[e].name, answers[e * xs.size() + i].choice);
-        jobs.push_back({i, agg, aggregation_prompt(xs[i], props), xs[i].n_options});
-      }
-      return jobs;
-    };
-    int64_t best_agg = aggregators_[0];
-    double best_acc = -1;
+    const auto val_rec = pipe.recruit(val, val_tags, profiles), test_rec = pipe.recruit(test, test_tags, profiles);
+    const auto agg = pipe.choose_aggregator(aggregators_, val, val_rec, va);
+    const int64_t best_agg = agg.expert;
     nlohmann::json agg_val = nlohmann::json::object();
-    for (int64_t a : aggregators_) {
-      const auto ans = batched->run(agg_jobs(val, val_rec, va, a), experts_, pool);
-      double acc = 0;
-      for (size_t i = 0; i < val.size(); ++i) acc += ans[i].choice == val[i].gold;
-      acc /= std::max<size_t>(1, val.size());
-      agg_val[experts_[a].name] = acc;
-      if (acc > best_acc) {
-        best_acc = acc;
-        best_agg = a;
-      }
-    }
+    for (size_t c = 0; c < aggregators_.size(); ++c) agg_val[experts_[aggregators_[c]].name] = agg.validation[c];
     m["aggregator"] = {{"chosen", experts_[best_agg].name}, {"validation_accuracy", agg_val}};
-    const auto final_ans = batched->run(agg_jobs(test, test_rec, ta, best_agg), experts_, pool);
+    const auto final_ans = pipe.aggregate(best_agg, test, test_rec, ta);
 
     // Batched vs naive on the same recruited jobs: `compare_instances` test instances of
     // `compare_dataset` (its own test file, read further than the accuracy table's share).
@@ -231,7 +184,7 @@ class SymbolicMoe : public Experiment {
     std::vector<SkillTags> ct = test_tags;
     if (!compare_dataset_.empty()) {
       ci = read_mc_instances(resolve_data_path(dir_ + "/" + compare_dataset_ + "_test.jsonl"), compare_dataset_, compare_, skip_bad_);
-      ct = skills_->tag(texts(ci));
+      ct = pipe.tag(ci);
     }
     const size_t nc = std::min(compare_, ci.size());
     std::vector<Job> rj;
@@ -260,52 +213,11 @@ class SymbolicMoe : public Experiment {
     m["execution"] = cmp;
     ctx.write_table("execution", et);
 
-    // Accuracy per method and dataset.
-    std::vector<std::string> methods;
-    std::map<std::string, std::vector<int64_t>> pred;  // method -> choice per test instance
-    size_t best_single = 0;
-    std::vector<double> val_acc(E, 0);
-    for (size_t e = 0; e < E; ++e) {
-      for (size_t i = 0; i < val.size(); ++i) val_acc[e] += val_correct[e][i];
-      if (val_acc[e] > val_acc[best_single]) best_single = e;
-      std::vector<int64_t> p;
-      for (size_t i = 0; i < test.size(); ++i) p.push_back(choice_of(ta, test.size(), e, i));
-      pred["expert: " + experts_[e].name] = p;
-      methods.push_back("expert: " + experts_[e].name);
-    }
-    {
-      std::vector<int64_t> p;
-      for (size_t i = 0; i < test.size(); ++i) p.push_back(choice_of(ta, test.size(), best_single, i));
-      pred["best single expert"] = p;
-      methods.push_back("best single expert");
-    }
-    {  // majority vote of all experts; ties go to the best single expert's pick
-      std::vector<int64_t> p;
-      for (size_t i = 0; i < test.size(); ++i) {
-        std::map<int64_t, int> votes;
-        for (size_t e = 0; e < E; ++e) ++votes[choice_of(ta, test.size(), e, i)];
-        int64_t best = choice_of(ta, test.size(), best_single, i);
-        for (const auto& [c, v] : votes)
-          if (v > votes[best]) best = c;
-        p.push_back(best);
-      }
-      pred["majority vote"] = p;
-      methods.push_back("majority vote");
-    }
-    {  // task-level router: the best expert per dataset on validation
-      std::map<std::string, size_t> route;
-      for (const auto& ds : datasets_) {
-        std::vector<double> acc(E, 0);
-        for (size_t e = 0; e < E; ++e)
-          for (size_t i = 0; i < val.size(); ++i)
-            if (val[i].dataset == ds) acc[e] += val_correct[e][i];
-        route[ds] = static_cast<size_t>(std::max_element(acc.begin(), acc.end()) - acc.begin());
-      }
-      std::vector<int64_t> p;
-      for (size_t i = 0; i < test.size(); ++i) p.push_back(choice_of(ta, test.size(), route[test[i].dataset], i));
-      pred["task-level router"] = p;
-      methods.push_back("task-level router");
-    }
+    // Accuracy per method and dataset: the baselines, then the method.
+    auto base = moe::baselines(experts_, datasets_, val, va, test, ta);
+    std::vector<std::string> methods = base.methods;
+    auto& pred = base.predictions;
+    const size_t best_single = base.best_single;
     {
       std::vector<int64_t> p;
       for (size_t i = 0; i < test.size(); ++i) p.push_back(final_ans[i].choice);
@@ -358,7 +270,7 @@ class SymbolicMoe : public Experiment {
       for (int64_t s : test_tags[i].skills) r["skills"].push_back(skills_->vocabulary()[s]);
       if (!test_tags[i].keywords.empty()) r["keywords"] = test_tags[i].keywords;
       for (int64_t e : test_rec[i]) r["recruited"].push_back(experts_[e].name);
-      for (size_t e = 0; e < E; ++e) r["expert_answers"][experts_[e].name] = std::string(1, static_cast<char>('A' + choice_of(ta, test.size(), e, i)));
+      for (size_t e = 0; e < E; ++e) r["expert_answers"][experts_[e].name] = std::string(1, static_cast<char>('A' + ta[e][i].choice));
       r["aggregator"] = experts_[best_agg].name;
       r["final"] = std::string(1, static_cast<char>('A' + final_ans[i].choice));
       jsonl += r.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";

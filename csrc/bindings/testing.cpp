@@ -1,0 +1,53 @@
+// tandem._C._testing: hooks for tests and benchmarks only (zero-copy probes, adapter-step timing).
+#include <torch/extension.h>
+#include <pybind11/functional.h>
+#include <pybind11/stl.h>
+
+#include "tandem/core/config.h"
+#include "tandem/core/progress.h"
+#include "tandem/core/registry.h"
+#include "tandem/experiments/explain.h"
+#include "tandem/core/runtime.h"
+#include "tandem/core/formats/safetensors.h"
+#include "tandem/experiments/runner.h"
+#include "tandem/core/formats/gguf.h"
+#include "tandem/models/packed_matmul.h"
+#include "tandem/models/causal_lm.h"
+#include "tandem/models/encoder.h"
+#include "tandem/models/generation.h"
+#include "tandem/text/tokenizer.h"
+#include "tandem/eval/coqa_metric.h"
+#include "tandem/eval/porter_stemmer.h"
+#include "tandem/eval/rouge.h"
+#include "tandem/data/generation_tasks.h"
+#include "tandem/data/summarization.h"
+#include "tandem/spa/router.h"
+#include "benchmarks/adapter_bench.h"
+#include "tandem/moe/model_pool.h"
+#include "tandem/moe/profiles.h"
+
+namespace py = pybind11;
+using namespace tandem;
+
+void bind_testing(py::module_& m) {
+  m.def("tensor_data_ptr", [](const at::Tensor& t) { return reinterpret_cast<uintptr_t>(t.data_ptr()); },
+        py::arg("tensor"), "Address of a tensor's data as C++ sees it (zero-copy checks).");
+  m.def("scale_", [](at::Tensor t, double f) { t.mul_(f); return t; }, py::arg("tensor"), py::arg("factor"),
+        "Multiplies in place in C++ and returns the same tensor (zero-copy checks).");
+
+  py::class_<Progress>(m, "Progress")
+      .def(py::init<std::string, int64_t, std::string>(), py::arg("label"), py::arg("total"), py::arg("unit") = "it")
+      .def("update", &Progress::update, py::arg("n") = 1, py::arg("postfix") = "")
+      .def("finish", &Progress::finish)
+      .def("render", &Progress::render)
+      .def_property_readonly("count", &Progress::count);
+
+  py::class_<AdapterStepTiming>(m, "AdapterStepTiming")
+      .def_readonly("seconds_per_step", &AdapterStepTiming::seconds_per_step)
+      .def_readonly("final_loss", &AdapterStepTiming::final_loss)
+      .def_readonly("trainable_parameters", &AdapterStepTiming::trainable_parameters);
+  m.def("time_adapter_steps", &time_adapter_steps, py::arg("model"), py::arg("adapter_yaml"), py::arg("inputs"),
+        py::arg("final_normed"), py::arg("gold"), py::arg("warmup") = 2, py::arg("steps") = 10, py::arg("lr") = 1e-3,
+        py::arg("bf16_autocast") = false, py::call_guard<py::gil_scoped_release>(),
+        "Seconds per adapter training step (forward, vocabulary projection, CE, backward, AdamW).");
+}

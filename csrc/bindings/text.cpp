@@ -1,0 +1,54 @@
+// text: tokenizers.
+#include <torch/extension.h>
+#include <pybind11/functional.h>
+#include <pybind11/stl.h>
+
+#include "tandem/core/config.h"
+#include "tandem/core/progress.h"
+#include "tandem/core/registry.h"
+#include "tandem/experiments/explain.h"
+#include "tandem/core/runtime.h"
+#include "tandem/core/formats/safetensors.h"
+#include "tandem/experiments/runner.h"
+#include "tandem/core/formats/gguf.h"
+#include "tandem/models/packed_matmul.h"
+#include "tandem/models/causal_lm.h"
+#include "tandem/models/encoder.h"
+#include "tandem/models/generation.h"
+#include "tandem/text/tokenizer.h"
+#include "tandem/eval/coqa_metric.h"
+#include "tandem/eval/porter_stemmer.h"
+#include "tandem/eval/rouge.h"
+#include "tandem/data/generation_tasks.h"
+#include "tandem/data/summarization.h"
+#include "tandem/spa/router.h"
+#include "benchmarks/adapter_bench.h"
+#include "tandem/moe/model_pool.h"
+#include "tandem/moe/profiles.h"
+
+namespace py = pybind11;
+using namespace tandem;
+
+void bind_text(py::module_& m) {
+  py::class_<text::Tokenizer, std::shared_ptr<text::Tokenizer>>(m, "Tokenizer")
+      .def("encode", &text::Tokenizer::encode, py::arg("text"), py::call_guard<py::gil_scoped_release>())
+      .def("encode_batch",
+           [](const text::Tokenizer& t, const std::vector<std::string>& texts) {
+             std::vector<std::vector<int64_t>> out;
+             for (const auto& s : texts) out.push_back(t.encode(s));
+             return out;
+           },
+           py::arg("texts"), py::call_guard<py::gil_scoped_release>())
+      .def("decode", &text::Tokenizer::decode, py::arg("ids"), py::arg("skip_special") = false)
+      .def("token_to_id", &text::Tokenizer::token_to_id)
+      .def("id_to_token", &text::Tokenizer::id_to_token)
+      .def_property_readonly("vocab_size", &text::Tokenizer::vocab_size)
+      .def_readonly("bos_id", &text::Tokenizer::bos_id)
+      .def_readonly("eos_id", &text::Tokenizer::eos_id)
+      .def_readonly("pad_id", &text::Tokenizer::pad_id)
+      .def_readonly("add_bos", &text::Tokenizer::add_bos)
+      .def("encode_for_model", &text::Tokenizer::encode_for_model, py::arg("text"),
+           "encode() with BOS first when the model expects it.");
+  m.def("load_tokenizer", &text::load_tokenizer, py::arg("path"),
+        "Loads a tokenizer.json, an HF model directory, or a .gguf file's vocabulary.");
+}

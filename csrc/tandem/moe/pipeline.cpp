@@ -1,0 +1,80 @@
+#include "tandem/moe/pipeline.h"
+
+namespace tandem::moe {
+
+Pipeline::Pipeline(std::vector<ExpertSpec> experts, SkillExtractor& skills, ModelPool& pool, RecruitOptions recruit,
+                   double smoothing, int64_t batch_size)
+    : experts_(std::move(experts)),
+      skills_(skills),
+      pool_(pool),
+      recruit_(std::move(recruit)),
+      smoothing_(smoothing),
+      executor_(create_named<Executor>("batched_by_expert", ExecutorOptions{batch_size})) {}
+
+std::vector<SkillTags> Pipeline::tag(const std::vector<McInstance>& xs) const {
+  std::vector<std::string> texts;
+  for (const auto& x : xs) texts.push_back(x.question);
+  return skills_.tag(texts);
+}
+
+ExpertAnswers Pipeline::answer_all(const std::vector<McInstance>& xs) const {
+  std::vector<Job> jobs;
+  for (size_t e = 0; e < experts_.size(); ++e)
+    for (size_t i = 0; i < xs.size(); ++i) jobs.push_back({i, static_cast<int64_t>(e), question_prompt(xs[i]), xs[i].n_options});
+  const auto flat = executor_->run(jobs, experts_, pool_);
+  ExpertAnswers out(experts_.size());
+  for (size_t e = 0; e < experts_.size(); ++e)
+    out[e].assign(flat.begin() + static_cast<long>(e * xs.size()), flat.begin() + static_cast<long>((e + 1) * xs.size()));
+  return out;
+}
+
+std::vector<ModelProfile> Pipeline::build_profiles(const std::vector<McInstance>& val, const std::vector<SkillTags>& tags,
+                                                   const ExpertAnswers& answers) const {
+  std::vector<std::vector<bool>> correct(experts_.size(), std::vector<bool>(val.size()));
+  std::vector<std::string> names;
+  for (size_t e = 0; e < experts_.size(); ++e) {
+    names.push_back(experts_[e].name);
+    for (size_t i = 0; i < val.size(); ++i) correct[e][i] = answers[e][i].choice == val[i].gold;
+  }
+  return moe::build_profiles(names, skills_.vocabulary().size(), tags, correct, smoothing_);
+}
+
+std::vector<std::vector<int64_t>> Pipeline::recruit(const std::vector<McInstance>& xs, const std::vector<SkillTags>& tags,
+                                                    const std::vector<ModelProfile>& profiles) const {
+  std::vector<std::vector<int64_t>> out;
+  for (size_t i = 0; i < xs.size(); ++i) out.push_back(moe::recruit(expert_scores(profiles, tags[i]), recruit_, xs[i].id));
+  return out;
+}
+
+std::vector<Answer> Pipeline::aggregate(int64_t aggregator, const std::vector<McInstance>& xs,
+                                        const std::vector<std::vector<int64_t>>& recruited,
+                                        const ExpertAnswers& answers) const {
+  std::vector<Job> jobs;
+  for (size_t i = 0; i < xs.size(); ++i) {
+    std::vector<std::pair<std::string, int64_t>> proposals;
+    for (int64_t e : recruited[i]) proposals.emplace_back(experts_[static_cast<size_t>(e)].name, answers[static_cast<size_t>(e)][i].choice);
+    jobs.push_back({i, aggregator, aggregation_prompt(xs[i], proposals), xs[i].n_options});
+  }
+  return executor_->run(jobs, experts_, pool_);
+}
+
+AggregatorChoice Pipeline::choose_aggregator(const std::vector<int64_t>& candidates, const std::vector<McInstance>& val,
+                                             const std::vector<std::vector<int64_t>>& recruited,
+                                             const ExpertAnswers& answers) const {
+  AggregatorChoice c;
+  double best = -1;
+  for (int64_t a : candidates) {
+    const auto ans = aggregate(a, val, recruited, answers);
+    double acc = 0;
+    for (size_t i = 0; i < val.size(); ++i) acc += ans[i].choice == val[i].gold;
+    acc /= static_cast<double>(std::max<size_t>(1, val.size()));
+    c.validation.push_back(acc);
+    if (acc > best) {
+      best = acc;
+      c.expert = a;
+    }
+  }
+  return c;
+}
+
+}  // namespace tandem::moe

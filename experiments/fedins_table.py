@@ -13,23 +13,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import shlex
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from tables import ROOT, machine, markdown, run_cell, write_results
 METHODS = ["local_only", "fedavg", "fedprox", "fedins", "centralized"]
-
-
-def markdown(rows: list[dict], cols: list[str]) -> str:
-    out = ["| " + " | ".join(cols) + " |", "| " + " | ".join("---" if c == "method" else "---:" for c in cols) + " |"]
-    for r in rows:
-        out.append("| " + " | ".join(f"{r[c]:.4f}" if isinstance(r[c], float) else str(r[c]) for c in cols) + " |")
-    return "\n".join(out)
 
 
 def main() -> None:
@@ -46,13 +36,7 @@ def main() -> None:
     import pandas as pd
 
     for m in args.methods:
-        cmd = [sys.executable, "-m", "tandem", "run", str(ROOT / "configs" / "fedins" / f"{m}.yaml"),
-               f"run.results_dir={runs}", *args.set, "--no-plot"]
-        done = sorted((runs / m).glob("*/metrics.json")) if args.reuse else []
-        if not done:
-            print("[fedins_table] " + " ".join(shlex.quote(c) for c in cmd), flush=True)
-            subprocess.run(cmd, check=True, cwd=ROOT)
-        run_dir = max(((runs / m).glob("*/metrics.json")), key=lambda p: p.stat().st_mtime).parent
+        run_dir = run_cell("fedins_table", ROOT / "configs" / "fedins" / f"{m}.yaml", runs, args.set, reuse=args.reuse)
         met = json.loads((run_dir / "metrics.json").read_text())
         fed = json.loads((run_dir / "federation.json").read_text())
         curves[m] = pd.read_csv(run_dir / "rounds.csv")
@@ -93,7 +77,7 @@ def main() -> None:
         f"{fed['train_examples']} training questions over {fed['clients']} clients (Dirichlet alpha 0.3 over subjects; "
         f"source collections mixed inside clients), {fed['test_examples']} test questions; SSF in the top 2 of 6 layers "
         f"({fed['ssf_parameters_per_set']} parameters per set); 5 clients per round, 20 rounds, 8 local AdamW steps of 32.",
-        "", markdown(rows, cols), "",
+        "", markdown([[r[c] for c in cols] for r in rows], cols, left=["method"]), "",
         f"FedIns vs FedAvg: {100 * (fi['accuracy'] - fa['accuracy']):+.2f} accuracy points at "
         f"{fi['MB per round'] / fa['MB per round']:.1f}x FedAvg's bytes per round "
         f"({fi['% of full fine-tuning comm']:.2f}% of what full fine-tuning of the encoder would send).",
@@ -101,9 +85,8 @@ def main() -> None:
         f"{fed['encoder_parameters']:,} parameters (float32, up and down, per sampled client).",
         "", dist_line, "",
         "Paper (FedIns, Tiny-ImageNet, ViT-B/16): +6.64% over the best FL baseline at under 15% of its communication.",
-        "", f"Runs: results/fedins_runs/ in {(time.time() - t0) / 60:.1f} min on {os.cpu_count()} cores ({platform.machine()})."]
-    (out / "table.md").write_text("\n".join(lines) + "\n")
-    (out / "command.txt").write_text("python experiments/fedins_table.py " + " ".join(shlex.quote(a) for a in sys.argv[1:]) + "\n")
+        "", f"Runs: results/fedins_runs/ in {(time.time() - t0) / 60:.1f} min on {machine()}."]
+    write_results(out, "fedins_table.py", lines)
 
     import matplotlib
     matplotlib.use("Agg")

@@ -12,9 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
-import shlex
 import shutil
 import socket
 import subprocess
@@ -23,7 +20,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from tables import ROOT, machine, markdown, run_cell, write_results
 PROTOCOLS = ["local_only", "remote_only", "minion", "minions"]
 
 
@@ -72,11 +69,7 @@ def main() -> None:
                     run_dir = max((d.parent for d in done), key=lambda d: d.stat().st_mtime)
                     rows.append(row_of(ds, p, run_dir))
                     continue
-                cmd = [sys.executable, "-m", "tandem", "run", str(cfg), f"run.results_dir={runs}",
-                       f"remote.base_url=http://127.0.0.1:{port}/v1", *args.set, "--no-plot"]
-                print("[minions_table] " + " ".join(shlex.quote(c) for c in cmd), flush=True)
-                subprocess.run(cmd, check=True, cwd=ROOT)
-                run_dir = max((runs / f"{ds}_{p}").iterdir(), key=lambda d: d.stat().st_mtime)
+                run_dir = run_cell("minions_table", cfg, runs, [f"remote.base_url=http://127.0.0.1:{port}/v1", *args.set])
                 rows.append(row_of(ds, p, run_dir))
     finally:
         server.terminate()
@@ -112,8 +105,7 @@ def main() -> None:
             return f"{v:.3f}" if c == "F1" else f"{v:.1f}"
         return str(v)
 
-    md = ["| " + " | ".join(cols) + " |", "| " + " | ".join("---" if c in ("dataset", "protocol") else "---:" for c in cols) + " |"]
-    md += ["| " + " | ".join(cell(r[c], c) for c in cols) + " |" for _, r in df.iterrows()]
+    md = [markdown([[r[c] for c in cols] for _, r in df.iterrows()], cols, cell, left=["dataset", "protocol"])]
     ex = next((r["run"] for r in rows if r["protocol"] == "minions"), None)
     if ex is not None:
         first = sorted((ex / "transcripts").glob("*.md"))[0]
@@ -126,10 +118,9 @@ def main() -> None:
              "Paper (GPT-4o remote, Llama-3.2-3B / 8B locals): Minion 30.4x cheaper at 87% of remote-only quality; "
              "MinionS 5.7x at 97.9%. Here both sides are 135M-270M models: the token accounting is the finding, "
              "the F1 values are near the floor for every method.", "",
-             f"Runs: results/minions_runs/ in {(time.time() - t0) / 60:.1f} min on {os.cpu_count()} cores ({platform.machine()}); "
+             f"Runs: results/minions_runs/ in {(time.time() - t0) / 60:.1f} min on {machine()}; "
              "one MinionS transcript: transcript_example.md."]
-    (out / "table.md").write_text("\n".join(lines) + "\n")
-    (out / "command.txt").write_text("python experiments/minions_table.py " + " ".join(shlex.quote(a) for a in sys.argv[1:]) + "\n")
+    write_results(out, "minions_table.py", lines)
 
     import matplotlib
     matplotlib.use("Agg")

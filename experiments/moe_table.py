@@ -14,25 +14,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
-import shlex
 import shutil
-import subprocess
-import sys
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from tables import ROOT, machine, markdown, run_cell, write_results
 
 
-def markdown(df, digits: int = 3) -> str:
+def frame_markdown(df, digits: int = 3) -> str:
     """A DataFrame as a Markdown table (numbers right-aligned)."""
-    num = [df[c].dtype.kind in "fi" for c in df.columns]
-    fmt = lambda v, isnum: (f"{v:.{digits}f}" if isinstance(v, float) else str(v)) if isnum else str(v)
-    rows = ["| " + " | ".join(df.columns) + " |", "| " + " | ".join("---:" if n else "---" for n in num) + " |"]
-    rows += ["| " + " | ".join(fmt(v, n) for v, n in zip(r, num)) + " |" for r in df.itertuples(index=False)]
-    return "\n".join(rows)
+    text = [c for c in df.columns if df[c].dtype.kind not in "fi"]
+    return markdown(list(df.itertuples(index=False)), list(df.columns),
+                    lambda v, c: f"{v:.{digits}f}" if isinstance(v, float) else str(v), left=text)
 
 
 def main() -> None:
@@ -45,14 +37,8 @@ def main() -> None:
     t0 = time.time()
     # The tandem-made expert first: an SPA plugin trained on one domain (reused when finished).
     expert_run = ROOT / "results" / "moe_experts" / "moe_expert_health" / "expert"
-    if not (expert_run / "metrics.json").exists():
-        cmd = [sys.executable, "-m", "tandem", "run", str(ROOT / "configs" / "moe" / "expert_health_plugin.yaml"), "--no-plot"]
-        print("[moe_table] " + " ".join(shlex.quote(c) for c in cmd), flush=True)
-        subprocess.run(cmd, check=True, cwd=ROOT)
-    cmd = [sys.executable, "-m", "tandem", "run", str(ROOT / args.config), f"run.results_dir={runs}", *args.set, "--no-plot"]
-    print("[moe_table] " + " ".join(shlex.quote(c) for c in cmd), flush=True)
-    subprocess.run(cmd, check=True, cwd=ROOT)
-    run_dir = max((runs / "moe").iterdir(), key=lambda p: p.stat().st_mtime)
+    run_cell("moe_table", ROOT / "configs" / "moe" / "expert_health_plugin.yaml", expert_run.parents[1], run_id="expert")
+    run_dir = run_cell("moe_table", ROOT / args.config, runs, args.set)
     m = json.loads((run_dir / "metrics.json").read_text())
     out = ROOT / args.out
     out.mkdir(parents=True, exist_ok=True)
@@ -67,19 +53,18 @@ def main() -> None:
              f"Accuracy on {m['test_instances']} test instances ({m['validation_instances']} validation instances build the profiles). "
              f"Aggregator chosen on validation: **{m['aggregator']['chosen']}**; best single expert on validation: "
              f"**{m['best_single_expert']}**.", "",
-             markdown(table), "",
+             frame_markdown(table), "",
              f"## Batched-by-expert vs naive ({e['batched_by_expert']['instances']} {e['dataset']} test instances, "
              f"{e['batched_by_expert']['jobs']} recruited jobs)", "",
-             markdown(ex, 2), "",
+             frame_markdown(ex, 2), "",
              f"Wall-time ratio naive / batched: **{e['wall_ratio_naive_over_batched']:.2f}x**; identical answers: "
              f"**{e['identical_answers']}** ({e['identical_answer_count']}/{e['batched_by_expert']['jobs']}).", "",
              f"Recruited per expert on the test set: {m['recruited_counts']}.", "",
              f"Paper (Symbolic-MoE, 16 experts of 3.8B-9B): +8.15% absolute over the best multi-agent baseline. "
              f"Here the experts are 135M-270M models whose accuracy sits near chance, so the comparison shows the "
              f"machinery working, not the paper's gains.", "",
-             f"Run: {run_dir.relative_to(ROOT)} in {(time.time() - t0) / 60:.1f} min on {os.cpu_count()} cores ({platform.machine()})."]
-    (out / "table.md").write_text("\n".join(lines) + "\n")
-    (out / "command.txt").write_text("python experiments/moe_table.py " + " ".join(shlex.quote(a) for a in sys.argv[1:]) + "\n")
+             f"Run: {run_dir.relative_to(ROOT)} in {(time.time() - t0) / 60:.1f} min on {machine()}."]
+    write_results(out, "moe_table.py", lines)
 
     import matplotlib
     matplotlib.use("Agg")

@@ -18,13 +18,11 @@ import hashlib
 import json
 import os
 import platform
-import shlex
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from tables import ROOT, run_cell, write_results
 sys.path.insert(0, str(ROOT / "python"))
 
 TASKS = {"xsum": "XSum", "cnndm": "CNN-DM", "coqa": "CoQA", "sciq": "SciQ"}
@@ -40,19 +38,11 @@ def coqa_available(data_root: Path) -> bool:
     return (data_root / "coqa" / "coqa-train-v1.0.json").exists() and (data_root / "coqa" / "coqa-dev-v1.0.json").exists()
 
 
-def run_cell(cfg: Path, results: Path, extra: list[str]) -> dict:
-    name = cfg.stem
+def spa_cell(cfg: Path, results: Path, extra: list[str]) -> dict:
     # One run directory per (cell, --set overrides): a finished cell is reused, an unfinished one
     # resumes, and other overrides get their own directory (tandem refuses to mix two configs).
     run_id = "grid" if not extra else "grid-" + hashlib.sha256("\n".join(extra).encode()).hexdigest()[:10]
-    run_dir = results / f"spa_{name}" / run_id
-    if (run_dir / "metrics.json").exists():
-        print(f"[spa_table] {name}: reusing finished run {run_dir}", flush=True)
-    else:
-        cmd = [sys.executable, "-m", "tandem", "run", str(cfg), f"run.id={run_id}", f"run.results_dir={results}", *extra,
-               "--no-plot"]
-        print("[spa_table] " + " ".join(shlex.quote(c) for c in cmd), flush=True)
-        subprocess.run(cmd, check=True, cwd=ROOT)
+    run_dir = run_cell("spa_table", cfg, results, extra, run_id=run_id)
     return json.loads((run_dir / "metrics.json").read_text())
 
 
@@ -77,7 +67,7 @@ def main() -> None:
             print("[spa_table] CoQA: no coqa/coqa-{train,dev}-v1.0.json under the data root: n/a here", flush=True)
             continue
         for method in args.methods:
-            m = run_cell(ROOT / "configs" / "spa" / f"{task}_{method}.yaml", ROOT / args.runs_dir, args.set)
+            m = spa_cell(ROOT / "configs" / "spa" / f"{task}_{method}.yaml", ROOT / args.runs_dir, args.set)
             label = METHODS[method]
             rows.setdefault(label, {})[TASKS[task]] = m["primary"]
             runs.append({
@@ -123,8 +113,7 @@ def main() -> None:
     cells = sum(r["seconds_total"] for r in runs)
     lines += ["", f"Compute time of all cells (sum of their runs): {cells / 60:.1f} min on {os.cpu_count()} cores "
               f"({platform.processor() or platform.machine()}); this invocation: {wall / 60:.1f} min (finished cells are reused)."]
-    (out / "table.md").write_text("\n".join(lines) + "\n")
-    (out / "command.txt").write_text("python experiments/spa_table.py " + " ".join(shlex.quote(a) for a in sys.argv[1:]) + "\n")
+    write_results(out, "spa_table.py", lines)
 
     import matplotlib
     matplotlib.use("Agg")

@@ -53,21 +53,6 @@ void bind_models(py::module_& m) {
           py::arg("input_ids"), py::arg("attention_mask") = py::none(), py::arg("position_ids") = py::none(),
           py::arg("output_hidden_states") = false, "Returns (logits [B,T,V] float32, hidden states list).")
       .def(
-          "forward_with_cache",
-          [](CausalLM& lm, const at::Tensor& ids, const at::Tensor& mask, const std::vector<int64_t>& chunks) {
-            // Runs the sequence through the KV cache in chunks (a test of cached decoding).
-            py::gil_scoped_release release;
-            KVCache cache;
-            std::vector<at::Tensor> parts;
-            int64_t at_ = 0;
-            for (int64_t c : chunks) {
-              parts.push_back(lm.forward(ids.narrow(1, at_, c), mask.narrow(1, 0, at_ + c), {}, &cache, false).logits);
-              at_ += c;
-            }
-            return torch::cat(parts, 1);
-          },
-          py::arg("input_ids"), py::arg("attention_mask"), py::arg("chunks"))
-      .def(
           "generate",
           [](CausalLM& lm, const std::vector<std::vector<int64_t>>& prompts, int64_t max_new_tokens, double temperature,
              int64_t top_k, double top_p, const std::vector<int64_t>& stop, uint64_t seed, int64_t pad_id) {

@@ -50,4 +50,19 @@ void bind_testing(py::module_& m) {
         py::arg("final_normed"), py::arg("gold"), py::arg("warmup") = 2, py::arg("steps") = 10, py::arg("lr") = 1e-3,
         py::arg("bf16_autocast") = false, py::call_guard<py::gil_scoped_release>(),
         "Seconds per adapter training step (forward, vocabulary projection, CE, backward, AdamW).");
+  m.def(
+      "forward_with_cache",
+      [](CausalLM& lm, const at::Tensor& ids, const at::Tensor& mask, const std::vector<int64_t>& chunks) {
+        // Runs the sequence through the KV cache in chunks (a test of cached decoding).
+        py::gil_scoped_release release;
+        KVCache cache;
+        std::vector<at::Tensor> parts;
+        int64_t at_ = 0;
+        for (int64_t c : chunks) {
+          parts.push_back(lm.forward(ids.narrow(1, at_, c), mask.narrow(1, 0, at_ + c), {}, &cache, false).logits);
+          at_ += c;
+        }
+        return torch::cat(parts, 1);
+      },
+      py::arg("model"), py::arg("input_ids"), py::arg("attention_mask"), py::arg("chunks"));
 }

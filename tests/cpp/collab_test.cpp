@@ -18,14 +18,6 @@ using tandem::testing::expect_error;
 
 namespace {
 
-EncoderConfig tiny_encoder() {
-  EncoderConfig e;
-  e.hidden_size = 4;
-  e.intermediate_size = 6;
-  e.num_layers = 3;
-  return e;
-}
-
 TEST(JsonSchema, SubsetParsesAndRejectsTheRest) {
   auto s = collab::parse_json_schema(nlohmann::json::parse(R"({"type": "object", "required": ["b", "a"],
       "properties": {"a": {"type": "string", "maxLength": 5}, "b": {"enum": ["x", "y"]}}})"), "s");

@@ -18,16 +18,6 @@ using namespace tandem;
 
 namespace {
 
-const char* kGood = R"(experiment:
-  type: text_classification
-train:
-  epochs: 3
-  lr: 3e-4
-  flags: [1, 2, 3]
-  names: [a, b]
-  verbose: true
-)";
-
 std::string keyword_dataset(const TempDir& d, int n) {
   const char* topics[3][2] = {{"sport", "match"}, {"music", "album"}, {"science", "atom"}};
   const char* filler[] = {"the", "a", "today", "new", "report", "people", "city", "said"};

@@ -18,14 +18,6 @@ using tandem::testing::expect_error;
 
 namespace {
 
-EncoderConfig tiny_encoder() {
-  EncoderConfig e;
-  e.hidden_size = 4;
-  e.intermediate_size = 6;
-  e.num_layers = 3;
-  return e;
-}
-
 TEST(Partition, DirichletDealsEveryExampleOnceAndIsSeeded) {
   std::vector<int64_t> labels;
   std::vector<std::string> domains;

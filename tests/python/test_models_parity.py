@@ -101,7 +101,7 @@ def test_kv_cache_matches_full_forward(pair):
     ids, mask, pos = padded_batch()
     with torch.no_grad():
         ref = hf(input_ids=ids, attention_mask=mask, position_ids=pos).logits
-    got = tm.forward_with_cache(ids, mask, [9, 1, 1, 6])  # prefill, two single steps, a chunk
+    got = _C._testing.forward_with_cache(tm, ids, mask, [9, 1, 1, 6])  # prefill, two single steps, a chunk
     real = mask.bool()
     assert (got[real] - ref[real]).abs().max().item() <= TOL
 

@@ -2,6 +2,9 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <limits>
+#include <map>
+#include <optional>
 
 #include <nlohmann/json.hpp>
 
@@ -11,6 +14,7 @@
 #include "tandem/data/jsonl.h"
 #include "tandem/data/text_classification.h"
 #include "tandem/models/batching.h"
+#include "tandem/peft/state_cache.h"
 #include "tandem/models/model_paths.h"
 
 namespace fs = std::filesystem;
@@ -138,17 +142,25 @@ FeatureSet Backbone::featurize(const std::vector<LabelledText>& texts, const std
   for (const auto& t : texts) h = fnv1a(t.text, h);
   char key[32];
   std::snprintf(key, sizeof key, "%016llx", static_cast<unsigned long long>(h));
-  const std::string file = (fs::path(cache_dir_) / (std::string("features-") + key + ".safetensors")).string();
+  const std::string entry = std::string("features-") + key;
 
   FeatureSet out;
   out.label = torch::tensor(labels, torch::kLong);
   for (const auto& t : texts) out.domain.push_back(t.domain);
-  if (!cache_dir_.empty() && fs::exists(file)) {
-    auto st = load_safetensors(file, /*mmap=*/false);
-    out.lower = st.at("lower").to(rt_.device);
-    out.mask = st.at("mask").to(rt_.device);
-    out.query = st.at("query").to(rt_.device);
-    if (out.lower.size(0) == N) return out;  // a stale file of another size falls through and is rebuilt
+  // The frozen encoder's features, like SPA's backbone states, live in a StateCache: computed
+  // once, shared by every method of a table (no budget: one entry per data/model setting).
+  std::optional<StateCache> cache;
+  if (!cache_dir_.empty()) cache.emplace(cache_dir_, std::numeric_limits<int64_t>::max() / 2);
+  if (cache) {
+    if (auto st = cache->lookup(entry)) {
+      std::map<std::string, torch::Tensor> t(st->begin(), st->end());
+      if (t.count("lower") && t.count("mask") && t.count("query") && t.at("lower").size(0) == N) {
+        out.lower = t.at("lower").to(rt_.device);
+        out.mask = t.at("mask").to(rt_.device);
+        out.query = t.at("query").to(rt_.device);
+        return out;
+      }  // a stale entry of another size falls through and is rebuilt
+    }
   }
   torch::NoGradGuard ng;
   const int64_t T = max_tokens_, H = hidden();
@@ -173,10 +185,7 @@ FeatureSet Backbone::featurize(const std::vector<LabelledText>& texts, const std
     bar.update(e - s);
   }
   bar.finish();
-  if (!cache_dir_.empty()) {
-    fs::create_directories(cache_dir_);
-    save_safetensors(file, {{"lower", out.lower}, {"mask", out.mask}, {"query", out.query}}, {{"model", path_}});
-  }
+  if (cache) cache->put(entry, {{"lower", out.lower.cpu()}, {"mask", out.mask.cpu()}, {"query", out.query.cpu()}});
   return out;
 }
 

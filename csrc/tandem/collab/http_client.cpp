@@ -51,26 +51,7 @@ double retry_after_seconds(const std::string& v) {
 
 class OpenAIClient : public LMClient {
  public:
-  struct Options {
-    std::string base_url, model = "default", api_key_env;
-    double timeout_s = 60.0, backoff_s = 0.5, max_retry_after_s = 120.0;
-    int64_t max_retries = 3, concurrency = 4;
-    bool send_schema = true;
-    template <class V>
-    void visit(V& v) {
-      v.required("base_url", base_url, "the endpoint, e.g. http://127.0.0.1:8765/v1 (tandem serve) or a hosted API");
-      v.field("model", model, "the model name sent in each request");
-      v.field("api_key_env", api_key_env, "environment variable holding the API key (\"\" = none)");
-      v.field("timeout_s", timeout_s, "per-request timeout", Positive{});
-      v.field("max_retries", max_retries, "retries of a failed or rate-limited request", NonNegative{});
-      v.field("backoff_s", backoff_s, "first retry delay (doubles per retry)", Range{0.0, 60.0});
-      v.field("max_retry_after_s", max_retry_after_s, "longest Retry-After honoured; a longer one fails the request",
-              Range{0.0, 3600.0});
-      v.field("concurrency", concurrency, "requests in flight at once", Positive{});
-      v.field("send_schema", send_schema, "send JSON schemas as response_format (false: describe them in the prompt)");
-    }
-    TANDEM_OPTIONS(Options)
-  };
+  using Options = OpenAIClientOptions;
 
   OpenAIClient(const Config& cfg, const RuntimeOptions&) : OpenAIClient(Options::from_config(cfg), cfg) {}
   OpenAIClient(const Options& o, const Config& cfg)

@@ -127,17 +127,7 @@ namespace {
 // A tandem model in this process. Batches of more than max_batch rows are split.
 class LocalClient : public LMClient {
  public:
-  struct Options {
-    std::string model, chat_template = "auto";
-    int64_t max_batch = 8;
-    template <class V>
-    void visit(V& v) {
-      v.required("model", model, "a short name under $TANDEM_MODELS, a .gguf file or an HF directory");
-      v.field("chat_template", chat_template, "auto (from the tokenizer's markers), chatml, gemma, llama2, plain");
-      v.field("max_batch", max_batch, "requests decoded together", Positive{});
-    }
-    TANDEM_OPTIONS(Options)
-  };
+  using Options = LocalClientOptions;
   LocalClient(const Config& cfg, const RuntimeOptions& rt) : LocalClient(Options::from_config(cfg), rt) {}
   LocalClient(const Options& o, const RuntimeOptions& rt) : engine_(o.model, rt, o.chat_template), max_batch_(o.max_batch) {}
   std::vector<ChatResponse> chat(const std::vector<ChatRequest>& batch) override {

@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "tandem/core/config.h"
+#include "tandem/core/options.h"
 #include "tandem/core/registry.h"
 #include "tandem/core/runtime.h"
 #include "tandem/models/causal_lm.h"
@@ -95,3 +96,54 @@ class LocalEngine {
 namespace tandem {
 TANDEM_DECLARE_REGISTRY(collab::LMClient);
 }  // namespace tandem
+
+namespace tandem::collab {
+
+// ---- declared options of the registered components (`tandem config --explain` prints them) ----
+
+struct LocalClientOptions {
+  std::string model, chat_template = "auto";
+  int64_t max_batch = 8;
+  template <class V>
+  void visit(V& v) {
+    v.required("model", model, "a short name under $TANDEM_MODELS, a .gguf file or an HF directory");
+    v.field("chat_template", chat_template, "auto (from the tokenizer's markers), chatml, gemma, llama2, plain");
+    v.field("max_batch", max_batch, "requests decoded together", Positive{});
+  }
+  TANDEM_OPTIONS(LocalClientOptions)
+};
+
+struct OpenAIClientOptions {
+  std::string base_url, model = "default", api_key_env;
+  double timeout_s = 60.0, backoff_s = 0.5, max_retry_after_s = 120.0;
+  int64_t max_retries = 3, concurrency = 4;
+  bool send_schema = true;
+  template <class V>
+  void visit(V& v) {
+    v.required("base_url", base_url, "the endpoint, e.g. http://127.0.0.1:8765/v1 (tandem serve) or a hosted API");
+    v.field("model", model, "the model name sent in each request");
+    v.field("api_key_env", api_key_env, "environment variable holding the API key (\"\" = none)");
+    v.field("timeout_s", timeout_s, "per-request timeout", Positive{});
+    v.field("max_retries", max_retries, "retries of a failed or rate-limited request", NonNegative{});
+    v.field("backoff_s", backoff_s, "first retry delay (doubles per retry)", Range{0.0, 60.0});
+    v.field("max_retry_after_s", max_retry_after_s, "longest Retry-After honoured; a longer one fails the request",
+            Range{0.0, 3600.0});
+    v.field("concurrency", concurrency, "requests in flight at once", Positive{});
+    v.field("send_schema", send_schema, "send JSON schemas as response_format (false: describe them in the prompt)");
+  }
+  TANDEM_OPTIONS(OpenAIClientOptions)
+};
+
+struct ReplayClientOptions {
+  std::string path, mode = "auto";
+  template <class V>
+  void visit(V& v) {
+    v.required("path", path, "the JSONL file of recorded requests and replies");
+    v.field("mode", mode, "record (always ask inner), replay (file only), auto (file, else ask inner and record)",
+            OneOf{{"record", "replay", "auto"}});
+    v.template component<LMClient>("inner", "the client asked when the file has no answer (record and auto)");
+  }
+  TANDEM_OPTIONS(ReplayClientOptions)
+};
+
+}  // namespace tandem::collab

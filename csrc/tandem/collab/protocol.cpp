@@ -100,23 +100,13 @@ std::string qa_prompt(const std::string& doc, const std::string& q) {
 }
 
 // The keys every protocol takes.
-struct Common {
-  int64_t max_doc_chars = 40000, answer_tokens = 48, seed = 0;
-  template <class V>
-  void visit(V& v) {
-    v.field("max_document_chars", max_doc_chars, "a longer document is cut to this many characters", Positive{});
-    v.field("answer_tokens", answer_tokens, "budget of the final answer", Positive{});
-    v.field("seed", seed, "sampling seed of every request", NonNegative{});
-  }
-  TANDEM_OPTIONS(Common)
-};
 
 // One side reads the whole document and answers: remote_only (the quality and cost reference)
 // or local_only.
 template <bool kRemote>
 class OneSide : public Protocol {
  public:
-  using Options = Common;
+  using Options = ProtocolOptions;
   explicit OneSide(const Config& c) : k_(Options::from_config(c)) {}
   bool uses_local() const override { return !kRemote; }
   bool uses_remote() const override { return kRemote; }
@@ -135,7 +125,7 @@ class OneSide : public Protocol {
   }
 
  private:
-  Common k_;
+  ProtocolOptions k_;
 };
 using RemoteOnly = OneSide<true>;
 using LocalOnly = OneSide<false>;
@@ -146,17 +136,7 @@ TANDEM_REGISTER(Protocol, "local_only", LocalOnly);
 // whether to ask again or answer (JSON-constrained), and must answer after `rounds` turns.
 class Minion : public Protocol {
  public:
-  struct Options {
-    Common common;
-    int64_t rounds = 3, local_tokens = 96;
-    template <class V>
-    void visit(V& v) {
-      v.merge(common);
-      v.field("rounds", rounds, "remote turns before it must answer", Positive{});
-      v.field("local_tokens", local_tokens, "budget of each local reply", Positive{});
-    }
-    TANDEM_OPTIONS(Options)
-  };
+  using Options = MinionOptions;
   explicit Minion(const Config& c) : Minion(Options::from_config(c)) {}
   explicit Minion(const Options& o) : k_(o.common), rounds_(o.rounds), local_tokens_(o.local_tokens) {}
   std::string answer(const LongDocExample& ex, ProtocolClients& c, Transcript& t, CostMeter& m) override {
@@ -206,7 +186,7 @@ class Minion : public Protocol {
   }
 
  private:
-  Common k_;
+  ProtocolOptions k_;
   int64_t rounds_, local_tokens_;
 };
 TANDEM_REGISTER(Protocol, "minion", Minion);
@@ -216,23 +196,7 @@ TANDEM_REGISTER(Protocol, "minion", Minion);
 // another round, carrying what it learnt).
 class MinionS : public Protocol {
  public:
-  struct Options {
-    Common common;
-    int64_t chunk_chars = 3000, jobs_per_round = 2, samples_per_job = 1, rounds = 2, max_findings = 12, job_tokens = 120;
-    double sample_temperature = 0.7;
-    template <class V>
-    void visit(V& v) {
-      v.merge(common);
-      v.field("chunk_chars", chunk_chars, "the document is cut into chunks of at most this many characters", Positive{});
-      v.field("jobs_per_round", jobs_per_round, "jobs the remote writes per round", Positive{});
-      v.field("samples_per_job", samples_per_job, "local samples of each job on each chunk", Positive{});
-      v.field("rounds", rounds, "decompose / execute / aggregate rounds at most", Positive{});
-      v.field("max_findings", max_findings, "local findings the remote reads per round", Positive{});
-      v.field("job_tokens", job_tokens, "budget of each local job output", Positive{});
-      v.field("sample_temperature", sample_temperature, "local temperature when samples_per_job > 1", Range{0.0, 2.0});
-    }
-    TANDEM_OPTIONS(Options)
-  };
+  using Options = MinionSOptions;
   explicit MinionS(const Config& c) : MinionS(Options::from_config(c)) {}
   explicit MinionS(const Options& o)
       : k_(o.common),
@@ -333,7 +297,7 @@ class MinionS : public Protocol {
   }
 
  private:
-  Common k_;
+  ProtocolOptions k_;
   int64_t chunk_chars_, jobs_per_round_, samples_, rounds_, max_findings_, job_tokens_;
   double temperature_;
 };

@@ -80,3 +80,50 @@ nlohmann::json job_output_schema();
 namespace tandem {
 TANDEM_DECLARE_REGISTRY(collab::Protocol);
 }  // namespace tandem
+
+namespace tandem::collab {
+
+// ---- declared options of the registered components (`tandem config --explain` prints them) ----
+
+struct ProtocolOptions {
+  int64_t max_doc_chars = 40000, answer_tokens = 48, seed = 0;
+  template <class V>
+  void visit(V& v) {
+    v.field("max_document_chars", max_doc_chars, "a longer document is cut to this many characters", Positive{});
+    v.field("answer_tokens", answer_tokens, "budget of the final answer", Positive{});
+    v.field("seed", seed, "sampling seed of every request", NonNegative{});
+  }
+  TANDEM_OPTIONS(ProtocolOptions)
+};
+
+struct MinionOptions {
+  ProtocolOptions common;
+  int64_t rounds = 3, local_tokens = 96;
+  template <class V>
+  void visit(V& v) {
+    v.merge(common);
+    v.field("rounds", rounds, "remote turns before it must answer", Positive{});
+    v.field("local_tokens", local_tokens, "budget of each local reply", Positive{});
+  }
+  TANDEM_OPTIONS(MinionOptions)
+};
+
+struct MinionSOptions {
+  ProtocolOptions common;
+  int64_t chunk_chars = 3000, jobs_per_round = 2, samples_per_job = 1, rounds = 2, max_findings = 12, job_tokens = 120;
+  double sample_temperature = 0.7;
+  template <class V>
+  void visit(V& v) {
+    v.merge(common);
+    v.field("chunk_chars", chunk_chars, "the document is cut into chunks of at most this many characters", Positive{});
+    v.field("jobs_per_round", jobs_per_round, "jobs the remote writes per round", Positive{});
+    v.field("samples_per_job", samples_per_job, "local samples of each job on each chunk", Positive{});
+    v.field("rounds", rounds, "decompose / execute / aggregate rounds at most", Positive{});
+    v.field("max_findings", max_findings, "local findings the remote reads per round", Positive{});
+    v.field("job_tokens", job_tokens, "budget of each local job output", Positive{});
+    v.field("sample_temperature", sample_temperature, "local temperature when samples_per_job > 1", Range{0.0, 2.0});
+  }
+  TANDEM_OPTIONS(MinionSOptions)
+};
+
+}  // namespace tandem::collab

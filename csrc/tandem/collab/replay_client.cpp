@@ -17,17 +17,7 @@ namespace {
 
 class ReplayClient : public LMClient {
  public:
-  struct Options {
-    std::string path, mode = "auto";
-    template <class V>
-    void visit(V& v) {
-      v.required("path", path, "the JSONL file of recorded requests and replies");
-      v.field("mode", mode, "record (always ask inner), replay (file only), auto (file, else ask inner and record)",
-              OneOf{{"record", "replay", "auto"}});
-      v.template component<LMClient>("inner", "the client asked when the file has no answer (record and auto)");
-    }
-    TANDEM_OPTIONS(Options)
-  };
+  using Options = ReplayClientOptions;
   ReplayClient(const Config& cfg, const RuntimeOptions& rt) : ReplayClient(Options::from_config(cfg), cfg, rt) {}
   ReplayClient(const Options& o, const Config& cfg, const RuntimeOptions& rt) : path_(o.path), mode_(o.mode), rt_(rt) {
     if (mode_ != "record" && fs::exists(path_))

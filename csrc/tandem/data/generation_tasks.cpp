@@ -85,16 +85,6 @@ std::vector<GenExample> first_n(std::vector<GenExample> all, size_t n) {
 }
 
 // The options of a summarisation task: the common keys plus its pool and test files.
-struct SummaryTaskOptions {
-  TaskOptions common;
-  std::string path, test_path;
-  template <class V>
-  void visit(V& v) {
-    v.merge(common);
-    v.field("path", path, "the pool file train and dev come from (relative to $TANDEM_DATA)");
-    v.field("test_path", test_path, "the final test file (disjoint from the pool)");
-  }
-};
 
 // Summarisation: train/dev from a pool file (1 in 5 to dev), test from a disjoint file.
 class SummarizationTask : public GenerationTask {
@@ -142,10 +132,7 @@ class SummarizationTask : public GenerationTask {
 // XSum: one-sentence BBC summaries.
 class XSum : public SummarizationTask {
  public:
-  struct Options : SummaryTaskOptions {
-    Options() : SummaryTaskOptions{TaskOptions(48, 300), "xsum/test.jsonl", "xsum/test_extra.jsonl"} {}
-    TANDEM_OPTIONS(Options)
-  };
+  using Options = XSumOptions;
   explicit XSum(const Config& c) : SummarizationTask(Options::from_config(c)) {}
   std::string instruction() const override { return "Summarize the following BBC article in one sentence."; }
   std::string display_name() const override { return "XSum"; }
@@ -159,10 +146,7 @@ class XSum : public SummarizationTask {
 // CNN/DailyMail: highlights as a few sentences; the test file's are PTB-tokenized.
 class CnnDailyMail : public SummarizationTask {
  public:
-  struct Options : SummaryTaskOptions {
-    Options() : SummaryTaskOptions{TaskOptions(80, 300), "cnn_dailymail/validation.jsonl", "cnn_dailymail/test.jsonl"} {}
-    TANDEM_OPTIONS(Options)
-  };
+  using Options = CnnDailyMailOptions;
   explicit CnnDailyMail(const Config& c) : SummarizationTask(Options::from_config(c)) {}
   std::string instruction() const override {
     return "Write the highlights of the following news article as three or four short sentences, one per line.";
@@ -180,16 +164,7 @@ class CnnDailyMail : public SummarizationTask {
 // 1/4 dev, 1/2 train by a hash of the id.
 class SciQTask : public GenerationTask {
  public:
-  struct Options {
-    TaskOptions common{16, 120};
-    std::string path = "sciq/test.jsonl";
-    template <class V>
-    void visit(V& v) {
-      v.merge(common);
-      v.field("path", path, "the SciQ file, split 1/2 train, 1/4 dev, 1/4 test by id hash");
-    }
-    TANDEM_OPTIONS(Options)
-  };
+  using Options = SciQTaskOptions;
   explicit SciQTask(const Config& c) : SciQTask(Options::from_config(c)) {}
   explicit SciQTask(const Options& o) : GenerationTask(o.common), path_(resolve_data_path(o.path)) {}
 
@@ -238,19 +213,7 @@ class SciQTask : public GenerationTask {
 // `path` by story id, test from `test_path`.
 class CoQA : public GenerationTask {
  public:
-  struct Options {
-    TaskOptions common{24, 250};
-    std::string path = "coqa/coqa-train-v1.0.json", test_path = "coqa/coqa-dev-v1.0.json";
-    int64_t history_turns = 3;
-    template <class V>
-    void visit(V& v) {
-      v.merge(common);
-      v.field("path", path, "official-format file train and dev come from (split by story id)");
-      v.field("test_path", test_path, "official-format file of the final test");
-      v.field("history_turns", history_turns, "earlier question/answer turns in the prompt", NonNegative{});
-    }
-    TANDEM_OPTIONS(Options)
-  };
+  using Options = CoQAOptions;
   explicit CoQA(const Config& c) : CoQA(Options::from_config(c)) {}
   explicit CoQA(const Options& o)
       : GenerationTask(o.common), path_(resolve_data_path(o.path)), test_path_(resolve_data_path(o.test_path)),
@@ -308,19 +271,7 @@ class CoQA : public GenerationTask {
 // in `exclude_paths` (the Symbolic-MoE validation/test files) are left out by their stem text.
 class MmluProLetters : public GenerationTask {
  public:
-  struct Options {
-    TaskOptions common{4, 400};
-    std::string path = "mmlu_pro/test.jsonl";
-    std::vector<std::string> categories, exclude_paths;
-    template <class V>
-    void visit(V& v) {
-      v.merge(common);
-      v.field("path", path, "the MMLU-Pro file");
-      v.field("categories", categories, "subjects to keep ([] = all)");
-      v.field("exclude_paths", exclude_paths, "files whose questions (stem or question) are left out");
-    }
-    TANDEM_OPTIONS(Options)
-  };
+  using Options = MmluProLettersOptions;
   explicit MmluProLetters(const Config& c) : MmluProLetters(Options::from_config(c)) {}
   explicit MmluProLetters(const Options& o)
       : GenerationTask(o.common), path_(resolve_data_path(o.path)), categories_(o.categories.begin(), o.categories.end()) {

@@ -85,3 +85,69 @@ std::map<std::string, double> rouge_metrics(const std::vector<std::string>& refe
 
 
 }  // namespace tandem
+
+namespace tandem {
+
+// ---- declared options of the registered components (`tandem config --explain` prints them) ----
+
+struct SummaryTaskOptions {
+  TaskOptions common;
+  std::string path, test_path;
+  template <class V>
+  void visit(V& v) {
+    v.merge(common);
+    v.field("path", path, "the pool file train and dev come from (relative to $TANDEM_DATA)");
+    v.field("test_path", test_path, "the final test file (disjoint from the pool)");
+  }
+};
+
+struct XSumOptions : SummaryTaskOptions {
+  XSumOptions() : SummaryTaskOptions{TaskOptions(48, 300), "xsum/test.jsonl", "xsum/test_extra.jsonl"} {}
+  TANDEM_OPTIONS(XSumOptions)
+};
+
+struct CnnDailyMailOptions : SummaryTaskOptions {
+  CnnDailyMailOptions() : SummaryTaskOptions{TaskOptions(80, 300), "cnn_dailymail/validation.jsonl", "cnn_dailymail/test.jsonl"} {}
+  TANDEM_OPTIONS(CnnDailyMailOptions)
+};
+
+struct SciQTaskOptions {
+  TaskOptions common{16, 120};
+  std::string path = "sciq/test.jsonl";
+  template <class V>
+  void visit(V& v) {
+    v.merge(common);
+    v.field("path", path, "the SciQ file, split 1/2 train, 1/4 dev, 1/4 test by id hash");
+  }
+  TANDEM_OPTIONS(SciQTaskOptions)
+};
+
+struct CoQAOptions {
+  TaskOptions common{24, 250};
+  std::string path = "coqa/coqa-train-v1.0.json", test_path = "coqa/coqa-dev-v1.0.json";
+  int64_t history_turns = 3;
+  template <class V>
+  void visit(V& v) {
+    v.merge(common);
+    v.field("path", path, "official-format file train and dev come from (split by story id)");
+    v.field("test_path", test_path, "official-format file of the final test");
+    v.field("history_turns", history_turns, "earlier question/answer turns in the prompt", NonNegative{});
+  }
+  TANDEM_OPTIONS(CoQAOptions)
+};
+
+struct MmluProLettersOptions {
+  TaskOptions common{4, 400};
+  std::string path = "mmlu_pro/test.jsonl";
+  std::vector<std::string> categories, exclude_paths;
+  template <class V>
+  void visit(V& v) {
+    v.merge(common);
+    v.field("path", path, "the MMLU-Pro file");
+    v.field("categories", categories, "subjects to keep ([] = all)");
+    v.field("exclude_paths", exclude_paths, "files whose questions (stem or question) are left out");
+  }
+  TANDEM_OPTIONS(MmluProLettersOptions)
+};
+
+}  // namespace tandem

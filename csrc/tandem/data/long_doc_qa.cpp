@@ -50,17 +50,7 @@ void trim(std::vector<LongDocExample>& v, int64_t limit) {
 // QASPER as packaged in L-Eval: one line per paper, `qas` = [{question, answers}].
 class Qasper : public LongDocDataset {
  public:
-  struct Options {
-    std::string path = "qasper/test.jsonl";
-    int64_t questions_per_paper = 0, limit = 0;
-    template <class V>
-    void visit(V& v) {
-      v.field("path", path, "L-Eval's QASPER file (one paper per line)");
-      v.field("questions_per_paper", questions_per_paper, "the first N questions of each paper (0 = all)", NonNegative{});
-      v.field("limit", limit, "the first N questions overall", Limit{});
-    }
-    TANDEM_OPTIONS(Options)
-  };
+  using Options = QasperOptions;
   explicit Qasper(const Config& c) : Qasper(Options::from_config(c)) {}
   explicit Qasper(const Options& o)
       : path_(resolve_data_path(o.path)), per_paper_(o.questions_per_paper), limit_(o.limit) {}
@@ -95,20 +85,7 @@ TANDEM_REGISTER(LongDocDataset, "qasper", Qasper);
 // that keeps 100+-page filings within small models' reach; it tells every method where to look).
 class FinanceBench : public LongDocDataset {
  public:
-  struct Options {
-    std::string questions = "financebench/questions.jsonl", documents = "financebench/documents.jsonl";
-    std::string pages = "evidence_window";
-    int64_t window = 1, limit = 0;
-    template <class V>
-    void visit(V& v) {
-      v.field("questions", questions, "the questions file");
-      v.field("documents", documents, "the filings, one per line with their pages");
-      v.field("pages", pages, "all pages, or the evidence pages +- window", OneOf{{"all", "evidence_window"}});
-      v.field("window", window, "pages kept on each side of an evidence page", NonNegative{});
-      v.field("limit", limit, "the first N questions", Limit{});
-    }
-    TANDEM_OPTIONS(Options)
-  };
+  using Options = FinanceBenchOptions;
   explicit FinanceBench(const Config& c) : FinanceBench(Options::from_config(c)) {}
   explicit FinanceBench(const Options& o)
       : questions_(resolve_data_path(o.questions)),
@@ -167,21 +144,7 @@ TANDEM_REGISTER(LongDocDataset, "financebench", FinanceBench);
 // Any JSONL with document, question and answers (a string or a list) fields; e.g. LongHealth.
 class JsonlLongDoc : public LongDocDataset {
  public:
-  struct Options {
-    std::string path, document_field = "document", question_field = "question", answers_field = "answers",
-                      id_field = "id";
-    int64_t limit = 0;
-    template <class V>
-    void visit(V& v) {
-      v.required("path", path, "the JSONL file");
-      v.field("document_field", document_field, "field holding the document");
-      v.field("question_field", question_field, "field holding the question");
-      v.field("answers_field", answers_field, "field holding the reference answer(s): a string or a list");
-      v.field("id_field", id_field, "field holding the id");
-      v.field("limit", limit, "the first N questions", Limit{});
-    }
-    TANDEM_OPTIONS(Options)
-  };
+  using Options = JsonlLongDocOptions;
   explicit JsonlLongDoc(const Config& c) : JsonlLongDoc(Options::from_config(c)) {}
   explicit JsonlLongDoc(const Options& o)
       : path_(resolve_data_path(o.path)),

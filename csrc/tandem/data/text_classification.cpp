@@ -35,23 +35,7 @@ namespace {
 // Any JSONL file with a text field and a label field (e.g. MMLU-Pro question -> category).
 class JsonlTextDataset : public TextDataset {
  public:
-  struct Options {
-    std::string path, text_field = "text", label_field = "label", id_field;
-    double test_fraction = 0.2;
-    int64_t limit = 0;
-    bool skip_bad_lines = false;
-    template <class V>
-    void visit(V& v) {
-      v.required("path", path, "the JSONL file (relative to $TANDEM_DATA)");
-      v.field("text_field", text_field, "field holding the text");
-      v.field("label_field", label_field, "field holding the class label");
-      v.field("id_field", id_field, "field holding the id (\"\" = the line number)");
-      v.field("test_fraction", test_fraction, "share held out for test, by id hash", Range{0.0, 1.0});
-      v.field("limit", limit, "the first N records", Limit{});
-      v.field("skip_bad_lines", skip_bad_lines, "skip (and count) malformed records instead of failing");
-    }
-    TANDEM_OPTIONS(Options)
-  };
+  using Options = JsonlTextDatasetOptions;
   explicit JsonlTextDataset(const Config& cfg) : JsonlTextDataset(Options::from_config(cfg)) {}
   explicit JsonlTextDataset(const Options& o)
       : path_(resolve_data_path(o.path)),
@@ -90,15 +74,7 @@ TANDEM_REGISTER(TextDataset, "jsonl_text_classification", JsonlTextDataset);
 // weighted by sublinear term frequency (1 + log tf) and L2-normalised per text.
 class HashedNgrams : public TextFeaturizer {
  public:
-  struct Options {
-    int64_t buckets = 1 << 15, ngram = 2;
-    template <class V>
-    void visit(V& v) {
-      v.field("buckets", buckets, "hash buckets (the feature dimension)", Positive{});
-      v.field("ngram", ngram, "word n-grams up to this length", Positive{});
-    }
-    TANDEM_OPTIONS(Options)
-  };
+  using Options = HashedNgramsOptions;
   explicit HashedNgrams(const Config& cfg) : HashedNgrams(Options::from_config(cfg)) {}
   explicit HashedNgrams(const Options& o) : buckets_(o.buckets), max_n_(o.ngram) {}
 

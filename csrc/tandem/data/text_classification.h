@@ -10,6 +10,7 @@
 #include <nlohmann/json_fwd.hpp>
 
 #include "tandem/core/config.h"
+#include "tandem/core/options.h"
 #include "tandem/core/registry.h"
 
 namespace tandem {
@@ -54,5 +55,39 @@ class TextFeaturizer {
   virtual Bags encode(const std::vector<std::string>& texts) const = 0;
 };
 TANDEM_DECLARE_REGISTRY(TextFeaturizer);
+
+}  // namespace tandem
+
+namespace tandem {
+
+// ---- declared options of the registered components (`tandem config --explain` prints them) ----
+
+struct JsonlTextDatasetOptions {
+  std::string path, text_field = "text", label_field = "label", id_field;
+  double test_fraction = 0.2;
+  int64_t limit = 0;
+  bool skip_bad_lines = false;
+  template <class V>
+  void visit(V& v) {
+    v.required("path", path, "the JSONL file (relative to $TANDEM_DATA)");
+    v.field("text_field", text_field, "field holding the text");
+    v.field("label_field", label_field, "field holding the class label");
+    v.field("id_field", id_field, "field holding the id (\"\" = the line number)");
+    v.field("test_fraction", test_fraction, "share held out for test, by id hash", Range{0.0, 1.0});
+    v.field("limit", limit, "the first N records", Limit{});
+    v.field("skip_bad_lines", skip_bad_lines, "skip (and count) malformed records instead of failing");
+  }
+  TANDEM_OPTIONS(JsonlTextDatasetOptions)
+};
+
+struct HashedNgramsOptions {
+  int64_t buckets = 1 << 15, ngram = 2;
+  template <class V>
+  void visit(V& v) {
+    v.field("buckets", buckets, "hash buckets (the feature dimension)", Positive{});
+    v.field("ngram", ngram, "word n-grams up to this length", Positive{});
+  }
+  TANDEM_OPTIONS(HashedNgramsOptions)
+};
 
 }  // namespace tandem

@@ -15,6 +15,7 @@
 #include "tandem/core/progress.h"
 #include "tandem/data/jsonl.h"
 #include "tandem/experiments/experiment.h"
+#include "tandem/experiments/collab_qa.h"
 
 namespace fs = std::filesystem;
 
@@ -29,18 +30,7 @@ std::string safe_name(std::string s) {
 
 class CollabQa : public Experiment {
  public:
-  struct Options {
-    collab::PriceTable prices;
-    template <class V>
-    void visit(V& v) {
-      v.template component<LongDocDataset>("data", "the long-document questions");
-      v.template component<collab::Protocol>("protocol", "how local and remote collaborate");
-      v.template component<collab::LMClient>("local", "the local LM (reads the document)");
-      v.template component<collab::LMClient>("remote", "the remote LM (in minion / minions it never sees the document)");
-      v.section("prices", prices, "the cost model");
-    }
-    TANDEM_OPTIONS(Options)
-  };
+  using Options = CollabQaOptions;
 
   CollabQa(const Config& root, const RuntimeOptions& rt) : rt_(rt) {
     const Options o = Options::from_config(root);

@@ -7,6 +7,7 @@
 #include <numeric>
 
 #include "tandem/experiments/experiment.h"
+#include "tandem/experiments/federated.h"
 #include "tandem/fed/federation.h"
 
 namespace tandem {
@@ -14,20 +15,7 @@ namespace {
 
 class Federated : public Experiment {
  public:
-  struct Options {
-    fed::BackboneOptions model;
-    fed::FedSettings fed;
-    template <class V>
-    void visit(V& v) {
-      v.section("model", model, "the frozen encoder and its SSF sites");
-      v.template component<fed::FedDataset>("data", "the labelled texts");
-      v.template component<fed::Partitioner>("partition", "how training examples are dealt to clients");
-      v.template component<fed::FedModel>("head", "what each client trains: SSF + classifier head, or an SSF pool");
-      v.template component<fed::Strategy>("strategy", "how the server merges client updates");
-      v.section("fed", fed, "rounds and local training");
-    }
-    TANDEM_OPTIONS(Options)
-  };
+  using Options = FederatedOptions;
 
   Federated(const Config& root, const RuntimeOptions& rt)
       : fed_(root, rt),

@@ -14,6 +14,7 @@
 #include "tandem/data/sciq.h"
 #include "tandem/core/hash.h"
 #include "tandem/experiments/experiment.h"
+#include "tandem/experiments/lm_multiple_choice.h"
 #include "tandem/models/causal_lm.h"
 #include "tandem/models/generation.h"
 #include "tandem/models/model_paths.h"
@@ -21,58 +22,17 @@
 
 namespace tandem {
 
-struct ChoiceQuestion {
-  std::string id, context, question;
-  std::vector<std::string> options;
-  int64_t answer = 0;
-};
-
-/// A source of multiple-choice questions, picked by `data.type`.
-class ChoiceDataset {
- public:
-  static constexpr const char* kRegistryKind = "experiments.choice_dataset";
-  using Factory = std::unique_ptr<ChoiceDataset>(const Config&);
-  virtual ~ChoiceDataset() = default;
-  virtual std::vector<ChoiceQuestion> load() = 0;
-};
-TANDEM_DECLARE_REGISTRY(ChoiceDataset);
 TANDEM_DEFINE_REGISTRY(ChoiceDataset);
 
 namespace {
 
 // The keys every question file takes.
-struct QuestionFileOptions {
-  std::string path;
-  int64_t limit = 0;
-  bool skip_bad_lines = false;
-  template <class V>
-  void visit(V& v) {
-    v.field("path", path, "the question file (relative to $TANDEM_DATA)");
-    v.field("limit", limit, "the first N questions", Limit{});
-    v.field("skip_bad_lines", skip_bad_lines, "skip (and count) malformed records instead of failing");
-  }
-  JsonlOptions jsonl() const {
-    JsonlOptions o;
-    o.limit = static_cast<size_t>(limit);
-    o.skip_bad_lines = skip_bad_lines;
-    return o;
-  }
-};
 
 // SciQ as four options; their order is a fixed hash of the id, so the gold answer is not
 // always first.
 class SciQ : public ChoiceDataset {
  public:
-  struct Options {
-    QuestionFileOptions file{"sciq/test.jsonl"};
-    bool with_support = false;
-    template <class V>
-    void visit(V& v) {
-      v.merge(file);
-      v.field("with_support", with_support, "put the support paragraph before the question (open book)");
-    }
-    TANDEM_OPTIONS(Options)
-  };
+  using Options = SciQChoiceOptions;
   explicit SciQ(const Config& c) : o_(Options::from_config(c)) {}
   std::vector<ChoiceQuestion> load() override {
     std::vector<ChoiceQuestion> out;
@@ -102,14 +62,7 @@ TANDEM_REGISTER(ChoiceDataset, "sciq", SciQ);
 // MMLU-Pro: 3-10 options.
 class MmluPro : public ChoiceDataset {
  public:
-  struct Options {
-    QuestionFileOptions file{"mmlu_pro/test.jsonl"};
-    template <class V>
-    void visit(V& v) {
-      v.merge(file);
-    }
-    TANDEM_OPTIONS(Options)
-  };
+  using Options = MmluProChoiceOptions;
   explicit MmluPro(const Config& c) : o_(Options::from_config(c)) {}
   std::vector<ChoiceQuestion> load() override {
     std::vector<ChoiceQuestion> out;
@@ -125,32 +78,7 @@ TANDEM_REGISTER(ChoiceDataset, "mmlu_pro", MmluPro);
 
 class LmMultipleChoice : public Experiment {
  public:
-  struct EvalOptions {
-    int64_t batch_size = 8;
-    std::string prompt = "{context}Question: {question}\nAnswer:";
-    int64_t max_prompt_tokens = 1024, max_option_tokens = 64;
-    template <class V>
-    void visit(V& v) {
-      v.field("batch_size", batch_size, "questions scored together (each option is a row)", Positive{});
-      v.field("prompt", prompt, "the prompt; {context} and {question} are filled in");
-      // A long `support` or question must not reach the model whole: it would ask for memory
-      // in proportion to its length squared.
-      v.field("max_prompt_tokens", max_prompt_tokens, "longer prompts keep their last tokens (the question, \"Answer:\")",
-              Positive{});
-      v.field("max_option_tokens", max_option_tokens, "an option longer than this is an error", Positive{});
-    }
-  };
-  struct Options {
-    ModelRef model;
-    EvalOptions eval;
-    template <class V>
-    void visit(V& v) {
-      v.section("model", model, "the LM that scores each option");
-      v.template component<ChoiceDataset>("data", "the multiple-choice questions");
-      v.section("eval", eval, "scoring");
-    }
-    TANDEM_OPTIONS(Options)
-  };
+  using Options = LmMultipleChoiceOptions;
 
   LmMultipleChoice(const Config& root, const RuntimeOptions& rt) : rt_(rt) {
     const Options o = Options::from_config(root);

@@ -12,18 +12,11 @@
 #include "tandem/core/formats/safetensors.h"
 #include "tandem/data/text_classification.h"
 #include "tandem/experiments/experiment.h"
+#include "tandem/experiments/text_classification.h"
 #include "tandem/train/trainer.h"
 
 namespace tandem {
 
-/// A classifier over bags of sparse features, picked by `model.type`.
-class BagClassifier : public torch::nn::Module {
- public:
-  static constexpr const char* kRegistryKind = "experiments.bag_classifier";
-  using Factory = std::unique_ptr<BagClassifier>(const Config&, int64_t, int64_t);
-  virtual torch::Tensor forward(const Bags& bags) = 0;
-};
-TANDEM_DECLARE_REGISTRY(BagClassifier);
 TANDEM_DEFINE_REGISTRY(BagClassifier);
 
 namespace {
@@ -50,16 +43,7 @@ TANDEM_REGISTER(BagClassifier, "bag_linear", BagLinear);
 // One hidden layer: sparse bag -> dense hidden (ReLU, dropout) -> classes.
 class BagMlp : public BagClassifier {
  public:
-  struct Options {
-    int64_t hidden = 256;
-    double dropout = 0.1;
-    template <class V>
-    void visit(V& v) {
-      v.field("hidden", hidden, "hidden width", Positive{});
-      v.field("dropout", dropout, "dropout on the hidden layer", Range{0.0, 0.99});
-    }
-    TANDEM_OPTIONS(Options)
-  };
+  using Options = BagMlpOptions;
   BagMlp(const Config& cfg, int64_t in_dim, int64_t classes) {
     const Options o = Options::from_config(cfg);
     const int64_t hidden = o.hidden;
@@ -93,29 +77,7 @@ Bags slice_to(const TextFeaturizer& f, const std::vector<TextExample>& ex, const
 
 class TextClassification : public Experiment {
  public:
-  struct TrainOptions {
-    int64_t epochs = 4, batch_size = 64, eval_batch_size = 512;
-    double lr = 2e-3, weight_decay = 0.01;
-    template <class V>
-    void visit(V& v) {
-      v.field("epochs", epochs, "passes over the training split", Positive{});
-      v.field("batch_size", batch_size, "examples per step", Positive{});
-      v.field("lr", lr, "AdamW learning rate", Positive{});
-      v.field("weight_decay", weight_decay, "AdamW weight decay", Range{0.0, 1.0});
-      v.field("eval_batch_size", eval_batch_size, "examples per evaluation batch", Positive{});
-    }
-  };
-  struct Options {
-    TrainOptions train;
-    template <class V>
-    void visit(V& v) {
-      v.template component<TextDataset>("data", "the labelled texts");
-      v.template component<TextFeaturizer>("features", "text -> sparse features");
-      v.template component<BagClassifier>("classifier", "the model trained on the features");
-      v.section("train", train, "training");
-    }
-    TANDEM_OPTIONS(Options)
-  };
+  using Options = TextClassificationOptions;
 
   TextClassification(const Config& root, const RuntimeOptions& rt) : rt_(rt) {
     const Options o = Options::from_config(root);

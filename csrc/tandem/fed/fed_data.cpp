@@ -45,23 +45,7 @@ namespace {
 // gives each client a mix of source collections (intra-client heterogeneity).
 class JsonlFedDataset : public FedDataset {
  public:
-  struct Options {
-    std::string path, text_field = "text", label_field = "label", domain_field, domain_separator = "-", id_field;
-    int64_t max_examples = 0;
-    double test_fraction = 0.2;
-    template <class V>
-    void visit(V& v) {
-      v.required("path", path, "the JSONL file (relative to $TANDEM_DATA)");
-      v.field("text_field", text_field, "field holding the text");
-      v.field("label_field", label_field, "field holding the class label");
-      v.field("domain_field", domain_field, "field whose text up to domain_separator names the domain (\"\" = none)");
-      v.field("domain_separator", domain_separator, "where the domain name ends in domain_field");
-      v.field("id_field", id_field, "field holding the id (\"\" = the line number)");
-      v.field("max_examples", max_examples, "a fixed hash-chosen subset of this size (0 = all)", NonNegative{});
-      v.field("test_fraction", test_fraction, "share of examples held out for test, by id hash", Range{0.01, 0.99});
-    }
-    TANDEM_OPTIONS(Options)
-  };
+  using Options = JsonlFedDatasetOptions;
   explicit JsonlFedDataset(const Config& cfg) : JsonlFedDataset(Options::from_config(cfg)) {}
   explicit JsonlFedDataset(const Options& o)
       : path_(resolve_data_path(o.path)),

@@ -43,17 +43,7 @@ TANDEM_REGISTER(FedModel, "ssf_head", SsfHead);
 
 class SsfPool : public FedModel {
  public:
-  struct Options {
-    int64_t pool_size = 25, top_k = 3;
-    double match_weight = 0.1;
-    template <class V>
-    void visit(V& v) {
-      v.field("pool_size", pool_size, "SSF entries in the pool", Range{1, 4096});
-      v.field("top_k", top_k, "entries each instance averages (by key similarity)", Positive{});
-      v.field("match_weight", match_weight, "weight of the key-matching loss", Range{0.0, 1.0});
-    }
-    TANDEM_OPTIONS(Options)
-  };
+  using Options = SsfPoolOptions;
   SsfPool(const Config& cfg, const SsfLayout& layout, int64_t hidden, int64_t classes)
       : SsfPool(Options::from_config(cfg), cfg, layout, hidden, classes) {}
   SsfPool(const Options& o, const Config& cfg, const SsfLayout& layout, int64_t hidden, int64_t classes)

@@ -8,6 +8,7 @@
 #include <torch/torch.h>
 
 #include "tandem/core/config.h"
+#include "tandem/core/options.h"
 #include "tandem/core/registry.h"
 #include "tandem/fed/fed_data.h"
 #include "tandem/peft/ssf.h"
@@ -44,3 +45,21 @@ class FedModel : public torch::nn::Module {
 namespace tandem {
 TANDEM_DECLARE_REGISTRY(fed::FedModel);
 }  // namespace tandem
+
+namespace tandem::fed {
+
+// ---- declared options of the registered components (`tandem config --explain` prints them) ----
+
+struct SsfPoolOptions {
+  int64_t pool_size = 25, top_k = 3;
+  double match_weight = 0.1;
+  template <class V>
+  void visit(V& v) {
+    v.field("pool_size", pool_size, "SSF entries in the pool", Range{1, 4096});
+    v.field("top_k", top_k, "entries each instance averages (by key similarity)", Positive{});
+    v.field("match_weight", match_weight, "weight of the key-matching loss", Range{0.0, 1.0});
+  }
+  TANDEM_OPTIONS(SsfPoolOptions)
+};
+
+}  // namespace tandem::fed

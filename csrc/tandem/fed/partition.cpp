@@ -19,19 +19,7 @@ namespace {
 // (up to 100 times) until every client holds at least `min_examples`.
 class DirichletPartitioner : public Partitioner {
  public:
-  struct Options {
-    int64_t clients = 10, min_examples = 10;
-    double alpha = 0.5;
-    std::string by = "label";
-    template <class V>
-    void visit(V& v) {
-      v.field("clients", clients, "number of clients", Positive{});
-      v.field("alpha", alpha, "Dirichlet concentration: small alpha gives each client few groups", Positive{});
-      v.field("by", by, "what the shares are drawn over", OneOf{{"label", "domain", "label_domain"}});
-      v.field("min_examples", min_examples, "redraw (up to 100 times) until every client holds this many", NonNegative{});
-    }
-    TANDEM_OPTIONS(Options)
-  };
+  using Options = DirichletOptions;
   explicit DirichletPartitioner(const Config& cfg) : DirichletPartitioner(Options::from_config(cfg), cfg.where("min_examples")) {}
   DirichletPartitioner(const Options& o, std::string where)
       : clients_(o.clients), alpha_(o.alpha), by_(o.by), min_examples_(o.min_examples), where_(std::move(where)) {}
@@ -91,14 +79,7 @@ TANDEM_REGISTER(Partitioner, "dirichlet", DirichletPartitioner);
 // IID: a seeded shuffle dealt round-robin.
 class IidPartitioner : public Partitioner {
  public:
-  struct Options {
-    int64_t clients = 10;
-    template <class V>
-    void visit(V& v) {
-      v.field("clients", clients, "number of clients", Positive{});
-    }
-    TANDEM_OPTIONS(Options)
-  };
+  using Options = IidOptions;
   explicit IidPartitioner(const Config& cfg) : clients_(Options::from_config(cfg).clients) {}
   std::vector<std::vector<int64_t>> split(const std::vector<int64_t>& labels, const std::vector<std::string>&,
                                           uint64_t seed) const override {

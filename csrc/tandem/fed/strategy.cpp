@@ -34,14 +34,7 @@ TANDEM_REGISTER(Strategy, "fedavg", FedAvg);
 
 class FedProx : public FedAvg {
  public:
-  struct Options {
-    double mu = 0.01;
-    template <class V>
-    void visit(V& v) {
-      v.field("mu", mu, "weight of the proximal term mu/2 |w - w_global|^2 in each client's loss", Positive{});
-    }
-    TANDEM_OPTIONS(Options)
-  };
+  using Options = FedProxOptions;
   explicit FedProx(const Config& cfg) : FedAvg(cfg), mu_(Options::from_config(cfg).mu) {}
   double proximal_mu() const override { return mu_; }
 
@@ -52,15 +45,7 @@ TANDEM_REGISTER(Strategy, "fedprox", FedProx);
 
 class FedInsPool : public Strategy {
  public:
-  struct Options {
-    std::string entry_weight = "data_size";
-    template <class V>
-    void visit(V& v) {
-      v.field("entry_weight", entry_weight, "how clients' copies of a pool entry are weighted in the merge",
-              OneOf{{"data_size", "usage"}});
-    }
-    TANDEM_OPTIONS(Options)
-  };
+  using Options = FedInsOptions;
   explicit FedInsPool(const Config& cfg) : by_usage_(Options::from_config(cfg).entry_weight == "usage") {}
 
   std::vector<torch::Tensor> aggregate(const StateLayout& layout, const std::vector<torch::Tensor>& global,

@@ -11,6 +11,7 @@
 #include <torch/torch.h>
 
 #include "tandem/core/config.h"
+#include "tandem/core/options.h"
 #include "tandem/core/registry.h"
 
 namespace tandem::fed {
@@ -53,3 +54,28 @@ torch::Tensor weighted_mean(const std::vector<const ClientUpdate*>& updates, siz
 namespace tandem {
 TANDEM_DECLARE_REGISTRY(fed::Strategy);
 }  // namespace tandem
+
+namespace tandem::fed {
+
+// ---- declared options of the registered components (`tandem config --explain` prints them) ----
+
+struct FedProxOptions {
+  double mu = 0.01;
+  template <class V>
+  void visit(V& v) {
+    v.field("mu", mu, "weight of the proximal term mu/2 |w - w_global|^2 in each client's loss", Positive{});
+  }
+  TANDEM_OPTIONS(FedProxOptions)
+};
+
+struct FedInsOptions {
+  std::string entry_weight = "data_size";
+  template <class V>
+  void visit(V& v) {
+    v.field("entry_weight", entry_weight, "how clients' copies of a pool entry are weighted in the merge",
+            OneOf{{"data_size", "usage"}});
+  }
+  TANDEM_OPTIONS(FedInsOptions)
+};
+
+}  // namespace tandem::fed

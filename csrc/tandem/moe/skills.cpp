@@ -46,20 +46,6 @@ class Embedder {
 };
 
 // The keys both extractors take.
-struct TaggingOptions {
-  std::string encoder = "minilm-l6";
-  int64_t per_instance = 3;
-  std::vector<std::string> vocabulary;
-  template <class V>
-  void visit(V& v) {
-    v.field("encoder", encoder, "sentence encoder matching texts to skill names");
-    v.field("per_instance", per_instance, "skills tagged per instance", Positive{});
-    v.required("vocabulary", vocabulary, "the skill names");
-  }
-  void check(const Config& c) const {
-    if (vocabulary.empty()) c.fail("vocabulary", "a non-empty list of skill names");
-  }
-};
 
 std::vector<SkillTags> nearest(const torch::Tensor& queries, const torch::Tensor& vocab, int64_t n) {
   auto sims = torch::matmul(queries, vocab.t());
@@ -75,9 +61,7 @@ std::vector<SkillTags> nearest(const torch::Tensor& queries, const torch::Tensor
 
 class EmbeddingSkills : public SkillExtractor {
  public:
-  struct Options : TaggingOptions {
-    TANDEM_OPTIONS(Options)
-  };
+  using Options = EmbeddingSkillsOptions;
   EmbeddingSkills(const Config& c, const RuntimeOptions& rt) : EmbeddingSkills(Options::from_config(c), rt) {}
   EmbeddingSkills(const Options& o, const RuntimeOptions& rt) : emb_(o.encoder, rt), per_instance_(o.per_instance) {
     vocab_ = o.vocabulary;
@@ -98,20 +82,7 @@ class EmbeddingSkills : public SkillExtractor {
 // question's own embedding.
 class KeywordLmSkills : public SkillExtractor {
  public:
-  struct Options {
-    TaggingOptions tagging;
-    std::string model = "smollm2-135m";
-    int64_t max_new_tokens = 16, batch_size = 8;
-    template <class V>
-    void visit(V& v) {
-      v.merge(tagging);
-      v.field("model", model, "the instruct LM that writes keywords");
-      v.field("max_new_tokens", max_new_tokens, "keyword budget per question", Positive{});
-      v.field("batch_size", batch_size, "questions decoded together", Positive{});
-    }
-    void check(const Config& c) const { tagging.check(c); }
-    TANDEM_OPTIONS(Options)
-  };
+  using Options = KeywordLmSkillsOptions;
   KeywordLmSkills(const Config& c, const RuntimeOptions& rt) : KeywordLmSkills(Options::from_config(c), rt) {}
   KeywordLmSkills(const Options& o, const RuntimeOptions& rt)
       : emb_(o.tagging.encoder, rt), per_instance_(o.tagging.per_instance), max_new_(o.max_new_tokens), batch_(o.batch_size) {

@@ -11,6 +11,7 @@
 #include <torch/torch.h>
 
 #include "tandem/core/config.h"
+#include "tandem/core/options.h"
 #include "tandem/core/registry.h"
 #include "tandem/core/runtime.h"
 
@@ -39,3 +40,43 @@ class SkillExtractor {
 namespace tandem {
 TANDEM_DECLARE_REGISTRY(moe::SkillExtractor);
 }
+
+namespace tandem::moe {
+
+// ---- declared options of the registered components (`tandem config --explain` prints them) ----
+
+struct TaggingOptions {
+  std::string encoder = "minilm-l6";
+  int64_t per_instance = 3;
+  std::vector<std::string> vocabulary;
+  template <class V>
+  void visit(V& v) {
+    v.field("encoder", encoder, "sentence encoder matching texts to skill names");
+    v.field("per_instance", per_instance, "skills tagged per instance", Positive{});
+    v.required("vocabulary", vocabulary, "the skill names");
+  }
+  void check(const Config& c) const {
+    if (vocabulary.empty()) c.fail("vocabulary", "a non-empty list of skill names");
+  }
+};
+
+struct EmbeddingSkillsOptions : TaggingOptions {
+  TANDEM_OPTIONS(EmbeddingSkillsOptions)
+};
+
+struct KeywordLmSkillsOptions {
+  TaggingOptions tagging;
+  std::string model = "smollm2-135m";
+  int64_t max_new_tokens = 16, batch_size = 8;
+  template <class V>
+  void visit(V& v) {
+    v.merge(tagging);
+    v.field("model", model, "the instruct LM that writes keywords");
+    v.field("max_new_tokens", max_new_tokens, "keyword budget per question", Positive{});
+    v.field("batch_size", batch_size, "questions decoded together", Positive{});
+  }
+  void check(const Config& c) const { tagging.check(c); }
+  TANDEM_OPTIONS(KeywordLmSkillsOptions)
+};
+
+}  // namespace tandem::moe

@@ -82,3 +82,41 @@ inline torch::Tensor unit_rms(const torch::Tensor& x, double eps = 1e-6) {
 }
 
 }  // namespace tandem
+
+namespace tandem {
+
+// ---- declared options of the registered components (`tandem config --explain` prints them) ----
+
+struct SidePluginOptions {
+  std::string placement = "parallel";
+  int64_t rank = 64;
+  int64_t mlp_hidden = 0;
+  LayerChoice read{3};
+  template <class V>
+  void visit(V& v) {
+    v.field("placement", placement, "parallel: taps the chosen backbone layers; sequential: the final state only",
+            OneOf{{"parallel", "sequential"}});
+    // Bounded so a typo (rank: 1000000000) is a config error, not a request for terabytes.
+    v.field("rank", rank, "width of the plugin's state and of the logit shift", Range{1, 1 << 16});
+    v.field("mlp_hidden", mlp_hidden, "hidden width of the plugin's MLP (0 = 4 x rank)", Range{0, 1 << 16});
+    v.merge(read);
+  }
+  TANDEM_OPTIONS(SidePluginOptions)
+};
+
+struct LadderSideOptions {
+  int64_t reduction = 8;
+  int64_t heads = 4;
+  double gate_temperature = 0.1;
+  LayerChoice read{1};
+  template <class V>
+  void visit(V& v) {
+    v.field("reduction", reduction, "side width = hidden size / reduction", Range{1, 1 << 20});
+    v.field("heads", heads, "attention heads of each side block (divides the side width)", Range{1, 1024});
+    v.field("gate_temperature", gate_temperature, "T of the ladder gates sigmoid(alpha / T)", Range{1e-3, 100.0});
+    v.merge(read);
+  }
+  TANDEM_OPTIONS(LadderSideOptions)
+};
+
+}  // namespace tandem

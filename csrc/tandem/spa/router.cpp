@@ -35,16 +35,7 @@ namespace {
 // A two-layer MLP over [unit_rms(backbone state), unit_rms(adapter state), scalar features].
 class MlpRouter : public Router {
  public:
-  struct Options {
-    double threshold = 0.5;
-    int64_t hidden = 64;
-    template <class V>
-    void visit(V& v) {
-      v.field("threshold", threshold, "use the adapted logits where the predicted probability reaches this", Range{0.0, 1.0});
-      v.field("hidden", hidden, "hidden width of the MLP", Range{1, 1 << 16});
-    }
-    TANDEM_OPTIONS(Options)
-  };
+  using Options = MlpRouterOptions;
 
   MlpRouter(const Config& c, const RouterDims& d) {
     const Options o = Options::from_config(c);

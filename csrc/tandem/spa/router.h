@@ -10,6 +10,7 @@
 #include <torch/torch.h>
 
 #include "tandem/core/config.h"
+#include "tandem/core/options.h"
 #include "tandem/core/registry.h"
 
 namespace tandem {
@@ -48,5 +49,22 @@ class Router : public torch::nn::Module {
 };
 
 TANDEM_DECLARE_REGISTRY(Router);
+
+}  // namespace tandem
+
+namespace tandem {
+
+// ---- declared options of the registered components (`tandem config --explain` prints them) ----
+
+struct MlpRouterOptions {
+  double threshold = 0.5;
+  int64_t hidden = 64;
+  template <class V>
+  void visit(V& v) {
+    v.field("threshold", threshold, "use the adapted logits where the predicted probability reaches this", Range{0.0, 1.0});
+    v.field("hidden", hidden, "hidden width of the MLP", Range{1, 1 << 16});
+  }
+  TANDEM_OPTIONS(MlpRouterOptions)
+};
 
 }  // namespace tandem

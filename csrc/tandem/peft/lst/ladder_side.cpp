@@ -13,20 +13,7 @@ namespace {
 
 class LadderSide : public DeviceAdapter {
  public:
-  struct Options {
-    int64_t reduction = 8;
-    int64_t heads = 4;
-    double gate_temperature = 0.1;
-    LayerChoice read{1};
-    template <class V>
-    void visit(V& v) {
-      v.field("reduction", reduction, "side width = hidden size / reduction", Range{1, 1 << 20});
-      v.field("heads", heads, "attention heads of each side block (divides the side width)", Range{1, 1024});
-      v.field("gate_temperature", gate_temperature, "T of the ladder gates sigmoid(alpha / T)", Range{1e-3, 100.0});
-      v.merge(read);
-    }
-    TANDEM_OPTIONS(Options)
-  };
+  using Options = LadderSideOptions;
 
   LadderSide(const Config& c, const ModelConfig& m) {
     const Options o = Options::from_config(c);

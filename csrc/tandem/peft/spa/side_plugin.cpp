@@ -19,22 +19,7 @@ namespace {
 
 class SidePlugin : public DeviceAdapter {
  public:
-  struct Options {
-    std::string placement = "parallel";
-    int64_t rank = 64;
-    int64_t mlp_hidden = 0;
-    LayerChoice read{3};
-    template <class V>
-    void visit(V& v) {
-      v.field("placement", placement, "parallel: taps the chosen backbone layers; sequential: the final state only",
-              OneOf{{"parallel", "sequential"}});
-      // Bounded so a typo (rank: 1000000000) is a config error, not a request for terabytes.
-      v.field("rank", rank, "width of the plugin's state and of the logit shift", Range{1, 1 << 16});
-      v.field("mlp_hidden", mlp_hidden, "hidden width of the plugin's MLP (0 = 4 x rank)", Range{0, 1 << 16});
-      v.merge(read);
-    }
-    TANDEM_OPTIONS(Options)
-  };
+  using Options = SidePluginOptions;
 
   SidePlugin(const Config& c, const ModelConfig& m) {
     const Options o = Options::from_config(c);

@@ -110,6 +110,7 @@ struct LocalClientOptions {
     v.field("chat_template", chat_template, "auto (from the tokenizer's markers), chatml, gemma, llama2, plain");
     v.field("max_batch", max_batch, "requests decoded together", Positive{});
   }
+  void check(const Config& c) const { text::check_chat_template_name(c, "chat_template", chat_template); }
   TANDEM_OPTIONS(LocalClientOptions)
 };
 

@@ -75,6 +75,19 @@ std::string check_text(const OneOf&);
 std::string check_text(const Limit&);
 }  // namespace options_detail
 
+namespace options_detail {
+template <class T, class = void>
+struct HasCheck : std::false_type {};
+template <class T>
+struct HasCheck<T, std::void_t<decltype(std::declval<const T&>().check(std::declval<const Config&>()))>>
+    : std::true_type {};
+/// Runs `o.check(c)` (checks across fields) when the struct has one.
+template <class T>
+void check_across(const T& o, const Config& c) {
+  if constexpr (HasCheck<T>::value) o.check(c);
+}
+}  // namespace options_detail
+
 /// Reads the fields from a config node (through Config's checked getters, so errors name the
 /// file, line and key).
 class OptionReader {
@@ -91,8 +104,10 @@ class OptionReader {
   }
   template <class Sub>
   void section(const char* key, Sub& sub, const char*) {
-    OptionReader r(c_.at_or_empty(key));
+    const Config node = c_.at_or_empty(key);
+    OptionReader r(node);
     sub.visit(r);
+    options_detail::check_across(sub, node);
   }
   template <class Item>
   void list(const char* key, std::vector<Item>& items, const char*) {
@@ -101,6 +116,7 @@ class OptionReader {
       Item item;
       OptionReader r(node);
       item.visit(r);
+      options_detail::check_across(item, node);
       items.push_back(std::move(item));
     }
   }
@@ -108,6 +124,7 @@ class OptionReader {
   template <class Sub>
   void merge(Sub& sub) {
     sub.visit(*this);
+    options_detail::check_across(sub, c_);
   }
   /// A nested registered component: created by its owner from `key`'s node; nothing to read here.
   template <class Kind>
@@ -201,18 +218,6 @@ class OptionDescriber {
   std::vector<OptionDoc> docs_;
 };
 
-namespace options_detail {
-template <class T, class = void>
-struct HasCheck : std::false_type {};
-template <class T>
-struct HasCheck<T, std::void_t<decltype(std::declval<const T&>().check(std::declval<const Config&>()))>>
-    : std::true_type {};
-/// Runs `o.check(c)` (checks across fields) when the struct has one.
-template <class T>
-void check_across(const T& o, const Config& c) {
-  if constexpr (HasCheck<T>::value) o.check(c);
-}
-}  // namespace options_detail
 
 /// Defines `static T from_config(const Config&)` and `static std::vector<OptionDoc> describe()`
 /// from the struct's `template <class V> void visit(V&)`; an optional

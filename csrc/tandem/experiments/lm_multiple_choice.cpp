@@ -33,10 +33,10 @@ namespace {
 class SciQ : public ChoiceDataset {
  public:
   using Options = SciQChoiceOptions;
-  explicit SciQ(const Config& c) : o_(Options::from_config(c)) {}
+  explicit SciQ(const Config& c) : o_(Options::from_config(c)), path_(resolve_data_path(o_.file.path)) {}
   std::vector<ChoiceQuestion> load() override {
     std::vector<ChoiceQuestion> out;
-    for (auto& r : read_sciq(resolve_data_path(o_.file.path), o_.file.jsonl())) {
+    for (auto& r : read_sciq(path_, o_.file.jsonl())) {
       ChoiceQuestion q;
       q.id = r.id;
       q.question = r.question;
@@ -56,6 +56,7 @@ class SciQ : public ChoiceDataset {
 
  private:
   Options o_;
+  std::string path_;  // resolved at construction: a missing or ambiguous file fails before any work
 };
 TANDEM_REGISTER(ChoiceDataset, "sciq", SciQ);
 
@@ -63,16 +64,17 @@ TANDEM_REGISTER(ChoiceDataset, "sciq", SciQ);
 class MmluPro : public ChoiceDataset {
  public:
   using Options = MmluProChoiceOptions;
-  explicit MmluPro(const Config& c) : o_(Options::from_config(c)) {}
+  explicit MmluPro(const Config& c) : o_(Options::from_config(c)), path_(resolve_data_path(o_.file.path)) {}
   std::vector<ChoiceQuestion> load() override {
     std::vector<ChoiceQuestion> out;
-    for (auto& r : read_mmlu_pro(resolve_data_path(o_.file.path), o_.file.jsonl()))
+    for (auto& r : read_mmlu_pro(path_, o_.file.jsonl()))
       out.push_back({r.id, "", r.question, r.options, r.answer_index});
     return out;
   }
 
  private:
   Options o_;
+  std::string path_;  // resolved at construction: a missing or ambiguous file fails before any work
 };
 TANDEM_REGISTER(ChoiceDataset, "mmlu_pro", MmluPro);
 

@@ -50,8 +50,6 @@ class SpaExperiment : public Experiment {
     const auto& o = opts_;
     model_path_ = o.model.resolved();
     method_ = o.recipe.method;
-    if (o.recipe.prompt_template != "auto" && !Registry<text::ChatTemplate>::instance().contains(o.recipe.prompt_template))
-      root.at("experiment").fail("prompt_template", "one of " + Registry<text::ChatTemplate>::instance().known() + " or auto");
     task_ = create<GenerationTask>(root.at("task"));
     template_name_ = o.recipe.prompt_template;
     max_prompt_tokens_ = o.recipe.max_prompt_tokens;

@@ -75,7 +75,6 @@ struct KeywordLmSkillsOptions {
     v.field("max_new_tokens", max_new_tokens, "keyword budget per question", Positive{});
     v.field("batch_size", batch_size, "questions decoded together", Positive{});
   }
-  void check(const Config& c) const { tagging.check(c); }
   TANDEM_OPTIONS(KeywordLmSkillsOptions)
 };
 

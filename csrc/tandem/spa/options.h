@@ -11,6 +11,7 @@
 #include "tandem/models/model_paths.h"
 #include "tandem/peft/adapter.h"
 #include "tandem/spa/router.h"
+#include "tandem/text/chat_template.h"
 #include "tandem/train/trainer.h"
 
 namespace tandem::spa {
@@ -29,6 +30,7 @@ struct RecipeOptions {
     v.field("max_prompt_tokens", max_prompt_tokens, "longer prompts keep their end (the question and the turn marker)", Positive{});
     v.field("generate_batch", generate_batch, "test prompts decoded together", Positive{});
   }
+  void check(const Config& c) const { text::check_chat_template_name(c, "prompt_template", prompt_template); }
   TANDEM_OPTIONS(RecipeOptions)
 };
 
@@ -43,7 +45,6 @@ struct AdapterTrainOptions {
     v.field("batch_size", batch_size, "training sequences per step", Positive{});
     v.field("dev_eval_examples", dev_eval_examples, "dev examples in each evaluation (dev loss)", NonNegative{});
   }
-  void check(const Config& c) const { trainer.check(c); }
   TANDEM_OPTIONS(AdapterTrainOptions)
 };
 

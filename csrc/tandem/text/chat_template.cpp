@@ -1,5 +1,7 @@
 #include "tandem/text/chat_template.h"
 
+#include <algorithm>
+
 namespace tandem {
 TANDEM_DEFINE_REGISTRY(text::ChatTemplate);
 }
@@ -104,6 +106,14 @@ std::vector<std::string> chat_template_names() {
   auto names = Registry<ChatTemplate>::instance().names();
   names.insert(names.begin(), "auto");
   return names;
+}
+
+void check_chat_template_name(const Config& c, const std::string& key, const std::string& name) {
+  const auto names = chat_template_names();
+  if (std::find(names.begin(), names.end(), name) != names.end()) return;
+  std::string list;
+  for (const auto& n : names) list += (list.empty() ? "" : ", ") + n;
+  c.fail(key, "one of " + list);
 }
 
 }  // namespace tandem::text

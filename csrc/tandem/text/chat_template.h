@@ -43,5 +43,7 @@ namespace tandem::text {
 std::shared_ptr<ChatTemplate> make_chat_template(const std::string& name, const Tokenizer& tok);
 /// The registered template names plus "auto".
 std::vector<std::string> chat_template_names();
+/// Refuses `name` at `c`'s `key` (file, line) unless it is a registered template or "auto".
+void check_chat_template_name(const Config& c, const std::string& key, const std::string& name);
 
 }  // namespace tandem::text

@@ -14,8 +14,8 @@ namespace tandem {
 enum class PadSide { kLeft, kRight };
 
 struct PaddedBatch {
-  torch::Tensor ids;   ///< [B, T] long, `pad_id` where no token
-  torch::Tensor mask;  ///< [B, T] long, 1 = token
+  at::Tensor ids;   ///< [B, T] long, `pad_id` where no token
+  at::Tensor mask;  ///< [B, T] long, 1 = token
 };
 
 /// Pads `seqs` to width `width` (0 = the longest sequence); a sequence longer than `width` is an

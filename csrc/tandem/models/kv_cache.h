@@ -13,18 +13,18 @@ namespace tandem {
 class KVCache {
  public:
   /// Appends this step's k/v for `layer`; returns views of everything cached so far.
-  std::pair<torch::Tensor, torch::Tensor> append(int64_t layer, const torch::Tensor& k, const torch::Tensor& v);
+  std::pair<at::Tensor, at::Tensor> append(int64_t layer, const at::Tensor& k, const at::Tensor& v);
   int64_t length() const { return length_; }
   /// Called once per forward, after every layer appended.
   void advance(int64_t n) { length_ += n; }
   /// Keeps batch rows `index` (long, may repeat): row b of the result is row index[b] before.
-  void select_rows(const torch::Tensor& index);
+  void select_rows(const at::Tensor& index);
   void reset();
   /// Bytes held by the cache tensors.
   int64_t bytes() const;
 
  private:
-  std::vector<torch::Tensor> k_, v_;
+  std::vector<at::Tensor> k_, v_;
   int64_t length_ = 0;
 };
 

@@ -146,6 +146,12 @@ TEST(Trainer, ResumePastTheBestStepKeepsTheSameStepValueAndLoss) {
   }
 }
 
+TEST(Trainer, MomentumWithoutSgdIsRefused) {
+  expect_error<ConfigError>([] { TrainerOptions::from_config(Config::load_string("momentum: 0.9\n", "t.yaml")); },
+                            {"t.yaml:1: momentum: expected no momentum with optimizer adamw (SGD only)"});
+  EXPECT_EQ(TrainerOptions::from_config(Config::load_string("optimizer: sgd\nmomentum: 0.9\n", "t.yaml")).momentum, 0.9);
+}
+
 TEST(Trainer, CheckpointEveryMustAlignWithLogEvery) {
   const Config c = Config::load_string("steps: 10\nlog_every: 4\ncheckpoint_every: 6\n", "t.yaml");
   expect_error<ConfigError>([&] { TrainerOptions::from_config(c); }, {"t.yaml:3", "checkpoint_every", "multiple of log_every"});

@@ -46,6 +46,9 @@ struct FedSettings {
     v.field("optimizer", optimizer, "local optimiser, fresh every round", OneOf{{"adamw", "sgd"}});
     v.field("momentum", momentum, "SGD momentum", Range{0.0, 0.999});
   }
+  void check(const Config& c) const {
+    if (optimizer != "sgd" && momentum != 0.0) c.fail("momentum", "no momentum with optimizer " + optimizer + " (SGD only)");
+  }
   TANDEM_OPTIONS(FedSettings)
 };
 

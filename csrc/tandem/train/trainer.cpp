@@ -20,6 +20,7 @@ namespace tandem {
 void TrainerOptions::check(const Config& c) const {
   if (checkpoint_every > 0 && checkpoint_every % log_every != 0)
     c.fail("checkpoint_every", "a multiple of log_every (" + std::to_string(log_every) + ")");
+  if (optimizer != "sgd" && momentum != 0.0) c.fail("momentum", "no momentum with optimizer " + optimizer + " (SGD only)");
 }
 
 namespace {

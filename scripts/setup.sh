@@ -13,7 +13,7 @@ VENV=$ROOT/.venv
 say() { printf '[setup] %s\n' "$*" >&2; }
 
 # 1. System packages (C++ libraries and ccache).
-APT_PKGS=(g++ libyaml-cpp-dev libgtest-dev libbenchmark-dev nlohmann-json3-dev libeigen3-dev libcpp-httplib-dev ccache)
+APT_PKGS=(g++ libyaml-cpp-dev libgtest-dev libbenchmark-dev nlohmann-json3-dev libeigen3-dev libcpp-httplib-dev libonig-dev libsentencepiece-dev libutf8proc-dev ccache)
 missing=()
 for p in "${APT_PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

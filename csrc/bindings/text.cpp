@@ -46,7 +46,10 @@ void bind_text(py::module_& m) {
       .def_readonly("bos_id", &text::Tokenizer::bos_id)
       .def_readonly("eos_id", &text::Tokenizer::eos_id)
       .def_readonly("pad_id", &text::Tokenizer::pad_id)
-      .def_readonly("add_bos", &text::Tokenizer::add_bos)
+      .def_property_readonly("add_bos", &text::Tokenizer::add_bos)
+      .def_readonly("prefix_ids", &text::Tokenizer::prefix_ids, "ids encode_for_model puts before every text")
+      .def_readonly("suffix_ids", &text::Tokenizer::suffix_ids, "ids encode_for_model puts after every text")
+      .def_readonly("chat_template", &text::Tokenizer::chat_template, "the Jinja chat template the tokenizer files carry")
       .def("encode_for_model", &text::Tokenizer::encode_for_model, py::arg("text"),
            "encode() with BOS first when the model expects it.");
   m.def("load_tokenizer", &text::load_tokenizer, py::arg("path"),

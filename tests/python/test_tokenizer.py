@@ -92,7 +92,7 @@ def test_special_tokens_and_ids():
 def test_unsupported_tokenizer_files_are_clear_errors(tmp_path):
     bad = tmp_path / "tokenizer.json"
     bad.write_text(json.dumps({"model": {"type": "Unigram", "vocab": []}}))
-    with pytest.raises(RuntimeError, match=r"tokenizer\.json: tokenizer model type \"Unigram\" is not supported \(readers: gguf/gpt2, gguf/llama, json/BPE, json/WordPiece\)"):
+    with pytest.raises(RuntimeError, match=r"tokenizer\.json: tokenizer model type \"Unigram\" is not supported \(readers: gguf/gpt2, gguf/llama, json/BPE, json/WordPiece, model/sentencepiece\)"):
         _C.load_tokenizer(str(bad))
     bad.write_text("{not json")
     with pytest.raises(RuntimeError, match=r"tokenizer\.json: not valid JSON"):

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -15,6 +16,19 @@
 
 namespace tandem {
 
+/// RoPE frequency scaling, as HF's rope_scaling / rope_parameters or GGUF's rope keys give it.
+struct RopeScaling {
+  std::string type = "default";  ///< default | linear | dynamic | llama3 | yarn | longrope
+  double factor = 1.0;
+  int64_t original_max_positions = 0;            ///< pretraining context (llama3, yarn, longrope)
+  double low_freq_factor = 1.0, high_freq_factor = 4.0;  ///< llama3
+  double beta_fast = 32.0, beta_slow = 1.0, mscale = 0.0, mscale_all_dim = 0.0;  ///< yarn
+  bool truncate = true;                          ///< yarn: round the correction range
+  double attention_factor = 0.0;                 ///< cos/sin multiplier; 0 = derived per type
+  std::vector<double> short_factor, long_factor;  ///< longrope, one per rotary frequency
+  std::vector<double> freq_factors;              ///< GGUF rope_freqs: inv_freq divided by these
+};
+
 /// Architecture hyper-parameters, read from HF config.json or GGUF metadata.
 struct ModelConfig {
   std::string architecture;  ///< registry name, e.g. "llama", "qwen2"
@@ -22,7 +36,17 @@ struct ModelConfig {
   int64_t head_dim = 0, intermediate_size = 0, max_positions = 2048;
   double rms_norm_eps = 1e-6, rope_theta = 10000.0;
   bool tie_word_embeddings = false;
-  bool attention_bias = false;  ///< q/k/v projections carry biases (Qwen2)
+  bool attention_bias = false;  ///< q/k/v projections carry biases (Qwen2, Llama attention_bias)
+  bool o_bias = false;          ///< o_proj carries a bias (Llama attention_bias)
+  bool mlp_bias = false;        ///< gate/up/down carry biases (Llama mlp_bias)
+  bool qk_norm = false;         ///< per-head RMSNorm of q and k before RoPE (Qwen3)
+  std::string hidden_act = "silu";  ///< the MLP's gate activation
+  RopeScaling rope;
+  double partial_rotary_factor = 1.0;  ///< fraction of each head that RoPE rotates (Phi-4-mini)
+  double attn_logit_softcapping = 0.0;  ///< attention scores = cap * tanh(s / cap) when > 0 (Gemma 2)
+  int64_t num_experts = 0, experts_per_token = 0;  ///< sparse MoE MLP (Mixtral) when num_experts > 0
+  std::string weight_prefix = "model.";  ///< where the text model's tensors live ("model.language_model." in Gemma 3 4B+)
+  std::vector<std::string> skipped_prefixes;  ///< tensors present but deliberately unused (a vision tower), with a note
   int64_t bos_token_id = -1, eos_token_id = -1, pad_token_id = -1;
   // Gemma 3 (and later families): sliding-window layers with their own RoPE base, q/k norms.
   std::vector<bool> sliding_layers;      ///< per layer: sliding-window attention (else global)
@@ -38,21 +62,27 @@ struct LMOutput {
   std::vector<torch::Tensor> hidden_states;  ///< embeddings + each layer's output, when asked
 };
 
-/// Source of named weights in HF naming (model.layers.0.self_attn.q_proj.weight, ...).
+/// Source of named weights in HF naming (model.layers.0.self_attn.q_proj.weight, ...). It
+/// remembers which tensors the model took, so a file holding tensors no layer reads is reported.
 class WeightSource {
  public:
   virtual ~WeightSource() = default;
   virtual bool has(const std::string& name) const = 0;
-  /// The tensor in `dtype`; throws naming the file and the missing/mismatched tensor.
-  virtual torch::Tensor get(const std::string& name, c10::ScalarType dtype) const = 0;
+  /// Every tensor name the source holds (HF naming).
+  virtual std::vector<std::string> names() const = 0;
   virtual std::string describe() const = 0;
   /// The tensor's quantized blocks, when the source stores it in a type packed_matmul reads
   /// (rows in HF order); undefined otherwise.
   virtual PackedWeight packed(const std::string& name) const { return {}; }
+  /// The tensor in `dtype`, marked as used; throws naming the file and the missing tensor.
+  torch::Tensor fetch(const std::string& name, c10::ScalarType dtype) const {
+    used_.insert(name);
+    return get(name, dtype);
+  }
   /// Copies tensor `name` into `dst` (in dst's dtype); a shape that differs from what the
   /// model config implies is an error naming the file, the tensor and both shapes.
   void copy_into(torch::Tensor& dst, const std::string& name) const {
-    torch::Tensor t = get(name, dst.scalar_type());
+    torch::Tensor t = fetch(name, dst.scalar_type());
     check_shape(t, dst, name);
     dst.copy_(t);
   }
@@ -61,6 +91,13 @@ class WeightSource {
       throw std::runtime_error(describe() + ": tensor '" + name + "' has shape " + c10::str(t.sizes()) +
                                ", expected " + c10::str(dst.sizes()) + " from the model config");
   }
+  const std::set<std::string>& used() const { return used_; }
+
+ protected:
+  virtual torch::Tensor get(const std::string& name, c10::ScalarType dtype) const = 0;
+
+ private:
+  mutable std::set<std::string> used_;
 };
 
 class CausalLM : public torch::nn::Module {

@@ -5,6 +5,8 @@
 #include <torch/torch.h>
 #include <torch/version.h>
 
+#include <limits>
+
 #include "tandem/models/causal_lm.h"
 
 namespace tandem::decoder {
@@ -98,6 +100,27 @@ inline torch::Tensor attend(const torch::Tensor& q, torch::Tensor k, torch::Tens
   return m.allowed.defined() ? at::scaled_dot_product_attention(q, k, v, m.allowed, 0.0, false, scale)
                              : at::scaled_dot_product_attention(q, k, v, {}, 0.0, m.causal, scale);
 #endif
+}
+
+/// Attention with soft-capped scores (Gemma 2): cap * tanh(q.k * scale / cap) before the mask and
+/// softmax, which SDPA cannot express. Scores in float32, as HF's eager path upcasts the softmax.
+inline torch::Tensor attend_softcapped(const torch::Tensor& q, torch::Tensor k, torch::Tensor v, const AttentionMask& m,
+                                       double scale, double cap) {
+  const int64_t B = q.size(0), nh = q.size(1), nkv = k.size(1), T = q.size(2), S = k.size(2), D = k.size(3);
+  if (nh != nkv) {
+    const int64_t rep = nh / nkv;
+    k = k.unsqueeze(2).expand({B, nkv, rep, S, D}).reshape({B, nh, S, D});
+    v = v.unsqueeze(2).expand({B, nkv, rep, S, D}).reshape({B, nh, S, D});
+  }
+  auto s = torch::matmul(q, k.transpose(-1, -2)) * scale;
+  s = torch::tanh(s / cap) * cap;
+  torch::Tensor allowed = m.allowed;
+  if (!allowed.defined() && m.causal) {
+    auto opts = torch::TensorOptions().dtype(torch::kLong).device(q.device());
+    allowed = (torch::arange(0, S, opts).view({1, S}) <= torch::arange(S - T, S, opts).view({T, 1})).view({1, 1, T, S});
+  }
+  if (allowed.defined()) s = s.masked_fill(allowed.logical_not(), -std::numeric_limits<float>::infinity());
+  return torch::matmul(torch::softmax(s.to(torch::kFloat), -1).to(q.scalar_type()), v);
 }
 
 /// Positions from the mask, as HF's generate does for left padding: cumsum - 1, pads at 1.

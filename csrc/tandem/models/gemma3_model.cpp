@@ -1,13 +1,15 @@
-// Gemma 3 (text): Llama-like blocks with "sandwich" norms (before and after attention and MLP),
+// Gemma 2 and Gemma 3 (text): Llama-like blocks with "sandwich" norms (before and after attention and MLP),
 // RMSNorm scaled by (1 + w) in float32, q/k RMSNorm per head, embeddings scaled by sqrt(hidden),
 // GELU-tanh MLP, and a repeating pattern of sliding-window layers (local RoPE base) and global
-// layers. Numerics follow HF transformers' Gemma3ForCausalLM.
+// layers. Gemma 2 has no q/k norms and soft-caps attention scores; both soft-cap final logits
+// when configured. Numerics follow HF transformers' Gemma2ForCausalLM / Gemma3ForCausalLM.
 #include <cmath>
 
 #include <torch/torch.h>
 
 #include "tandem/models/causal_lm.h"
 #include "tandem/models/decoder_common.h"
+#include "tandem/models/rope.h"
 
 namespace tandem {
 namespace F = torch::nn::functional;
@@ -24,7 +26,8 @@ struct GemmaLayer {
 
 class Gemma3Model : public CausalLM {
  public:
-  explicit Gemma3Model(const ModelConfig& c) : CausalLM(c) {
+  explicit Gemma3Model(const ModelConfig& c)
+      : CausalLM(c), rope_global_(c, c.rope, c.rope_theta, c.head_dim), rope_local_(c, RopeScaling{}, c.rope_local_theta, c.head_dim) {
     const auto& cf = config_;
     const int64_t H = cf.hidden_size, D = cf.head_dim, nh = cf.num_heads, nkv = cf.num_kv_heads;
     auto p = [&](const std::string& name, std::vector<int64_t> shape) { return frozen(name, std::move(shape)); };
@@ -37,8 +40,10 @@ class Gemma3Model : public CausalLM {
       L.ln_post_attn = p(s + "post_attention_layernorm", {H});
       L.ln_pre_ff = p(s + "pre_feedforward_layernorm", {H});
       L.ln_post_ff = p(s + "post_feedforward_layernorm", {H});
-      L.q_norm = p(s + "q_norm", {D});
-      L.k_norm = p(s + "k_norm", {D});
+      if (cf.qk_norm) {
+        L.q_norm = p(s + "q_norm", {D});
+        L.k_norm = p(s + "k_norm", {D});
+      }
       L.q = p(s + "q_proj", {nh * D, H});
       L.k = p(s + "k_proj", {nkv * D, H});
       L.v = p(s + "v_proj", {nkv * D, H});
@@ -49,8 +54,6 @@ class Gemma3Model : public CausalLM {
       L.sliding = i < static_cast<int64_t>(cf.sliding_layers.size()) && cf.sliding_layers[i];
       layers_.push_back(L);
     }
-    inv_freq_global_ = decoder::rope_inv_freq(cf.rope_theta, D);
-    inv_freq_local_ = decoder::rope_inv_freq(cf.rope_local_theta, D);
     scale_ = std::pow(cf.query_pre_attn_scalar > 0 ? cf.query_pre_attn_scalar : static_cast<double>(D), -0.5);
   }
 
@@ -60,21 +63,24 @@ class Gemma3Model : public CausalLM {
     auto fill = [&](torch::Tensor& dst, const std::string& name, bool norm) {
       // Norm weights are kept as (1 + w) in float32, exactly what HF computes at run time.
       if (!norm) return src.copy_into(dst, name);
-      torch::Tensor t = src.get(name, torch::kFloat) + 1.0;
+      torch::Tensor t = src.fetch(name, torch::kFloat) + 1.0;
       src.check_shape(t, dst, name);
       dst.set_data(t);  // stays float32 whatever the model dtype
     };
-    fill(embed_, "model.embed_tokens.weight", false);
-    fill(norm_, "model.norm.weight", true);
+    const std::string m = config_.weight_prefix;
+    fill(embed_, m + "embed_tokens.weight", false);
+    fill(norm_, m + "norm.weight", true);
     for (size_t i = 0; i < layers_.size(); ++i) {
-      const std::string s = "model.layers." + std::to_string(i) + ".";
+      const std::string s = m + "layers." + std::to_string(i) + ".";
       GemmaLayer& L = layers_[i];
       fill(L.ln_in, s + "input_layernorm.weight", true);
       fill(L.ln_post_attn, s + "post_attention_layernorm.weight", true);
       fill(L.ln_pre_ff, s + "pre_feedforward_layernorm.weight", true);
       fill(L.ln_post_ff, s + "post_feedforward_layernorm.weight", true);
-      fill(L.q_norm, s + "self_attn.q_norm.weight", true);
-      fill(L.k_norm, s + "self_attn.k_norm.weight", true);
+      if (L.q_norm.defined()) {
+        fill(L.q_norm, s + "self_attn.q_norm.weight", true);
+        fill(L.k_norm, s + "self_attn.k_norm.weight", true);
+      }
       fill(L.q, s + "self_attn.q_proj.weight", false);
       fill(L.k, s + "self_attn.k_proj.weight", false);
       fill(L.v, s + "self_attn.v_proj.weight", false);
@@ -94,8 +100,8 @@ class Gemma3Model : public CausalLM {
     const auto dt = embed_.scalar_type();
     const auto in = decoder::step_inputs(input_ids, attention_mask, position_ids, cache, dev);
     const int64_t B = in.B, T = in.T;
-    const auto cs_global = decoder::rope_tables(in.pos, inv_freq_global_, dt);
-    const auto cs_local = decoder::rope_tables(in.pos, inv_freq_local_, dt);
+    const auto cs_global = rope_global_.tables(in.pos, dt);
+    const auto cs_local = rope_local_.tables(in.pos, dt);
     const auto m_global = decoder::attention_mask(in.mask, in.padded, in.past, T);
     const auto m_local = decoder::attention_mask(in.mask, in.padded, in.past, T, cf.sliding_window);
     const int64_t nh = cf.num_heads, nkv = cf.num_kv_heads, D = cf.head_dim;
@@ -109,14 +115,20 @@ class Gemma3Model : public CausalLM {
     for (size_t i = 0; i < layers_.size(); ++i) {
       const GemmaLayer& L = layers_[i];
       auto h = rms_norm_scaled(x, L.ln_in, eps);
-      auto q = rms_norm_scaled(proj(h, L.q).view({B, T, nh, D}).transpose(1, 2), L.q_norm, eps);
-      auto k = rms_norm_scaled(proj(h, L.k).view({B, T, nkv, D}).transpose(1, 2), L.k_norm, eps);
+      auto q = proj(h, L.q).view({B, T, nh, D}).transpose(1, 2);
+      auto k = proj(h, L.k).view({B, T, nkv, D}).transpose(1, 2);
+      if (L.q_norm.defined()) {
+        q = rms_norm_scaled(q, L.q_norm, eps);
+        k = rms_norm_scaled(k, L.k_norm, eps);
+      }
       auto v = proj(h, L.v).view({B, T, nkv, D}).transpose(1, 2);
       const auto& cs = L.sliding ? cs_local : cs_global;
-      q = decoder::apply_rope(q, cs);
-      k = decoder::apply_rope(k, cs);
+      q = decoder::apply_rotary(q, cs);
+      k = decoder::apply_rotary(k, cs);
       if (cache) std::tie(k, v) = cache->append(static_cast<int64_t>(i), k, v);
-      auto a = decoder::attend(q, k, v, L.sliding ? m_local : m_global, scale_);
+      const auto& am = L.sliding ? m_local : m_global;
+      auto a = cf.attn_logit_softcapping > 0 ? decoder::attend_softcapped(q, k, v, am, scale_, cf.attn_logit_softcapping)
+                                             : decoder::attend(q, k, v, am, scale_);
       a = proj(a.transpose(1, 2).reshape({B, T, nh * D}), L.o);
       x = x + rms_norm_scaled(a, L.ln_post_attn, eps);
       h = rms_norm_scaled(x, L.ln_pre_ff, eps);
@@ -137,7 +149,8 @@ class Gemma3Model : public CausalLM {
   }
 
  private:
-  torch::Tensor embed_, norm_, inv_freq_global_, inv_freq_local_;
+  torch::Tensor embed_, norm_;
+  decoder::RotaryEmbedding rope_global_, rope_local_;
   std::vector<GemmaLayer> layers_;
   double scale_ = 1.0;
   decoder::TransposedHead head_t_;
@@ -147,5 +160,6 @@ class Gemma3Model : public CausalLM {
 
 TANDEM_REGISTER(CausalLM, "gemma3_text", Gemma3Model);
 TANDEM_REGISTER(CausalLM, "gemma3", Gemma3Model);
+TANDEM_REGISTER(CausalLM, "gemma2", Gemma3Model);
 
 }  // namespace tandem

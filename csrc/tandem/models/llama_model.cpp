@@ -1,12 +1,18 @@
-// The Llama family decoder (Llama 2/3, SmolLM2, TinyLlama, Mistral-style) and Qwen2 (the same
-// block with q/k/v biases). Numerics follow HF transformers: RMSNorm in float32, rotate-half
-// RoPE, grouped-query attention, SwiGLU MLP.
+// The Llama-family decoder: Llama 2/3.x, SmolLM2, Mistral/Mixtral, Qwen2/2.5, Qwen3, Phi-3/3.5/4.
+// One pre-norm block (RMSNorm, grouped-query attention with rotary positions, gated MLP) whose
+// family differences are settings read from config.json: q/k/v and o biases, MLP biases, the
+// gate activation, per-head q/k RMSNorm (Qwen3), a sliding window (Mistral, Qwen2, Phi-3),
+// partial rotation and every RoPE scaling (rope.h), fused qkv/gate_up tensors (Phi-3, split on
+// load) and a sparse mixture-of-experts MLP (Mixtral). Numerics follow HF transformers.
 #include <cmath>
+#include <functional>
+#include <map>
 
 #include <torch/torch.h>
 
 #include "tandem/models/causal_lm.h"
 #include "tandem/models/decoder_common.h"
+#include "tandem/models/rope.h"
 
 namespace tandem {
 namespace F = torch::nn::functional;
@@ -15,15 +21,21 @@ using decoder::rms_norm;
 
 namespace {
 
+struct Expert {
+  torch::Tensor gate, up, down;
+};
+
 struct Layer {
-  torch::Tensor ln1, ln2, q, k, v, o, qb, kb, vb, gate, up, down;
+  torch::Tensor ln1, ln2, q, k, v, o, qb, kb, vb, ob, q_norm, k_norm, gate, up, down, gate_b, up_b, down_b;
+  torch::Tensor router;         // Mixtral: [experts, hidden]
+  std::vector<Expert> experts;  // Mixtral
+  bool sliding = false;
   PackedWeight pq, pk, pv, po, pgate, pup, pdown;  // quantized copies for small-batch steps
 };
 
 // A projection that reads the quantized blocks when the step is a few rows (decoding): then
 // reading the weights is the whole cost. Larger steps (prefill) use BLAS on float32 weights.
-torch::Tensor proj_q(const torch::Tensor& x, const torch::Tensor& w, const PackedWeight& pw,
-                     const torch::Tensor& b = {}) {
+torch::Tensor proj_q(const torch::Tensor& x, const torch::Tensor& w, const PackedWeight& pw, const torch::Tensor& b = {}) {
   const int64_t rows = x.numel() / x.size(-1);
   if (pw.defined() && rows <= kPackedMaxRows && x.scalar_type() == torch::kFloat && x.device().is_cpu()) {
     auto sizes = x.sizes().vec();
@@ -34,11 +46,31 @@ torch::Tensor proj_q(const torch::Tensor& x, const torch::Tensor& w, const Packe
   return proj(x, w, b);
 }
 
+using Activation = std::function<torch::Tensor(const torch::Tensor&)>;
+const std::map<std::string, Activation>& activations() {
+  static const std::map<std::string, Activation> m = {
+      {"silu", [](const torch::Tensor& x) { return torch::silu(x); }},
+      {"swish", [](const torch::Tensor& x) { return torch::silu(x); }},
+      {"gelu", [](const torch::Tensor& x) { return torch::gelu(x); }},
+      {"gelu_pytorch_tanh", [](const torch::Tensor& x) { return torch::gelu(x, "tanh"); }},
+      {"gelu_new", [](const torch::Tensor& x) { return torch::gelu(x, "tanh"); }},
+      {"relu", [](const torch::Tensor& x) { return torch::relu(x); }},
+  };
+  return m;
+}
+
 class LlamaModel : public CausalLM {
  public:
-  explicit LlamaModel(const ModelConfig& c) : CausalLM(c) {
+  explicit LlamaModel(const ModelConfig& c) : CausalLM(c), rope_(c, c.rope, c.rope_theta, c.head_dim) {
     const auto& cf = config_;
-    const int64_t H = cf.hidden_size, D = cf.head_dim, nh = cf.num_heads, nkv = cf.num_kv_heads;
+    auto act = activations().find(cf.hidden_act);
+    if (act == activations().end()) {
+      std::string known;
+      for (const auto& [n, f] : activations()) known += (known.empty() ? "" : ", ") + n;
+      throw std::runtime_error(cf.source + ": hidden_act \"" + cf.hidden_act + "\" is not supported (supported: " + known + ")");
+    }
+    act_ = act->second;
+    const int64_t H = cf.hidden_size, D = cf.head_dim, nh = cf.num_heads, nkv = cf.num_kv_heads, I = cf.intermediate_size;
     auto p = [&](const std::string& name, std::vector<int64_t> shape) { return frozen(name, std::move(shape)); };
     embed_ = p("embed_tokens", {cf.vocab_size, H});
     norm_ = p("norm", {H});
@@ -57,40 +89,101 @@ class LlamaModel : public CausalLM {
         L.kb = p(s + "k_proj_bias", {nkv * D});
         L.vb = p(s + "v_proj_bias", {nkv * D});
       }
-      L.gate = p(s + "gate_proj", {cf.intermediate_size, H});
-      L.up = p(s + "up_proj", {cf.intermediate_size, H});
-      L.down = p(s + "down_proj", {H, cf.intermediate_size});
+      if (cf.o_bias) L.ob = p(s + "o_proj_bias", {H});
+      if (cf.qk_norm) {
+        L.q_norm = p(s + "q_norm", {D});
+        L.k_norm = p(s + "k_norm", {D});
+      }
+      if (cf.num_experts > 0) {
+        L.router = p(s + "router", {cf.num_experts, H});
+        for (int64_t e = 0; e < cf.num_experts; ++e) {
+          const std::string x = s + "expert" + std::to_string(e) + "_";
+          L.experts.push_back({p(x + "w1", {I, H}), p(x + "w3", {I, H}), p(x + "w2", {H, I})});
+        }
+      } else {
+        L.gate = p(s + "gate_proj", {I, H});
+        L.up = p(s + "up_proj", {I, H});
+        L.down = p(s + "down_proj", {H, I});
+        if (cf.mlp_bias) {
+          L.gate_b = p(s + "gate_proj_bias", {I});
+          L.up_b = p(s + "up_proj_bias", {I});
+          L.down_b = p(s + "down_proj_bias", {H});
+        }
+      }
+      L.sliding = cf.sliding_window > 0 && (cf.sliding_layers.empty() || (i < static_cast<int64_t>(cf.sliding_layers.size()) && cf.sliding_layers[i]));
       layers_.push_back(L);
     }
-    inv_freq_ = decoder::rope_inv_freq(cf.rope_theta, D);
-    // Kept outside the module's buffers so a dtype cast of the model never rounds it.
   }
 
   void load_weights(const WeightSource& src) override {
     torch::NoGradGuard ng;
     head_t_.reset();
+    const auto& cf = config_;
+    const std::string m = cf.weight_prefix;
     auto fill = [&](torch::Tensor& dst, const std::string& name) { src.copy_into(dst, name); };
-    fill(embed_, "model.embed_tokens.weight");
-    fill(norm_, "model.norm.weight");
+    // Phi-3 stores q|k|v and gate|up as one matrix each: split along the rows.
+    auto fill_split = [&](std::vector<torch::Tensor*> dst, const std::string& name) {
+      torch::Tensor t = src.fetch(name, dst[0]->scalar_type());
+      int64_t at = 0, rows = 0;
+      for (auto* d : dst) rows += d->size(0);
+      if (t.dim() != 2 || t.size(0) != rows || t.size(1) != dst[0]->size(1))
+        throw std::runtime_error(src.describe() + ": tensor '" + name + "' has shape " + c10::str(t.sizes()) + ", expected [" +
+                                 std::to_string(rows) + ", " + std::to_string(dst[0]->size(1)) + "] from the model config");
+      for (auto* d : dst) {
+        d->copy_(t.narrow(0, at, d->size(0)));
+        at += d->size(0);
+      }
+    };
+    fill(embed_, m + "embed_tokens.weight");
+    fill(norm_, m + "norm.weight");
     if (lm_head_.defined()) fill(lm_head_, "lm_head.weight");
+    const bool packed = embed_.scalar_type() == torch::kFloat;  // the packed kernels compute in float32
     for (size_t i = 0; i < layers_.size(); ++i) {
-      const std::string s = "model.layers." + std::to_string(i) + ".";
+      const std::string s = m + "layers." + std::to_string(i) + ".";
       Layer& L = layers_[i];
       fill(L.ln1, s + "input_layernorm.weight");
       fill(L.ln2, s + "post_attention_layernorm.weight");
-      fill(L.q, s + "self_attn.q_proj.weight");
-      fill(L.k, s + "self_attn.k_proj.weight");
-      fill(L.v, s + "self_attn.v_proj.weight");
+      if (src.has(s + "self_attn.qkv_proj.weight")) {
+        fill_split({&L.q, &L.k, &L.v}, s + "self_attn.qkv_proj.weight");
+      } else {
+        fill(L.q, s + "self_attn.q_proj.weight");
+        fill(L.k, s + "self_attn.k_proj.weight");
+        fill(L.v, s + "self_attn.v_proj.weight");
+      }
       fill(L.o, s + "self_attn.o_proj.weight");
       if (L.qb.defined()) {
         fill(L.qb, s + "self_attn.q_proj.bias");
         fill(L.kb, s + "self_attn.k_proj.bias");
         fill(L.vb, s + "self_attn.v_proj.bias");
       }
-      fill(L.gate, s + "mlp.gate_proj.weight");
-      fill(L.up, s + "mlp.up_proj.weight");
+      if (L.ob.defined()) fill(L.ob, s + "self_attn.o_proj.bias");
+      if (L.q_norm.defined()) {
+        fill(L.q_norm, s + "self_attn.q_norm.weight");
+        fill(L.k_norm, s + "self_attn.k_norm.weight");
+      }
+      if (L.router.defined()) {
+        fill(L.router, s + "block_sparse_moe.gate.weight");
+        for (size_t e = 0; e < L.experts.size(); ++e) {
+          const std::string x = s + "block_sparse_moe.experts." + std::to_string(e) + ".";
+          fill(L.experts[e].gate, x + "w1.weight");
+          fill(L.experts[e].up, x + "w3.weight");
+          fill(L.experts[e].down, x + "w2.weight");
+        }
+        continue;
+      }
+      if (src.has(s + "mlp.gate_up_proj.weight")) {
+        fill_split({&L.gate, &L.up}, s + "mlp.gate_up_proj.weight");
+      } else {
+        fill(L.gate, s + "mlp.gate_proj.weight");
+        fill(L.up, s + "mlp.up_proj.weight");
+      }
       fill(L.down, s + "mlp.down_proj.weight");
-      if (embed_.scalar_type() == torch::kFloat) {  // the packed kernels compute in float32
+      if (L.gate_b.defined()) {
+        fill(L.gate_b, s + "mlp.gate_proj.bias");
+        fill(L.up_b, s + "mlp.up_proj.bias");
+        fill(L.down_b, s + "mlp.down_proj.bias");
+      }
+      if (packed) {
         L.pq = src.packed(s + "self_attn.q_proj.weight");
         L.pk = src.packed(s + "self_attn.k_proj.weight");
         L.pv = src.packed(s + "self_attn.v_proj.weight");
@@ -100,20 +193,19 @@ class LlamaModel : public CausalLM {
         L.pdown = src.packed(s + "mlp.down_proj.weight");
       }
     }
-    if (embed_.scalar_type() == torch::kFloat)
-      head_packed_ = src.packed(lm_head_.defined() ? "lm_head.weight" : "model.embed_tokens.weight");
+    if (packed) head_packed_ = src.packed(lm_head_.defined() ? "lm_head.weight" : m + "embed_tokens.weight");
   }
 
-  LMOutput forward(const torch::Tensor& input_ids, const torch::Tensor& attention_mask,
-                   const torch::Tensor& position_ids, KVCache* cache, bool output_hidden_states,
-                   int64_t logits_to_keep) override {
+  LMOutput forward(const torch::Tensor& input_ids, const torch::Tensor& attention_mask, const torch::Tensor& position_ids,
+                   KVCache* cache, bool output_hidden_states, int64_t logits_to_keep) override {
     torch::NoGradGuard ng;  // the backbone is frozen everywhere tandem uses it
     const auto& cf = config_;
     const auto dev = embed_.device();
     const auto in = decoder::step_inputs(input_ids, attention_mask, position_ids, cache, dev);
     const int64_t B = in.B, T = in.T;
-    const auto cs = decoder::rope_tables(in.pos, inv_freq_, embed_.scalar_type());
-    const auto am = decoder::attention_mask(in.mask, in.padded, in.past, T);
+    const auto cs = rope_.tables(in.pos, embed_.scalar_type());
+    const auto am_full = decoder::attention_mask(in.mask, in.padded, in.past, T);
+    const auto am_window = cf.sliding_window > 0 ? decoder::attention_mask(in.mask, in.padded, in.past, T, cf.sliding_window) : am_full;
     const int64_t nh = cf.num_heads, nkv = cf.num_kv_heads, D = cf.head_dim;
     LMOutput out;
     torch::Tensor x = F::embedding(input_ids.to(dev), embed_);
@@ -124,14 +216,18 @@ class LlamaModel : public CausalLM {
       auto q = proj_q(h, L.q, L.pq, L.qb).view({B, T, nh, D}).transpose(1, 2);
       auto k = proj_q(h, L.k, L.pk, L.kb).view({B, T, nkv, D}).transpose(1, 2);
       auto v = proj_q(h, L.v, L.pv, L.vb).view({B, T, nkv, D}).transpose(1, 2);
-      q = decoder::apply_rope(q, cs);
-      k = decoder::apply_rope(k, cs);
+      if (L.q_norm.defined()) {
+        q = rms_norm(q, L.q_norm, cf.rms_norm_eps);
+        k = rms_norm(k, L.k_norm, cf.rms_norm_eps);
+      }
+      q = decoder::apply_rotary(q, cs);
+      k = decoder::apply_rotary(k, cs);
       if (cache) std::tie(k, v) = cache->append(static_cast<int64_t>(i), k, v);
-      auto a = decoder::attend(q, k, v, am, 1.0 / std::sqrt(static_cast<double>(D)));
+      auto a = decoder::attend(q, k, v, L.sliding ? am_window : am_full, 1.0 / std::sqrt(static_cast<double>(D)));
       a = a.transpose(1, 2).reshape({B, T, nh * D});
-      x = x + proj_q(a, L.o, L.po);
+      x = x + proj_q(a, L.o, L.po, L.ob);
       h = rms_norm(x, L.ln2, cf.rms_norm_eps);
-      x = x + proj_q(torch::silu(proj_q(h, L.gate, L.pgate)) * proj_q(h, L.up, L.pup), L.down, L.pdown);
+      x = x + (L.router.defined() ? sparse_moe(h, L) : proj_q(act_(proj_q(h, L.gate, L.pgate, L.gate_b)) * proj_q(h, L.up, L.pup, L.up_b), L.down, L.pdown, L.down_b));
       if (output_hidden_states) out.hidden_states.push_back(x);
     }
     if (cache) cache->advance(T);
@@ -155,7 +251,31 @@ class LlamaModel : public CausalLM {
   }
 
  private:
-  torch::Tensor embed_, norm_, lm_head_, inv_freq_;
+  // Mixtral's MLP: softmax router over experts (float32), the top k renormalised, each token's
+  // output the weighted sum of its experts' SwiGLU outputs.
+  torch::Tensor sparse_moe(const torch::Tensor& h, const Layer& L) const {
+    const auto shape = h.sizes().vec();
+    auto flat = h.reshape({-1, h.size(-1)});
+    auto probs = torch::softmax(torch::linear(flat, L.router).to(torch::kFloat), -1);
+    auto [w, idx] = probs.topk(config_.experts_per_token, -1);
+    w = (w / w.sum(-1, true)).to(h.scalar_type());
+    auto out = torch::zeros_like(flat);
+    for (int64_t e = 0; e < static_cast<int64_t>(L.experts.size()); ++e) {
+      auto hit = (idx == e);
+      auto rows = hit.any(-1).nonzero().squeeze(-1);
+      if (rows.numel() == 0) continue;
+      const Expert& E = L.experts[e];
+      auto xe = flat.index_select(0, rows);
+      auto ye = torch::linear(act_(torch::linear(xe, E.gate)) * torch::linear(xe, E.up), E.down);
+      auto we = (w * hit.to(w.scalar_type())).sum(-1).index_select(0, rows).unsqueeze(-1);
+      out.index_add_(0, rows, ye * we);
+    }
+    return out.view(shape);
+  }
+
+  torch::Tensor embed_, norm_, lm_head_;
+  decoder::RotaryEmbedding rope_;
+  Activation act_;
   decoder::TransposedHead head_t_;
   PackedWeight head_packed_;
   std::vector<Layer> layers_;
@@ -165,7 +285,9 @@ class LlamaModel : public CausalLM {
 
 TANDEM_REGISTER(CausalLM, "llama", LlamaModel);
 TANDEM_REGISTER(CausalLM, "mistral", LlamaModel);
+TANDEM_REGISTER(CausalLM, "mixtral", LlamaModel);
 TANDEM_REGISTER(CausalLM, "qwen2", LlamaModel);
-
+TANDEM_REGISTER(CausalLM, "qwen3", LlamaModel);
+TANDEM_REGISTER(CausalLM, "phi3", LlamaModel);
 
 }  // namespace tandem

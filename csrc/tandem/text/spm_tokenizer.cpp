@@ -77,6 +77,9 @@ class SpmTokenizer : public Tokenizer {
 
   std::string decode(const std::vector<int64_t>& ids, bool skip_special) const override {
     std::string out;
+    // SentencePiece (and llama.cpp) drop the space that add_space_prefix put before the text:
+    // the first piece's leading U+2581, when the text starts with one.
+    bool strip_next = add_space_prefix_;
     for (int64_t id : ids) {
       if (id < 0 || id >= vocab_size())
         throw std::out_of_range("decode: token id " + std::to_string(id) + " outside the vocabulary of " +
@@ -84,11 +87,15 @@ class SpmTokenizer : public Tokenizer {
       const int64_t t = types_[id];
       if (t == BYTE) {
         out += static_cast<char>(std::stoi(tokens_[id].substr(3, 2), nullptr, 16));
+        strip_next = false;
         continue;
       }
       if ((t == CONTROL || t == UNKNOWN) && skip_special) continue;
       const std::string& s = tokens_[id];
-      for (size_t p = 0; p < s.size();) {
+      size_t p = 0;
+      if (strip_next && s.compare(0, 3, kSpace) == 0) p = 3;
+      if (t != CONTROL) strip_next = false;  // "<s>" before the text keeps the strip for the text
+      for (; p < s.size();) {
         if (s.compare(p, 3, kSpace) == 0) {
           out += ' ';
           p += 3;
@@ -188,7 +195,11 @@ std::unique_ptr<Tokenizer> spm_from_gguf(const TokenizerSource& src) {
   tok->bos_id = f.get_int("tokenizer.ggml.bos_token_id", -1);
   tok->eos_id = f.get_int("tokenizer.ggml.eos_token_id", -1);
   tok->pad_id = f.get_int("tokenizer.ggml.padding_token_id", -1);
-  tok->add_bos = f.has("tokenizer.ggml.add_bos_token") ? f.get_bool("tokenizer.ggml.add_bos_token") : true;
+  const bool add_bos = f.has("tokenizer.ggml.add_bos_token") ? f.get_bool("tokenizer.ggml.add_bos_token") : true;
+  if (add_bos && tok->bos_id >= 0) tok->prefix_ids = {tok->bos_id};
+  if (f.has("tokenizer.ggml.add_eos_token") && f.get_bool("tokenizer.ggml.add_eos_token") && tok->eos_id >= 0)
+    tok->suffix_ids = {tok->eos_id};
+  if (f.has("tokenizer.chat_template")) tok->chat_template = f.get_string("tokenizer.chat_template");
   return tok;
 }
 

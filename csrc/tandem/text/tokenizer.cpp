@@ -54,13 +54,17 @@ std::shared_ptr<Tokenizer> from_gguf(const std::string& path) {
 
 std::shared_ptr<Tokenizer> load_tokenizer(const std::string& path) {
   if (fs::is_directory(path)) {
-    const auto tj = fs::path(path) / "tokenizer.json";
-    if (!fs::exists(tj)) throw std::runtime_error(path + ": no tokenizer.json in this model directory");
-    return from_tokenizer_json(tj.string());
+    const auto tj = fs::path(path) / "tokenizer.json", tm = fs::path(path) / "tokenizer.model";
+    if (fs::exists(tj)) return from_tokenizer_json(tj.string());
+    if (fs::exists(tm)) return build("model/sentencepiece", TokenizerSource{tm.string(), nullptr, nullptr}, "tokenizer.model");
+    throw std::runtime_error(path + ": no tokenizer.json or tokenizer.model in this model directory");
   }
   if (!fs::exists(path)) throw std::runtime_error(path + ": no such tokenizer file");
-  if (path.size() > 5 && path.compare(path.size() - 5, 5, ".gguf") == 0) return from_gguf(path);
-  return from_tokenizer_json(path);
+  const std::string ext = fs::path(path).extension().string();
+  if (ext == ".gguf") return from_gguf(path);
+  if (ext == ".json") return from_tokenizer_json(path);
+  // tokenizer.model, Mistral's tokenizer.model.v3, ...: SentencePiece protobufs.
+  return build("model/sentencepiece", TokenizerSource{path, nullptr, nullptr}, "SentencePiece model");
 }
 
 }  // namespace tandem::text

@@ -37,14 +37,19 @@ class Tokenizer {
   /// Id of a token string, or -1.
   virtual int64_t token_to_id(const std::string& token) const = 0;
   virtual std::string id_to_token(int64_t id) const = 0;
-  /// Token ids a model expects for `text`: encode() with BOS first when the model wants one.
+  /// Token ids a model expects for `text`: encode() between the ids the tokenizer file says
+  /// surround every text (HF's add_special_tokens=True: BOS for Llama, nothing for Qwen2).
   std::vector<int64_t> encode_for_model(const std::string& text) const {
-    std::vector<int64_t> ids = encode(text);
-    if (add_bos && bos_id >= 0) ids.insert(ids.begin(), bos_id);
+    std::vector<int64_t> ids = prefix_ids;
+    const auto body = encode(text);
+    ids.insert(ids.end(), body.begin(), body.end());
+    ids.insert(ids.end(), suffix_ids.begin(), suffix_ids.end());
     return ids;
   }
+  bool add_bos() const { return !prefix_ids.empty(); }
   int64_t bos_id = -1, eos_id = -1, pad_id = -1;
-  bool add_bos = false;  ///< the model was trained with BOS before every text
+  std::vector<int64_t> prefix_ids, suffix_ids;  ///< added around every text by encode_for_model
+  std::string chat_template;                    ///< the Jinja template the file carries, if any
 };
 
 }  // namespace tandem::text
@@ -55,7 +60,8 @@ TANDEM_DECLARE_REGISTRY(text::Tokenizer);
 
 namespace tandem::text {
 
-/// Loads `path`: a tokenizer.json, an HF model directory holding one, or a .gguf file.
+/// Loads `path`: a tokenizer.json, a SentencePiece tokenizer.model, an HF model directory
+/// holding either (tokenizer.json preferred, as transformers does), or a .gguf file.
 /// Unknown model or pre-tokenizer types are errors naming the file and the expected types.
 std::shared_ptr<Tokenizer> load_tokenizer(const std::string& path);
 

@@ -13,6 +13,7 @@
 #include "tandem/core/formats/gguf.h"
 #include "tandem/models/packed_matmul.h"
 #include "tandem/models/causal_lm.h"
+#include "tandem/models/language_model.h"
 #include "tandem/models/encoder.h"
 #include "tandem/models/generation.h"
 #include "tandem/text/tokenizer.h"
@@ -90,6 +91,21 @@ void bind_models(py::module_& m) {
         return load_causal_lm(path, parse_device(device), parse_dtype(dtype));
       },
       py::arg("path"), py::arg("device") = "cpu", py::arg("dtype") = "float32");
+  py::class_<LanguageModel, std::shared_ptr<LanguageModel>>(m, "LanguageModel")
+      .def_property_readonly("model", &LanguageModel::model_ptr)
+      .def_property_readonly("tokenizer", &LanguageModel::tokenizer_ptr, "the tokenizer (an error when the checkpoint has none)")
+      .def_property_readonly("has_tokenizer", &LanguageModel::has_tokenizer)
+      .def_property_readonly("chat_template", &LanguageModel::chat_ptr)
+      .def_property_readonly("stop_ids", &LanguageModel::stop_ids)
+      .def_property_readonly("path", &LanguageModel::path);
+  m.def(
+      "load_language_model",
+      [](const std::string& path, const std::string& device, const std::string& dtype, const std::string& chat_template) {
+        py::gil_scoped_release release;
+        return load_language_model(path, parse_device(device), parse_dtype(dtype), chat_template);
+      },
+      py::arg("path"), py::arg("device") = "cpu", py::arg("dtype") = "float32", py::arg("chat_template") = "auto",
+      "Model, tokenizer, chat template and stop ids of a checkpoint, as every tandem system loads them.");
   py::class_<Encoder, std::shared_ptr<Encoder>>(m, "Encoder")
       .def_property_readonly("hidden_size", [](const Encoder& e) { return e.config().hidden_size; })
       .def_property_readonly("pooling", [](const Encoder& e) { return e.config().pooling; })

@@ -15,6 +15,7 @@
 #include "tandem/models/causal_lm.h"
 #include "tandem/models/encoder.h"
 #include "tandem/models/generation.h"
+#include "tandem/text/chat_template.h"
 #include "tandem/text/tokenizer.h"
 #include "tandem/eval/coqa_metric.h"
 #include "tandem/eval/porter_stemmer.h"
@@ -53,5 +54,22 @@ void bind_text(py::module_& m) {
       .def("encode_for_model", &text::Tokenizer::encode_for_model, py::arg("text"),
            "encode() with BOS first when the model expects it.");
   m.def("load_tokenizer", &text::load_tokenizer, py::arg("path"),
-        "Loads a tokenizer.json, an HF model directory, or a .gguf file's vocabulary.");
+        "Loads a tokenizer.json, a SentencePiece tokenizer.model, an HF model directory, or a .gguf file's vocabulary.");
+  py::class_<text::ChatTemplate, std::shared_ptr<text::ChatTemplate>>(m, "ChatTemplate")
+      .def("render",
+           [](const text::ChatTemplate& t, const std::vector<std::map<std::string, std::string>>& messages) {
+             std::vector<text::ChatMessage> ms;
+             for (const auto& d : messages) {
+               auto r = d.find("role"), c = d.find("content");
+               if (r == d.end() || c == d.end()) throw py::value_error("each message needs 'role' and 'content'");
+               ms.push_back({r->second, c->second});
+             }
+             return t.render(ms);
+           },
+           py::arg("messages"), "The prompt text for messages [{role, content}], ending where the reply begins (no BOS).")
+      .def_property_readonly("end_of_turn", &text::ChatTemplate::end_of_turn);
+  m.def("chat_template", &text::make_chat_template, py::arg("name"), py::arg("tokenizer"),
+        "The chat template `name` (a family, or \"auto\": the tokenizer's own template's family).");
+  m.def("detect_chat_family", &text::detect_chat_family, py::arg("jinja"),
+        "The family of a Jinja chat template (llama3, chatml, gemma, phi3, llama2, mistral), or \"\".");
 }

@@ -91,40 +91,50 @@ def resolve(name_or_path: str) -> Path:
                             f"not a known name ({known})")
 
 
-def chatml(messages: Sequence[dict[str, str]], system: str | None = None) -> str:
-    """The ChatML prompt SmolLM2 and Qwen2 are tuned on, ending where the assistant speaks."""
-    from .text import chat_prompt
-
-    return chat_prompt("qwen2", messages, system)
-
-
-@dataclass
 class LanguageModel:
-    """A decoder LM (tandem._C.CausalLM) with its tokenizer."""
+    """A checkpoint as tandem loads it (tandem._C.LanguageModel): the network, its tokenizer, its
+    chat template and the ids that end a reply. `lm(ids)` / `lm.forward(ids, mask)` give logits."""
 
-    model: _C.CausalLM
-    tokenizer: _C.Tokenizer
-    path: Path
+    def __init__(self, bundle: _C.LanguageModel):
+        self.bundle = bundle
+        self.model: _C.CausalLM = bundle.model
+        self.path = Path(bundle.path)
+
+    @property
+    def tokenizer(self) -> _C.Tokenizer:
+        return self.bundle.tokenizer  # an error naming the checkpoint when it has no tokenizer files
+
+    @property
+    def chat_template(self) -> _C.ChatTemplate:
+        return self.bundle.chat_template
+
+    def forward(self, ids, mask=None) -> torch.Tensor:
+        """Logits [B, T, V] (float32) for token ids [B, T] (a tensor or lists), mask 1 = token."""
+        ids = torch.as_tensor(ids, dtype=torch.long)
+        if ids.dim() == 1:
+            ids = ids.unsqueeze(0)
+        return self.model.forward(ids, None if mask is None else torch.as_tensor(mask, dtype=torch.long))[0]
+
+    __call__ = forward
 
     def encode(self, texts: Sequence[str], bos: bool = True) -> list[list[int]]:
-        """Token ids; with `bos`, the BOS token first when the model expects one (Gemma)."""
-        ids = self.tokenizer.encode_batch(list(texts))
-        if bos and self.tokenizer.add_bos and self.tokenizer.bos_id >= 0:
-            ids = [[self.tokenizer.bos_id, *x] for x in ids]
-        return ids
+        """Token ids; with `bos`, what the tokenizer puts around every text (BOS for Llama/Gemma)."""
+        if bos:
+            return [self.tokenizer.encode_for_model(t) for t in texts]
+        return self.tokenizer.encode_batch(list(texts))
+
+    def chat_prompt(self, messages: Sequence[dict[str, str]], system: str | None = None) -> str:
+        """The checkpoint's chat prompt for `messages` (see tandem.text.chat_prompt)."""
+        msgs = ([{"role": "system", "content": system}] if system is not None else []) + list(messages)
+        return self.chat_template.render(msgs)
 
     def generate(self, prompts: Sequence[str], *, max_new_tokens: int = 64, temperature: float = 0.0,
                  top_k: int = 0, top_p: float = 1.0, stop: Sequence[str] = (), seed: int = 0,
                  chat: bool = False) -> list[str]:
         """Continues each prompt (batched, left-padded). `chat` wraps prompts as a user turn."""
-        from .text import chat_prompt
-
-        arch = self.model.architecture
-        texts = [chat_prompt(arch, [{"role": "user", "content": p}]) if chat else p for p in prompts]
-        ends = ("<|im_end|>", "<end_of_turn>")
-        stop_ids = [i for i in {self.tokenizer.eos_id, *(self.tokenizer.token_to_id(e) for e in ends)} if i >= 0]
+        texts = [self.chat_prompt([{"role": "user", "content": p}]) if chat else p for p in prompts]
         out = self.model.generate(self.encode(texts), max_new_tokens=max_new_tokens, temperature=temperature,
-                                  top_k=top_k, top_p=top_p, stop_token_ids=stop_ids, seed=seed)
+                                  top_k=top_k, top_p=top_p, stop_token_ids=list(self.bundle.stop_ids), seed=seed)
         results = []
         for toks in out["tokens"]:
             text = self.tokenizer.decode(toks, skip_special=True)
@@ -148,12 +158,11 @@ class LanguageModel:
         return self.model.forward(batch, mask)[0]
 
 
-def load(name_or_path: str, device: str = "cpu", dtype: str = "float32") -> LanguageModel:
-    """Loads a model by short name (e.g. "smollm2-135m"), .gguf path, or HF directory."""
+def load(name_or_path: str, device: str = "cpu", dtype: str = "float32", chat_template: str = "auto") -> LanguageModel:
+    """Loads a model by short name (e.g. "smollm2-135m"), .gguf path, or HF directory, with its
+    tokenizer and chat template when the checkpoint has them."""
     path = resolve(name_or_path)
-    model = _C.load_causal_lm(str(path), device, dtype)
-    tokenizer = _C.load_tokenizer(str(path))
-    return LanguageModel(model, tokenizer, path)
+    return LanguageModel(_C.load_language_model(str(path), device, dtype, chat_template))
 
 
 @dataclass

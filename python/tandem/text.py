@@ -1,12 +1,13 @@
-"""Tokenizers and chat templates.
+"""Tokenizers and chat templates (both in C++; this module only finds files by name).
 
-    >>> tok = tandem.text.load_tokenizer("smollm2-135m")     # short name, .gguf, tokenizer.json or HF dir
+    >>> tok = tandem.text.load_tokenizer("smollm2-135m")     # short name, .gguf, tokenizer.json/.model or HF dir
     >>> ids = tok.encode("Hello world"); tok.decode(ids)
-    >>> tandem.text.chat_prompt("gemma3", [{"role": "user", "content": "Hi"}])
+    >>> tandem.text.chat_prompt(tok, [{"role": "user", "content": "Hi"}])   # the checkpoint's own template
+    >>> tandem.text.chat_prompt(tok, msgs, template="gemma")                # or a family by name
 """
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Sequence
 
 from . import _C
 
@@ -14,52 +15,23 @@ Message = dict[str, str]
 
 
 def load_tokenizer(name_or_path: str) -> _C.Tokenizer:
-    """A tokenizer by model short name, .gguf file (its vocabulary), tokenizer.json or HF directory."""
+    """A tokenizer by model short name, .gguf file (its vocabulary), tokenizer.json, SentencePiece
+    tokenizer.model or HF directory."""
     from .models import resolve
 
     return _C.load_tokenizer(str(resolve(name_or_path)))
 
 
-def _chatml(messages: Sequence[Message], system: str | None = None) -> str:
-    out = f"<|im_start|>system\n{system}<|im_end|>\n" if system is not None else ""
-    for m in messages:
-        out += f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n"
-    return out + "<|im_start|>assistant\n"
+def chat_template(tokenizer: _C.Tokenizer | str, template: str = "auto") -> _C.ChatTemplate:
+    """The chat template `template` (a family: llama3, llama2, mistral, chatml, gemma, phi3, plain)
+    or, for "auto", the family of the Jinja template the checkpoint carries."""
+    tok = load_tokenizer(tokenizer) if isinstance(tokenizer, str) else tokenizer
+    return _C.chat_template(template, tok)
 
 
-def _gemma(messages: Sequence[Message], system: str | None = None) -> str:
-    # Gemma has no system role: a system text opens the first user turn.
-    out = ""
-    for i, m in enumerate(messages):
-        role = "model" if m["role"] == "assistant" else "user"
-        content = m["content"]
-        if i == 0 and system is not None:
-            content = f"{system}\n\n{content}"
-        out += f"<start_of_turn>{role}\n{content}<end_of_turn>\n"
-    return out + "<start_of_turn>model\n"
-
-
-def _llama2(messages: Sequence[Message], system: str | None = None) -> str:
-    out = ""
-    for m in messages:
-        if m["role"] == "user":
-            sys_part = f"<<SYS>>\n{system}\n<</SYS>>\n\n" if system is not None and not out else ""
-            out += f"[INST] {sys_part}{m['content']} [/INST]"
-        else:
-            out += f" {m['content']} "
-    return out
-
-
-# Architecture -> template. SmolLM2 (llama architecture, ChatML-tuned) and Qwen2 use ChatML.
-CHAT_TEMPLATES: dict[str, Callable[..., str]] = {
-    "llama": _chatml, "qwen2": _chatml, "mistral": _llama2, "gemma3": _gemma, "gemma3_text": _gemma, "gpt2": _chatml,
-}
-
-
-def chat_prompt(architecture: str, messages: Sequence[Message], system: str | None = None) -> str:
-    """The prompt text for `messages`, ending where the assistant's reply begins."""
-    try:
-        template = CHAT_TEMPLATES[architecture]
-    except KeyError:
-        raise ValueError(f"no chat template for architecture '{architecture}' (known: {', '.join(CHAT_TEMPLATES)})") from None
-    return template(messages, system)
+def chat_prompt(tokenizer: _C.Tokenizer | str, messages: Sequence[Message], system: str | None = None,
+                template: str = "auto") -> str:
+    """The prompt text for `messages` (after BOS, which the tokenizer adds as an id), ending where
+    the assistant's reply begins; `system` is prepended as a system turn."""
+    msgs = ([{"role": "system", "content": system}] if system is not None else []) + list(messages)
+    return chat_template(tokenizer, template).render(msgs)

@@ -117,3 +117,18 @@ def test_bfloat16_matches_transformers_in_bfloat16(pair):
     real = mask.bool()
     per_position = (got[real].float() - ref[real]).abs().amax(-1)
     assert per_position.median().item() <= 0.02 * ref[real].abs().max().item()
+
+
+@pytest.mark.parametrize("family", ["llama2", "llama3.2", "mistral", "qwen2.5", "qwen3"])
+def test_gguf_of_the_same_model_gives_the_same_logits(family, tmp_path):
+    """The model written as a GGUF in llama.cpp's layout (gguf.GGUFWriter, float32 tensors)."""
+    from gguf_export import write
+
+    hf = cf.build(family)
+    write(hf, family, tmp_path / "m.gguf")
+    tm = _C.load_causal_lm(str(tmp_path / "m.gguf"), "cpu", "float32")
+    ids, mask, pos = cf.padded_batch()
+    ref = hf_logits(hf, ids, mask, pos)
+    got, _ = tm.forward(ids, mask)
+    real = mask.bool()
+    assert (got[real] - ref[real]).abs().max().item() <= TOL

@@ -20,7 +20,7 @@ def test_logits_match_transformers_on_the_same_gguf(smol):
     path = smollm2_gguf()
     hf = transformers.AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name,
                                                            dtype=torch.float32).eval()
-    texts = [tandem.models.chatml([{"role": "user", "content": "Name a planet."}]),
+    texts = [smol.chat_prompt([{"role": "user", "content": "Name a planet."}]),
              "The Eiffel Tower is located in the city of"]
     ours = smol.logits(texts)
     for i, text in enumerate(texts):

@@ -117,24 +117,15 @@ def test_gemma3_sentencepiece_vocab_matches_tokenizers(texts):
     assert ours.encode_for_model("hi")[0] == 2
 
 
-def test_chatml_matches_smollm2s_own_jinja_template():
-    """tandem's ChatML prompt against the Jinja chat template stored in SmolLM2's GGUF, rendered
-    by transformers (the template adds SmolLM's default system turn)."""
+def test_smollm2s_own_jinja_template_is_rendered_in_cpp():
+    """The Jinja chat template stored in SmolLM2's GGUF, rendered by transformers, against tandem's
+    C++ rendering of the family it detects (ChatML with SmolLM's default system turn)."""
     path = tandem.models.resolve("smollm2-135m")
     ref = transformers.AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
-    msgs = [{"role": "user", "content": "What is 2+2?"}]
-    want = ref.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
-    system = "You are a helpful AI assistant named SmolLM, trained by Hugging Face"
-    assert tandem.text.chat_prompt("llama", msgs, system=system) == want
-
-
-def test_gemma_prompt_follows_the_documented_turn_format():
-    # Gemma 3's format (its model card): turns in <start_of_turn>ROLE ... <end_of_turn>, roles
-    # user/model, no system role (folded into the first user turn); BOS is added as a token.
-    msgs = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"},
-            {"role": "user", "content": "2+2?"}]
-    assert tandem.text.chat_prompt("gemma3", msgs, system="Be brief.") == (
-        "<start_of_turn>user\nBe brief.\n\nHi<end_of_turn>\n<start_of_turn>model\nHello!<end_of_turn>\n"
-        "<start_of_turn>user\n2+2?<end_of_turn>\n<start_of_turn>model\n")
-    with pytest.raises(ValueError, match="no chat template for architecture 'bloom'"):
-        tandem.text.chat_prompt("bloom", msgs)
+    tok = _C.load_tokenizer(str(path))
+    assert _C.detect_chat_family(tok.chat_template) == "chatml"
+    for msgs in ([{"role": "user", "content": "What is 2+2?"}],
+                 [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"},
+                  {"role": "assistant", "content": "Hello!"}, {"role": "user", "content": "2+2?"}]):
+        want = ref.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
+        assert tandem.text.chat_prompt(tok, msgs) == want

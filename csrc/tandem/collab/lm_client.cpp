@@ -6,6 +6,7 @@
 #include "tandem/collab/json_constraint.h"
 #include "tandem/core/hash.h"
 #include "tandem/models/generation.h"
+#include "tandem/models/language_model.h"
 #include "tandem/models/model_paths.h"
 
 namespace tandem {
@@ -33,16 +34,11 @@ std::string ChatRequest::key() const {
 }
 
 LocalEngine::LocalEngine(const std::string& model, const RuntimeOptions& rt, const std::string& chat_template) : name_(model) {
-  const std::string path = resolve_model_path(model);
-  lm_ = load_causal_lm(path, rt.device, rt.dtype);
-  tok_ = text::load_tokenizer(path);
-  tmpl_ = text::make_chat_template(chat_template, *tok_);
-  if (tok_->eos_id >= 0) stop_ids_.push_back(tok_->eos_id);
-  const std::string eot = tmpl_->end_of_turn();
-  if (!eot.empty()) {
-    const int64_t id = tok_->token_to_id(eot);
-    if (id >= 0 && std::find(stop_ids_.begin(), stop_ids_.end(), id) == stop_ids_.end()) stop_ids_.push_back(id);
-  }
+  const auto bundle = load_language_model(resolve_model_path(model), rt.device, rt.dtype, chat_template);
+  lm_ = bundle->model_ptr();
+  tok_ = bundle->tokenizer_ptr();
+  tmpl_ = bundle->chat_ptr();
+  stop_ids_ = bundle->stop_ids();
 }
 
 int64_t LocalEngine::count_tokens(const std::string& text) const { return static_cast<int64_t>(tok_->encode(text).size()); }

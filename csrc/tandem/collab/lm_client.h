@@ -107,7 +107,7 @@ struct LocalClientOptions {
   template <class V>
   void visit(V& v) {
     v.required("model", model, "a short name under $TANDEM_MODELS, a .gguf file or an HF directory");
-    v.field("chat_template", chat_template, "auto (from the tokenizer's markers), chatml, gemma, llama2, plain");
+    v.field("chat_template", chat_template, "auto (the checkpoint's own template), or a family: llama3, chatml, gemma, llama2, mistral, phi3, plain");
     v.field("max_batch", max_batch, "requests decoded together", Positive{});
   }
   void check(const Config& c) const { text::check_chat_template_name(c, "chat_template", chat_template); }

@@ -16,6 +16,7 @@
 #include "tandem/experiments/experiment.h"
 #include "tandem/experiments/lm_multiple_choice.h"
 #include "tandem/models/causal_lm.h"
+#include "tandem/models/language_model.h"
 #include "tandem/models/generation.h"
 #include "tandem/models/model_paths.h"
 #include "tandem/text/tokenizer.h"
@@ -95,8 +96,9 @@ class LmMultipleChoice : public Experiment {
   ExperimentResult run(RunContext& ctx) override {
     const std::string path = resolve_model_path(model_name_);
     auto t_load = std::chrono::steady_clock::now();
-    auto model = load_causal_lm(path, rt_.device, rt_.dtype);
-    auto tok = text::load_tokenizer(path);
+    const auto lm = load_language_model(path, rt_.device, rt_.dtype);
+    auto model = lm->model_ptr();
+    auto tok = lm->tokenizer_ptr();
     const double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_load).count();
     ctx.info("model " + model_name_ + " (" + path + "): " + std::to_string(model->num_parameters()) +
              " parameters, loaded in " + std::to_string(load_s) + " s");

@@ -20,6 +20,7 @@
 #include "tandem/core/hash.h"
 #include "tandem/experiments/experiment.h"
 #include "tandem/models/causal_lm.h"
+#include "tandem/models/language_model.h"
 #include "tandem/models/model_paths.h"
 #include "tandem/peft/adapter.h"
 #include "tandem/peft/state_cache.h"
@@ -54,7 +55,8 @@ class SpaExperiment : public Experiment {
     template_name_ = o.recipe.prompt_template;
     max_prompt_tokens_ = o.recipe.max_prompt_tokens;
     gen_batch_ = o.recipe.generate_batch;
-    model_ = load_causal_lm(model_path_, rt_.device, rt_.dtype);
+    lm_ = load_language_model(model_path_, rt_.device, rt_.dtype, template_name_);
+    model_ = lm_->model_ptr();
     trainable_ = method_ == "lst" || method_ == "spa";
     if (trainable_) {
       const Config ac = root.at("adapter");
@@ -102,13 +104,11 @@ class SpaExperiment : public Experiment {
 
   ExperimentResult run(RunContext& ctx) override {
     const double t_start = now_s();
-    tok_ = text::load_tokenizer(model_path_);
-    tmpl_ = text::make_chat_template(template_name_, *tok_);
-    stop_ids_.clear();
+    tok_ = lm_->tokenizer_ptr();
+    tmpl_ = lm_->chat_ptr();
+    stop_ids_ = lm_->stop_ids();
     const std::string eot = tmpl_->end_of_turn();
     eot_ids_ = eot.empty() ? std::vector<int64_t>{} : tok_->encode(eot);
-    if (eot_ids_.size() == 1) stop_ids_.push_back(eot_ids_[0]);
-    if (tok_->eos_id >= 0) stop_ids_.push_back(tok_->eos_id);
 
     const auto test = task_->load(Split::kTest);
     ctx.info("task " + task_->display_name() + ": " + std::to_string(test.size()) + " test examples; method " + method_);
@@ -581,6 +581,7 @@ class SpaExperiment : public Experiment {
   std::shared_ptr<Router> router_;
   Options opts_;
   TrainerOptions train_opts_, router_opts_;
+  std::shared_ptr<LanguageModel> lm_;
   std::shared_ptr<text::Tokenizer> tok_;
   std::shared_ptr<text::ChatTemplate> tmpl_;
   std::vector<int64_t> stop_ids_, eot_ids_;

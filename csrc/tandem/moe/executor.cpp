@@ -15,14 +15,13 @@ namespace {
 std::vector<Answer> answer_jobs(PooledModel& pm, const ExpertSpec& ex, const std::vector<const Job*>& jobs, int64_t batch) {
   // A tandem-made expert: the backbone plus a plugin trained by an SPA run (small: loaded per use).
   std::shared_ptr<DeviceAdapter> adapter = ex.adapter_run.empty() ? nullptr : load_trained_adapter(ex.adapter_run, *pm.model);
-  auto tmpl = text::make_chat_template("auto", *pm.tokenizer);
   std::vector<std::string> texts;
   std::vector<int64_t> nopt;
   for (const Job* j : jobs) {
     texts.push_back(j->user_text);
     nopt.push_back(j->n_options);
   }
-  return answer_letters(*pm.model, *pm.tokenizer, *tmpl, ex.system, texts, nopt, batch, adapter.get());
+  return answer_letters(*pm.model, *pm.tokenizer, pm.lm->chat(), ex.system, texts, nopt, batch, adapter.get());
 }
 
 class BatchedByExpert : public Executor {

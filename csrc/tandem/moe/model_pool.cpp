@@ -73,8 +73,9 @@ std::shared_ptr<PooledModel> ModelPool::acquire(const std::string& path) {
   }
   const auto t0 = std::chrono::steady_clock::now();
   auto pm = std::make_shared<PooledModel>();
-  pm->model = load_causal_lm(path, device_, dtype_);
-  pm->tokenizer = text::load_tokenizer(path);
+  pm->lm = load_language_model(path, device_, dtype_);
+  pm->model = pm->lm->model_ptr();
+  pm->tokenizer = pm->lm->tokenizer_ptr();
   pm->bytes = module_bytes(*pm->model);
   load_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   ++loads_;

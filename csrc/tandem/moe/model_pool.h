@@ -13,6 +13,7 @@
 #include <torch/torch.h>
 
 #include "tandem/models/causal_lm.h"
+#include "tandem/models/language_model.h"
 #include "tandem/text/tokenizer.h"
 
 namespace tandem {
@@ -25,8 +26,9 @@ int64_t estimate_model_bytes(const std::string& path, c10::ScalarType dtype);
 int64_t module_bytes(const torch::nn::Module& m);
 
 struct PooledModel {
-  std::shared_ptr<CausalLM> model;
-  std::shared_ptr<text::Tokenizer> tokenizer;
+  std::shared_ptr<LanguageModel> lm;  ///< network, tokenizer, chat template, stop ids
+  std::shared_ptr<CausalLM> model;    ///< lm's network
+  std::shared_ptr<text::Tokenizer> tokenizer;  ///< lm's tokenizer
   int64_t bytes = 0;
 };
 

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "tandem/models/encoder.h"
+#include "tandem/models/language_model.h"
 #include "tandem/models/generation.h"
 #include "tandem/models/model_paths.h"
 #include "tandem/text/chat_template.h"
@@ -89,9 +90,10 @@ class KeywordLmSkills : public SkillExtractor {
     vocab_ = o.tagging.vocabulary;
     vocab_emb_ = emb_.embed(vocab_);
     const std::string path = resolve_model_path(o.model);
-    lm_ = load_causal_lm(path, rt.device, rt.dtype);
-    tok_ = text::load_tokenizer(path);
-    tmpl_ = text::make_chat_template("auto", *tok_);
+    const auto bundle = load_language_model(path, rt.device, rt.dtype);
+    lm_ = bundle->model_ptr();
+    tok_ = bundle->tokenizer_ptr();
+    tmpl_ = bundle->chat_ptr();
   }
   std::vector<SkillTags> tag(const std::vector<std::string>& texts) override {
     std::vector<std::string> kw(texts.size());

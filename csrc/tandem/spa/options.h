@@ -26,7 +26,7 @@ struct RecipeOptions {
   void visit(V& v) {
     v.required("method", method, "zero_shot / one_shot (frozen backbone), lst (ladder side network), spa (plugin + router)",
                OneOf{{"zero_shot", "one_shot", "lst", "spa"}});
-    v.field("prompt_template", prompt_template, "chat format: auto (from the tokenizer's markers), chatml, gemma, llama2, plain");
+    v.field("prompt_template", prompt_template, "chat format: auto (the checkpoint's own template), or a family: llama3, chatml, gemma, llama2, mistral, phi3, plain");
     v.field("max_prompt_tokens", max_prompt_tokens, "longer prompts keep their end (the question and the turn marker)", Positive{});
     v.field("generate_batch", generate_batch, "test prompts decoded together", Positive{});
   }

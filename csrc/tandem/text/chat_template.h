@@ -1,7 +1,11 @@
 // Chat templates in C++: the prompt text a chat-tuned model expects for a list of turns, and
 // the marker that ends an assistant turn (appended to training targets so a tuned model stops).
-// Registered by name ("chatml", "gemma", "llama2", "plain"); "auto" picks by the tokenizer's
-// special tokens, so a user's checkpoint gets its family's format without a config change.
+// Registered by family ("llama3", "llama2", "mistral", "chatml", "gemma", "phi3", "plain").
+// "auto" reads the Jinja template the checkpoint carries (tokenizer_config.json, chat_template.jinja
+// or GGUF tokenizer.chat_template), recognises its family by its markers as llama.cpp does, and
+// takes the family's parameters from it (ChatML's default system turn, Llama 3.1's dated header).
+// A template of no known family is an error that names the override key. The rendered text starts
+// after BOS: the tokenizer adds BOS as an id (encode_for_model), never twice.
 #pragma once
 
 #include <memory>
@@ -27,6 +31,9 @@ class ChatTemplate {
   virtual std::string render(const std::vector<ChatMessage>& messages) const = 0;
   /// Text that closes an assistant turn ("<|im_end|>" for ChatML); may be empty.
   virtual std::string end_of_turn() const = 0;
+  /// Takes the family's parameters from the checkpoint's Jinja source and tokenizer (default
+  /// system text, BOS/EOS strings written between turns).
+  virtual void adopt(const std::string& jinja, const Tokenizer& tok) {}
 };
 
 }  // namespace tandem::text
@@ -37,7 +44,12 @@ TANDEM_DECLARE_REGISTRY(text::ChatTemplate);
 
 namespace tandem::text {
 
-/// The template named `name`, or for "auto" the one whose markers `tok` knows (plain otherwise).
+/// The family a Jinja chat template belongs to ("llama3", "chatml", ...), or "" when unknown.
+std::string detect_chat_family(const std::string& jinja);
+
+/// The template named `name`; for "auto", the family of `tok`'s own chat template (an unknown
+/// one is an error naming `chat_template:` as the override), or for a tokenizer without one the
+/// family whose markers it knows (plain otherwise).
 /// An unknown name is a std::invalid_argument listing the known ones; config-driven callers
 /// check the name against chat_template_names() first, so their error names the file and key.
 std::shared_ptr<ChatTemplate> make_chat_template(const std::string& name, const Tokenizer& tok);

@@ -204,3 +204,36 @@ def test_unsupported_options_are_refused_by_name(tmp_path):
         path.write_text(json.dumps(k))
         with pytest.raises(RuntimeError, match=r"tokenizer\.json: " + message):
             _C.load_tokenizer(str(path))
+
+
+def write_gguf_spm_vocab(model_file, path):
+    """A GGUF holding a SentencePiece vocabulary as llama.cpp's converter writes it (model "llama":
+    pieces, scores, token types; BOS added; the dummy-prefix space on)."""
+    sp = spm.SentencePieceProcessor(model_file=str(model_file))
+    n = sp.get_piece_size()
+    types = [2 if sp.is_unknown(i) else 3 if sp.is_control(i) else 6 if sp.is_byte(i) else 5 if sp.is_unused(i) else 1
+             for i in range(n)]
+    w = gguf.GGUFWriter(str(path), "llama")
+    w.add_tokenizer_model("llama")
+    w.add_token_list([sp.id_to_piece(i) for i in range(n)])
+    w.add_token_scores([sp.get_score(i) for i in range(n)])
+    w.add_token_types(types)
+    w.add_bos_token_id(sp.bos_id())
+    w.add_eos_token_id(sp.eos_id())
+    w.add_add_bos_token(True)
+    w.add_tensor("dummy", np.zeros(4, dtype=np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+
+def test_gguf_sentencepiece_vocabulary_matches_sentencepiece(texts, tmp_path):
+    """The Llama-2-style GGUF vocabulary path (scores + byte fallback + dummy prefix): ids as
+    sentencepiece's, and decode drops the dummy-prefix space, so round trips are exact."""
+    write_gguf_spm_vocab(mistral_model("v1"), tmp_path / "spm.gguf")
+    ref = spm.SentencePieceProcessor(model_file=str(mistral_model("v1")))
+    ours = _C.load_tokenizer(str(tmp_path / "spm.gguf"))
+    plain = [t for t in texts if "<" not in t and "[" not in t]
+    assert agreement(ours, plain, ref.encode(plain), ref.decode) == []
+    assert ours.encode_for_model("hi")[0] == ref.bos_id()

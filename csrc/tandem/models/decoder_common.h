@@ -1,5 +1,5 @@
-// Pieces every decoder family shares: RMSNorm, rotate-half RoPE tables, projections, the
-// attention mask with padding / causality / sliding window, and grouped-query attention.
+// Pieces every decoder family shares: RMSNorm, projections, the attention mask with padding /
+// causality / sliding window, and grouped-query attention (rotary positions: rope.h).
 #pragma once
 
 #include <torch/torch.h>
@@ -23,30 +23,8 @@ inline torch::Tensor rms_norm_scaled(const torch::Tensor& x, const torch::Tensor
   return (xf * torch::rsqrt(xf.pow(2).mean(-1, true) + eps) * scale).to(x.scalar_type());
 }
 
-inline torch::Tensor rotate_half(const torch::Tensor& x) {
-  const int64_t h = x.size(-1) / 2;
-  return torch::cat({-x.narrow(-1, h, h), x.narrow(-1, 0, h)}, -1);
-}
-
 inline torch::Tensor proj(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& b = {}) {
   return b.defined() ? torch::linear(x, w, b) : torch::linear(x, w);
-}
-
-/// 1 / theta^(2i/d), float32, as HF's default RoPE.
-inline torch::Tensor rope_inv_freq(double theta, int64_t head_dim) {
-  return 1.0 / torch::pow(theta, torch::arange(0, head_dim, 2, torch::kFloat) / static_cast<double>(head_dim));
-}
-
-/// cos and sin [B, 1, T, D] for positions [B, T], cast to `dtype`.
-inline std::pair<torch::Tensor, torch::Tensor> rope_tables(const torch::Tensor& pos, const torch::Tensor& inv_freq,
-                                                            c10::ScalarType dtype) {
-  auto freqs = pos.to(torch::kFloat).unsqueeze(-1) * inv_freq.to(pos.device()).view({1, 1, -1});
-  auto emb = torch::cat({freqs, freqs}, -1);
-  return {emb.cos().to(dtype).unsqueeze(1), emb.sin().to(dtype).unsqueeze(1)};
-}
-
-inline torch::Tensor apply_rope(const torch::Tensor& x, const std::pair<torch::Tensor, torch::Tensor>& cs) {
-  return x * cs.first + rotate_half(x) * cs.second;
 }
 
 /// Which keys each query may see. Undefined `allowed` with `causal` says SDPA's own causal

@@ -82,6 +82,11 @@ std::shared_ptr<LanguageModel> load_language_model(const std::string& path, cons
   };
   if (has_tokenizer_files(path)) {
     tok = text::load_tokenizer(path);
+    // A tokenizer with ids past the embedding table would fail at the first such id, deep inside a
+    // forward pass; say so at load. (A smaller tokenizer is normal: tables are often padded.)
+    if (tok->vocab_size() > model->config().vocab_size)
+      throw std::runtime_error(path + ": the tokenizer has " + std::to_string(tok->vocab_size()) + " tokens but the model's vocabulary (" +
+                               model->config().source + ") has " + std::to_string(model->config().vocab_size));
     if (tok->chat_template.empty() && fs::exists(fs::path(path) / "chat_template.jinja"))
       tok->chat_template = read_file((fs::path(path) / "chat_template.jinja").string());
     chat = text::make_chat_template(chat_template, *tok);

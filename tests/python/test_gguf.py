@@ -111,7 +111,7 @@ def test_truncated_and_corrupt_files_are_clear_errors(fixture_file, tmp_path):
         _C.GgufFile(str(path)).get_string("nope")
 
 
-@pytest.mark.parametrize("qtype", [T.Q4_0, T.Q4_1, T.Q8_0], ids=lambda q: q.name)
+@pytest.mark.parametrize("qtype", [T.Q4_0, T.Q4_1, T.Q5_0, T.Q8_0, T.Q4_K, T.Q6_K], ids=lambda q: q.name)
 @pytest.mark.parametrize("portable", [False, True], ids=["native", "portable"])
 def test_packed_matmul_equals_dequantized_matmul(fixture_file, qtype, portable):
     """Decoding reads weights straight from their blocks: the result must equal x @ W^T with W

@@ -27,6 +27,21 @@ inline torch::Tensor proj(const torch::Tensor& x, const torch::Tensor& w, const 
   return b.defined() ? torch::linear(x, w, b) : torch::linear(x, w);
 }
 
+/// A projection that reads a weight's quantized blocks when the step is a few rows (decoding):
+/// then reading the weights is the whole cost. Larger steps (prefill), other dtypes and devices
+/// use the dense weight `w`.
+inline torch::Tensor proj_packed(const torch::Tensor& x, const torch::Tensor& w, const PackedWeight& pw,
+                                 const torch::Tensor& b = {}) {
+  const int64_t rows = x.numel() / x.size(-1);
+  if (pw.defined() && rows <= kPackedMaxRows && x.scalar_type() == torch::kFloat && x.device().is_cpu()) {
+    auto sizes = x.sizes().vec();
+    sizes.back() = pw.rows;
+    auto y = packed_matmul(x.reshape({rows, x.size(-1)}), pw).view(sizes);
+    return b.defined() ? y + b : y;
+  }
+  return proj(x, w, b);
+}
+
 /// Which keys each query may see. Undefined `allowed` with `causal` says SDPA's own causal
 /// (or, for one query, unmasked) path suffices, the fast case without padding or window.
 struct AttentionMask {

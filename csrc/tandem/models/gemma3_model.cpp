@@ -13,7 +13,6 @@
 
 namespace tandem {
 namespace F = torch::nn::functional;
-using decoder::proj;
 using decoder::rms_norm_scaled;
 
 namespace {
@@ -21,6 +20,7 @@ namespace {
 struct GemmaLayer {
   torch::Tensor ln_in, ln_post_attn, ln_pre_ff, ln_post_ff, q_norm, k_norm;  // stored as 1 + w
   torch::Tensor q, k, v, o, gate, up, down;
+  PackedWeight pq, pk, pv, po, pgate, pup, pdown;  // quantized copies for small-batch steps
   bool sliding = false;
 };
 
@@ -88,7 +88,17 @@ class Gemma3Model : public CausalLM {
       fill(L.gate, s + "mlp.gate_proj.weight", false);
       fill(L.up, s + "mlp.up_proj.weight", false);
       fill(L.down, s + "mlp.down_proj.weight", false);
+      if (embed_.scalar_type() == torch::kFloat) {  // the packed kernels compute in float32
+        L.pq = src.packed(s + "self_attn.q_proj.weight");
+        L.pk = src.packed(s + "self_attn.k_proj.weight");
+        L.pv = src.packed(s + "self_attn.v_proj.weight");
+        L.po = src.packed(s + "self_attn.o_proj.weight");
+        L.pgate = src.packed(s + "mlp.gate_proj.weight");
+        L.pup = src.packed(s + "mlp.up_proj.weight");
+        L.pdown = src.packed(s + "mlp.down_proj.weight");
+      }
     }
+    if (embed_.scalar_type() == torch::kFloat) head_packed_ = src.packed(m + "embed_tokens.weight");
   }
 
   LMOutput forward(const torch::Tensor& input_ids, const torch::Tensor& attention_mask,
@@ -115,13 +125,13 @@ class Gemma3Model : public CausalLM {
     for (size_t i = 0; i < layers_.size(); ++i) {
       const GemmaLayer& L = layers_[i];
       auto h = rms_norm_scaled(x, L.ln_in, eps);
-      auto q = proj(h, L.q).view({B, T, nh, D}).transpose(1, 2);
-      auto k = proj(h, L.k).view({B, T, nkv, D}).transpose(1, 2);
+      auto q = decoder::proj_packed(h, L.q, L.pq).view({B, T, nh, D}).transpose(1, 2);
+      auto k = decoder::proj_packed(h, L.k, L.pk).view({B, T, nkv, D}).transpose(1, 2);
       if (L.q_norm.defined()) {
         q = rms_norm_scaled(q, L.q_norm, eps);
         k = rms_norm_scaled(k, L.k_norm, eps);
       }
-      auto v = proj(h, L.v).view({B, T, nkv, D}).transpose(1, 2);
+      auto v = decoder::proj_packed(h, L.v, L.pv).view({B, T, nkv, D}).transpose(1, 2);
       const auto& cs = L.sliding ? cs_local : cs_global;
       q = decoder::apply_rotary(q, cs);
       k = decoder::apply_rotary(k, cs);
@@ -129,10 +139,11 @@ class Gemma3Model : public CausalLM {
       const auto& am = L.sliding ? m_local : m_global;
       auto a = cf.attn_logit_softcapping > 0 ? decoder::attend_softcapped(q, k, v, am, scale_, cf.attn_logit_softcapping)
                                              : decoder::attend(q, k, v, am, scale_);
-      a = proj(a.transpose(1, 2).reshape({B, T, nh * D}), L.o);
+      a = decoder::proj_packed(a.transpose(1, 2).reshape({B, T, nh * D}), L.o, L.po);
       x = x + rms_norm_scaled(a, L.ln_post_attn, eps);
       h = rms_norm_scaled(x, L.ln_pre_ff, eps);
-      h = proj(torch::gelu(proj(h, L.gate), "tanh") * proj(h, L.up), L.down);
+      h = decoder::proj_packed(torch::gelu(decoder::proj_packed(h, L.gate, L.pgate), "tanh") * decoder::proj_packed(h, L.up, L.pup),
+                               L.down, L.pdown);
       x = x + rms_norm_scaled(h, L.ln_post_ff, eps);
       if (output_hidden_states) out.hidden_states.push_back(x);
     }
@@ -145,6 +156,13 @@ class Gemma3Model : public CausalLM {
 
   torch::Tensor final_norm(const torch::Tensor& h) const override { return rms_norm_scaled(h, norm_, config_.rms_norm_eps); }
   torch::Tensor project_vocab(const torch::Tensor& x) override {
+    const int64_t rows = x.numel() / x.size(-1);
+    const bool need_grad = torch::GradMode::is_enabled() && x.requires_grad();
+    if (!need_grad && head_packed_.defined() && rows <= kPackedMaxRows && x.scalar_type() == torch::kFloat && x.device().is_cpu()) {
+      std::vector<int64_t> shape(x.sizes().begin(), x.sizes().end());
+      shape.back() = -1;
+      return packed_matmul(x.reshape({rows, x.size(-1)}), head_packed_).view(shape);
+    }
     return torch::matmul(x, head_t_.of(embed_)).to(torch::kFloat);
   }
 
@@ -154,6 +172,7 @@ class Gemma3Model : public CausalLM {
   std::vector<GemmaLayer> layers_;
   double scale_ = 1.0;
   decoder::TransposedHead head_t_;
+  PackedWeight head_packed_;
 };
 
 }  // namespace

@@ -16,7 +16,6 @@
 
 namespace tandem {
 namespace F = torch::nn::functional;
-using decoder::proj;
 using decoder::rms_norm;
 
 namespace {
@@ -33,18 +32,7 @@ struct Layer {
   PackedWeight pq, pk, pv, po, pgate, pup, pdown;  // quantized copies for small-batch steps
 };
 
-// A projection that reads the quantized blocks when the step is a few rows (decoding): then
-// reading the weights is the whole cost. Larger steps (prefill) use BLAS on float32 weights.
-torch::Tensor proj_q(const torch::Tensor& x, const torch::Tensor& w, const PackedWeight& pw, const torch::Tensor& b = {}) {
-  const int64_t rows = x.numel() / x.size(-1);
-  if (pw.defined() && rows <= kPackedMaxRows && x.scalar_type() == torch::kFloat && x.device().is_cpu()) {
-    auto sizes = x.sizes().vec();
-    sizes.back() = pw.rows;
-    auto y = packed_matmul(x.reshape({rows, x.size(-1)}), pw).view(sizes);
-    return b.defined() ? y + b : y;
-  }
-  return proj(x, w, b);
-}
+using decoder::proj_packed;
 
 using Activation = std::function<torch::Tensor(const torch::Tensor&)>;
 const std::map<std::string, Activation>& activations() {
@@ -213,9 +201,9 @@ class LlamaModel : public CausalLM {
     for (size_t i = 0; i < layers_.size(); ++i) {
       const Layer& L = layers_[i];
       auto h = rms_norm(x, L.ln1, cf.rms_norm_eps);
-      auto q = proj_q(h, L.q, L.pq, L.qb).view({B, T, nh, D}).transpose(1, 2);
-      auto k = proj_q(h, L.k, L.pk, L.kb).view({B, T, nkv, D}).transpose(1, 2);
-      auto v = proj_q(h, L.v, L.pv, L.vb).view({B, T, nkv, D}).transpose(1, 2);
+      auto q = proj_packed(h, L.q, L.pq, L.qb).view({B, T, nh, D}).transpose(1, 2);
+      auto k = proj_packed(h, L.k, L.pk, L.kb).view({B, T, nkv, D}).transpose(1, 2);
+      auto v = proj_packed(h, L.v, L.pv, L.vb).view({B, T, nkv, D}).transpose(1, 2);
       if (L.q_norm.defined()) {
         q = rms_norm(q, L.q_norm, cf.rms_norm_eps);
         k = rms_norm(k, L.k_norm, cf.rms_norm_eps);
@@ -225,9 +213,9 @@ class LlamaModel : public CausalLM {
       if (cache) std::tie(k, v) = cache->append(static_cast<int64_t>(i), k, v);
       auto a = decoder::attend(q, k, v, L.sliding ? am_window : am_full, 1.0 / std::sqrt(static_cast<double>(D)));
       a = a.transpose(1, 2).reshape({B, T, nh * D});
-      x = x + proj_q(a, L.o, L.po, L.ob);
+      x = x + proj_packed(a, L.o, L.po, L.ob);
       h = rms_norm(x, L.ln2, cf.rms_norm_eps);
-      x = x + (L.router.defined() ? sparse_moe(h, L) : proj_q(act_(proj_q(h, L.gate, L.pgate, L.gate_b)) * proj_q(h, L.up, L.pup, L.up_b), L.down, L.pdown, L.down_b));
+      x = x + (L.router.defined() ? sparse_moe(h, L) : proj_packed(act_(proj_packed(h, L.gate, L.pgate, L.gate_b)) * proj_packed(h, L.up, L.pup, L.up_b), L.down, L.pdown, L.down_b));
       if (output_hidden_states) out.hidden_states.push_back(x);
     }
     if (cache) cache->advance(T);

@@ -174,7 +174,8 @@ class GgufWeights : public WeightSource {
 
   PackedWeight packed(const std::string& name) const override {
     auto it = names_.find(name);
-    if (it == names_.end() || norm_shift_) return {};
+    // Gemma's norms are stored shifted (1 + w) and are never packed; its matrices are.
+    if (it == names_.end() || (norm_shift_ && name.find("norm.weight") != std::string::npos)) return {};
     const auto& info = f_->info(it->second.first);
     const auto type = static_cast<gguf::GgmlType>(info.type);
     if (info.ne.size() != 2 || !packed_supported(type)) return {};

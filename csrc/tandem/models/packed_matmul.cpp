@@ -75,6 +75,89 @@ float dot_q8_0(const uint8_t* w, const float* x, int64_t n_blocks) {
 
 // AVX-512 versions, chosen at run time when the CPU has AVX-512F/BW: 32 weights per block are
 // widened to two 16-lane float vectors and multiplied into a vector accumulator.
+__attribute__((target_clones("avx512f", "avx2", "default")))
+float dot_q5_0(const uint8_t* w, const float* x, int64_t n_blocks) {
+  float total = 0.f;
+  for (int64_t b = 0; b < n_blocks; ++b, w += 22, x += 32) {
+    const float d = half_to_float(w);
+    uint32_t qh;
+    std::memcpy(&qh, w + 2, 4);
+    const uint8_t* qs = w + 6;
+    float q[32];
+    for (int j = 0; j < 16; ++j) {  // the fifth bit of weight j is bit j of qh
+      q[j] = static_cast<float>(static_cast<int>((qs[j] & 0x0F) | (((qh >> j) << 4) & 0x10)) - 16);
+      q[j + 16] = static_cast<float>(static_cast<int>((qs[j] >> 4) | ((qh >> (j + 12)) & 0x10)) - 16);
+    }
+    float s = 0.f;
+#pragma omp simd reduction(+ : s)
+    for (int j = 0; j < 32; ++j) s += q[j] * x[j];
+    total += d * s;
+  }
+  return total;
+}
+
+// K-quants: super-blocks of 256 weights in eight 32-weight sub-blocks. Q4_K keeps a 6-bit scale
+// and min per sub-block (12 packed bytes) under two float16 factors; Q6_K a signed 8-bit scale per
+// 16 weights under one. n_blocks counts 32-weight sub-blocks, as for the other types.
+inline void scale_min_k4(int j, const uint8_t* q, uint8_t& sc, uint8_t& m) {
+  if (j < 4) {
+    sc = q[j] & 63;
+    m = q[j + 4] & 63;
+  } else {
+    sc = (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4);
+    m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
+  }
+}
+
+__attribute__((target_clones("avx512f", "avx2", "default")))
+float dot_q4_k(const uint8_t* w, const float* x, int64_t n_blocks) {
+  float total = 0.f;
+  for (int64_t s = 0; s < n_blocks / 8; ++s, w += 144, x += 256) {
+    const float d = half_to_float(w), dmin = half_to_float(w + 2);
+    for (int j = 0; j < 8; ++j) {
+      uint8_t sc, mn;
+      scale_min_k4(j, w + 4, sc, mn);
+      const uint8_t* q = w + 16 + (j / 2) * 32;
+      const int shift = (j & 1) * 4;
+      const float* xj = x + j * 32;
+      float acc = 0.f, sx = 0.f;
+#pragma omp simd reduction(+ : acc, sx)
+      for (int l = 0; l < 32; ++l) {
+        acc += static_cast<float>((q[l] >> shift) & 0xF) * xj[l];
+        sx += xj[l];
+      }
+      total += d * sc * acc - dmin * mn * sx;
+    }
+  }
+  return total;
+}
+
+__attribute__((target_clones("avx512f", "avx2", "default")))
+float dot_q6_k(const uint8_t* w, const float* x, int64_t n_blocks) {
+  float total = 0.f;
+  for (int64_t s = 0; s < n_blocks / 8; ++s, w += 210, x += 256) {
+    const float d = half_to_float(w + 208);
+    const auto* sc = reinterpret_cast<const int8_t*>(w + 192);
+    for (int sub = 0; sub < 8; ++sub) {
+      const int h = sub / 4, j = sub % 4;
+      const uint8_t* ql = w + 64 * h + (j & 1) * 32;
+      const uint8_t* qh = w + 128 + 32 * h;
+      const int lshift = j >= 2 ? 4 : 0, hshift = 2 * j;
+      const float* xj = x + sub * 32;
+      for (int half = 0; half < 2; ++half) {
+        float acc = 0.f;
+#pragma omp simd reduction(+ : acc)
+        for (int l = half * 16; l < half * 16 + 16; ++l) {
+          const int q = (((ql[l] >> lshift) & 0xF) | (((qh[l] >> hshift) & 3) << 4)) - 32;
+          acc += static_cast<float>(q) * xj[l];
+        }
+        total += d * static_cast<float>(sc[8 * h + 2 * j + half]) * acc;
+      }
+    }
+  }
+  return total;
+}
+
 __attribute__((target("avx512f,avx512bw"))) float dot_q4_1_avx512(const uint8_t* w, const float* x, int64_t n_blocks) {
   __m512 acc = _mm512_setzero_ps();
   const __m128i low = _mm_set1_epi8(0x0F);
@@ -132,7 +215,7 @@ __attribute__((target("avx512f,avx512bw,f16c,fma"))) inline void rows_avx512(con
     for (int m = 0; m < MT; ++m) acc[i][m] = _mm512_setzero_ps();
   for (int64_t b = 0; b < n_blocks; ++b) {
     __m512 w0[WR], w1[WR];
-    for (int i = 0; i < WR; ++i) expand(w + i * row_bytes + b * Expand::kBytes, w0[i], w1[i]);
+    for (int i = 0; i < WR; ++i) expand(w + i * row_bytes, b, w0[i], w1[i]);
     const float* xb = x + b * 32;
     for (int m = 0; m < MT; ++m) {
       const __m512 x0 = _mm512_loadu_ps(xb + m * ldx), x1 = _mm512_loadu_ps(xb + m * ldx + 16);
@@ -158,9 +241,11 @@ __attribute__((target("avx512f,avx512bw,f16c,fma"))) inline float f16_at(const u
   return _cvtsh_ss(static_cast<uint16_t>(p[0] | (p[1] << 8)));
 }
 
+// Expanders: the 32 weights of 32-weight block `b` of a row, as two 16-lane vectors.
 struct ExpandQ4_1 {  // w = d * q + m
   static constexpr int64_t kBytes = 20;
-  __attribute__((target("avx512f,avx512bw,f16c,fma"))) void operator()(const uint8_t* w, __m512& w0, __m512& w1) const {
+  __attribute__((target("avx512f,avx512bw,f16c,fma"))) void operator()(const uint8_t* row, int64_t b, __m512& w0, __m512& w1) const {
+    const uint8_t* w = row + b * kBytes;
     const __m512 d = _mm512_set1_ps(f16_at(w)), m = _mm512_set1_ps(f16_at(w + 2));
     q4_codes(w + 4, w0, w1);
     w0 = _mm512_fmadd_ps(w0, d, m);
@@ -170,7 +255,8 @@ struct ExpandQ4_1 {  // w = d * q + m
 
 struct ExpandQ4_0 {  // w = d * (q - 8)
   static constexpr int64_t kBytes = 18;
-  __attribute__((target("avx512f,avx512bw,f16c,fma"))) void operator()(const uint8_t* w, __m512& w0, __m512& w1) const {
+  __attribute__((target("avx512f,avx512bw,f16c,fma"))) void operator()(const uint8_t* row, int64_t b, __m512& w0, __m512& w1) const {
+    const uint8_t* w = row + b * kBytes;
     const float df = f16_at(w);
     const __m512 d = _mm512_set1_ps(df), off = _mm512_set1_ps(-8.f * df);
     q4_codes(w + 2, w0, w1);
@@ -181,10 +267,70 @@ struct ExpandQ4_0 {  // w = d * (q - 8)
 
 struct ExpandQ8_0 {
   static constexpr int64_t kBytes = 34;
-  __attribute__((target("avx512f,avx512bw,f16c,fma"))) void operator()(const uint8_t* w, __m512& w0, __m512& w1) const {
+  __attribute__((target("avx512f,avx512bw,f16c,fma"))) void operator()(const uint8_t* row, int64_t b, __m512& w0, __m512& w1) const {
+    const uint8_t* w = row + b * kBytes;
     const __m512 d = _mm512_set1_ps(f16_at(w));
     w0 = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w + 2)))), d);
     w1 = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w + 18)))), d);
+  }
+};
+
+struct ExpandQ5_0 {  // w = d * (q - 16), q's fifth bits packed in 32 bits
+  static constexpr int64_t kBytes = 22;
+  __attribute__((target("avx512f,avx512bw,f16c,fma"))) void operator()(const uint8_t* row, int64_t b, __m512& w0, __m512& w1) const {
+    const uint8_t* w = row + b * kBytes;
+    uint32_t qh;
+    std::memcpy(&qh, w + 2, 4);
+    const float df = f16_at(w);
+    q4_codes(w + 6, w0, w1);
+    const __m512 sixteen = _mm512_set1_ps(16.f);
+    w0 = _mm512_mask_add_ps(w0, static_cast<__mmask16>(qh & 0xFFFF), w0, sixteen);
+    w1 = _mm512_mask_add_ps(w1, static_cast<__mmask16>(qh >> 16), w1, sixteen);
+    const __m512 d = _mm512_set1_ps(df), off = _mm512_set1_ps(-16.f * df);
+    w0 = _mm512_fmadd_ps(w0, d, off);
+    w1 = _mm512_fmadd_ps(w1, d, off);
+  }
+};
+
+// 16 bytes of codes -> 16 floats.
+__attribute__((target("avx512f,avx512bw,f16c,fma"))) inline __m512 bytes_to_ps(__m128i v) {
+  return _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(v));
+}
+
+struct ExpandQ4_K {  // w = (d * sc) * q - (dmin * m), per 32-weight sub-block
+  __attribute__((target("avx512f,avx512bw,f16c,fma"))) void operator()(const uint8_t* row, int64_t b, __m512& w0, __m512& w1) const {
+    const uint8_t* blk = row + (b >> 3) * 144;
+    const int j = static_cast<int>(b & 7);
+    uint8_t sc, mn;
+    scale_min_k4(j, blk + 4, sc, mn);
+    const __m512 d = _mm512_set1_ps(f16_at(blk) * sc), m = _mm512_set1_ps(-(f16_at(blk + 2) * mn));
+    const uint8_t* q = blk + 16 + (j >> 1) * 32;
+    const __m128i low = _mm_set1_epi8(0x0F);
+    __m128i a = _mm_loadu_si128(reinterpret_cast<const __m128i*>(q)), c = _mm_loadu_si128(reinterpret_cast<const __m128i*>(q + 16));
+    if (j & 1) a = _mm_srli_epi16(a, 4), c = _mm_srli_epi16(c, 4);
+    w0 = _mm512_fmadd_ps(bytes_to_ps(_mm_and_si128(a, low)), d, m);
+    w1 = _mm512_fmadd_ps(bytes_to_ps(_mm_and_si128(c, low)), d, m);
+  }
+};
+
+struct ExpandQ6_K {  // w = (d * sc) * (q - 32), a scale per 16 weights
+  __attribute__((target("avx512f,avx512bw,f16c,fma"))) void operator()(const uint8_t* row, int64_t b, __m512& w0, __m512& w1) const {
+    const uint8_t* blk = row + (b >> 3) * 210;
+    const int sub = static_cast<int>(b & 7), h = sub >> 2, j = sub & 3;
+    const uint8_t* ql = blk + 64 * h + (j & 1) * 32;
+    const uint8_t* qh = blk + 128 + 32 * h;
+    const auto* sc = reinterpret_cast<const int8_t*>(blk + 192) + 8 * h + 2 * j;
+    const float d = f16_at(blk + 208);
+    const __m128i low = _mm_set1_epi8(0x0F), three = _mm_set1_epi8(3), hs = _mm_cvtsi32_si128(2 * j);
+    const __m512 off = _mm512_set1_ps(32.f);
+    __m512* out[2] = {&w0, &w1};
+    for (int half = 0; half < 2; ++half) {
+      __m128i l = _mm_loadu_si128(reinterpret_cast<const __m128i*>(ql + 16 * half));
+      if (j >= 2) l = _mm_srli_epi16(l, 4);
+      const __m128i hi = _mm_and_si128(_mm_srl_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(qh + 16 * half)), hs), three);
+      const __m128i q = _mm_or_si128(_mm_and_si128(l, low), _mm_slli_epi16(hi, 4));
+      *out[half] = _mm512_mul_ps(_mm512_sub_ps(bytes_to_ps(q), off), _mm512_set1_ps(d * static_cast<float>(sc[half])));
+    }
   }
 };
 
@@ -229,8 +375,16 @@ RowsFn rows_for(gguf::GgmlType t) {
     case gguf::GgmlType::Q4_0: return matmul_rows_avx512<ExpandQ4_0>;
     case gguf::GgmlType::Q4_1: return matmul_rows_avx512<ExpandQ4_1>;
     case gguf::GgmlType::Q8_0: return matmul_rows_avx512<ExpandQ8_0>;
+    case gguf::GgmlType::Q5_0: return matmul_rows_avx512<ExpandQ5_0>;
+    case gguf::GgmlType::Q4_K: return matmul_rows_avx512<ExpandQ4_K>;
+    case gguf::GgmlType::Q6_K: return matmul_rows_avx512<ExpandQ6_K>;
     default: return nullptr;
   }
+}
+
+// Types whose single-row products also go through the tiled kernels (no dedicated dot kernel).
+bool tiled_for_one_row(gguf::GgmlType t) {
+  return t == gguf::GgmlType::Q5_0 || t == gguf::GgmlType::Q4_K || t == gguf::GgmlType::Q6_K;
 }
 
 using DotFn = float (*)(const uint8_t*, const float*, int64_t);
@@ -242,6 +396,9 @@ DotFn dot_for(gguf::GgmlType t, bool portable = false) {
     case gguf::GgmlType::Q4_0: return avx512 ? dot_q4_0_avx512 : dot_q4_0;
     case gguf::GgmlType::Q4_1: return avx512 ? dot_q4_1_avx512 : dot_q4_1;
     case gguf::GgmlType::Q8_0: return avx512 ? dot_q8_0_avx512 : dot_q8_0;
+    case gguf::GgmlType::Q5_0: return dot_q5_0;
+    case gguf::GgmlType::Q4_K: return dot_q4_k;
+    case gguf::GgmlType::Q6_K: return dot_q6_k;
     default: return nullptr;
   }
 }
@@ -255,6 +412,8 @@ at::Tensor packed_matmul(const at::Tensor& x_in, const PackedWeight& w, bool por
   TORCH_CHECK(dot, "packed_matmul: unsupported type ", gguf::type_name(static_cast<uint32_t>(w.type)));
   auto x = x_in.to(torch::kFloat).contiguous();
   TORCH_CHECK(x.dim() == 2 && x.size(1) == w.cols, "packed_matmul: x must be [M, ", w.cols, "]");
+  TORCH_CHECK(w.cols % gguf::type_traits(static_cast<uint32_t>(w.type))->block_size == 0, "packed_matmul: rows of ", w.cols,
+              " weights are not whole blocks of ", gguf::type_name(static_cast<uint32_t>(w.type)));
   const int64_t M = x.size(0), n_blocks = w.cols / 32, row_bytes = w.raw.size(1);
   auto y = torch::empty({M, w.rows}, torch::kFloat);
   const uint8_t* base = w.raw.data_ptr<uint8_t>();
@@ -262,7 +421,7 @@ at::Tensor packed_matmul(const at::Tensor& x_in, const PackedWeight& w, bool por
   float* yp = y.data_ptr<float>();
   // One activation row (decoding one sequence): the single-row dot kernels stream the weights
   // fastest. Several rows: the tiled kernels expand each block once for all of them.
-  if (RowsFn rows = (portable || M < 2) ? nullptr : rows_for(w.type)) {
+  if (RowsFn rows = (portable || (M < 2 && !tiled_for_one_row(w.type))) ? nullptr : rows_for(w.type)) {
     at::parallel_for(0, w.rows, 64, [&](int64_t r0, int64_t r1) { rows(base, row_bytes, xp, M, w.cols, yp, w.rows, r0, r1); });
     return y;
   }

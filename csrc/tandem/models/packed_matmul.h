@@ -1,4 +1,4 @@
-// Matrix-vector products straight from GGUF's quantized blocks (Q4_0, Q4_1, Q8_0): decoding a
+// Matrix-vector products straight from GGUF's quantized blocks (Q4_0, Q4_1, Q5_0, Q8_0, Q4_K, Q6_K): decoding a
 // token reads every weight once, so reading 4.5-8.5 bits per weight instead of 32 is what makes
 // small-batch decoding fast on CPU. The math is float32 on the exact dequantized values; only the
 // order of summation differs from a float32 matmul.

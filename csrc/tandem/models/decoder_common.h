@@ -4,10 +4,15 @@
 
 #include <torch/torch.h>
 #include <torch/version.h>
+#include <ATen/record_function.h>
 
 #include <limits>
 
 #include "tandem/models/causal_lm.h"
+
+// A named span of a decode step for torch's profiler (benchmarks/profile_decode.py groups the
+// step by these names); a flag check when no profiler runs.
+#define TANDEM_SPAN(name) RECORD_FUNCTION("tandem::" name, c10::ArrayRef<const c10::IValue>{})
 
 namespace tandem::decoder {
 

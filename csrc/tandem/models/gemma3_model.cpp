@@ -124,32 +124,58 @@ class Gemma3Model : public CausalLM {
     const double eps = cf.rms_norm_eps;
     for (size_t i = 0; i < layers_.size(); ++i) {
       const GemmaLayer& L = layers_[i];
-      auto h = rms_norm_scaled(x, L.ln_in, eps);
-      auto q = decoder::proj_packed(h, L.q, L.pq).view({B, T, nh, D}).transpose(1, 2);
-      auto k = decoder::proj_packed(h, L.k, L.pk).view({B, T, nkv, D}).transpose(1, 2);
-      if (L.q_norm.defined()) {
-        q = rms_norm_scaled(q, L.q_norm, eps);
-        k = rms_norm_scaled(k, L.k_norm, eps);
+      torch::Tensor h, q, k, v, a;
+      {
+        TANDEM_SPAN("norm");
+        h = rms_norm_scaled(x, L.ln_in, eps);
       }
-      auto v = decoder::proj_packed(h, L.v, L.pv).view({B, T, nkv, D}).transpose(1, 2);
+      {
+        TANDEM_SPAN("qkv_proj");
+        q = decoder::proj_packed(h, L.q, L.pq).view({B, T, nh, D}).transpose(1, 2);
+        k = decoder::proj_packed(h, L.k, L.pk).view({B, T, nkv, D}).transpose(1, 2);
+        v = decoder::proj_packed(h, L.v, L.pv).view({B, T, nkv, D}).transpose(1, 2);
+      }
       const auto& cs = L.sliding ? cs_local : cs_global;
-      q = decoder::apply_rotary(q, cs);
-      k = decoder::apply_rotary(k, cs);
-      if (cache) std::tie(k, v) = cache->append(static_cast<int64_t>(i), k, v);
-      const auto& am = L.sliding ? m_local : m_global;
-      auto a = cf.attn_logit_softcapping > 0 ? decoder::attend_softcapped(q, k, v, am, scale_, cf.attn_logit_softcapping)
-                                             : decoder::attend(q, k, v, am, scale_);
-      a = decoder::proj_packed(a.transpose(1, 2).reshape({B, T, nh * D}), L.o, L.po);
-      x = x + rms_norm_scaled(a, L.ln_post_attn, eps);
-      h = rms_norm_scaled(x, L.ln_pre_ff, eps);
-      h = decoder::proj_packed(torch::gelu(decoder::proj_packed(h, L.gate, L.pgate), "tanh") * decoder::proj_packed(h, L.up, L.pup),
-                               L.down, L.pdown);
-      x = x + rms_norm_scaled(h, L.ln_post_ff, eps);
+      {
+        TANDEM_SPAN("rope");
+        if (L.q_norm.defined()) {
+          q = rms_norm_scaled(q, L.q_norm, eps);
+          k = rms_norm_scaled(k, L.k_norm, eps);
+        }
+        q = decoder::apply_rotary(q, cs);
+        k = decoder::apply_rotary(k, cs);
+      }
+      {
+        TANDEM_SPAN("attention");
+        if (cache) std::tie(k, v) = cache->append(static_cast<int64_t>(i), k, v);
+        const auto& am = L.sliding ? m_local : m_global;
+        a = cf.attn_logit_softcapping > 0 ? decoder::attend_softcapped(q, k, v, am, scale_, cf.attn_logit_softcapping)
+                                          : decoder::attend(q, k, v, am, scale_);
+      }
+      {
+        TANDEM_SPAN("o_proj");
+        a = decoder::proj_packed(a.transpose(1, 2).reshape({B, T, nh * D}), L.o, L.po);
+      }
+      {
+        TANDEM_SPAN("norm");
+        x = x + rms_norm_scaled(a, L.ln_post_attn, eps);
+        h = rms_norm_scaled(x, L.ln_pre_ff, eps);
+      }
+      {
+        TANDEM_SPAN("mlp");
+        h = decoder::proj_packed(torch::gelu(decoder::proj_packed(h, L.gate, L.pgate), "tanh") * decoder::proj_packed(h, L.up, L.pup),
+                                 L.down, L.pdown);
+      }
+      {
+        TANDEM_SPAN("norm");
+        x = x + rms_norm_scaled(h, L.ln_post_ff, eps);
+      }
       if (output_hidden_states) out.hidden_states.push_back(x);
     }
     if (cache) cache->advance(T);
     if (logits_to_keep < 0) return out;
     if (logits_to_keep > 0 && logits_to_keep < T) x = x.narrow(1, T - logits_to_keep, logits_to_keep);
+    TANDEM_SPAN("lm_head");
     out.logits = cap_logits(project_vocab(final_norm(x)));
     return out;
   }

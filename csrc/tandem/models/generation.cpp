@@ -5,6 +5,7 @@
 #include <numeric>
 
 #include <ATen/CPUGeneratorImpl.h>
+#include <ATen/record_function.h>
 #include <torch/torch.h>
 
 namespace tandem {
@@ -152,7 +153,10 @@ DecodeStats generate(CausalLM& model, const std::vector<std::vector<int64_t>>& p
     if (n_live == 0) break;
     // 3. The policy chooses each row's next token (or ends the row).
     std::fill(choices.begin(), choices.end(), TokenChoice{});
-    policy.choose(DecodeStep{step, out, fed_mask, live, gen}, choices);
+    {
+      RECORD_FUNCTION("tandem::choose_token", c10::ArrayRef<const c10::IValue>{});
+      policy.choose(DecodeStep{step, out, fed_mask, live, gen}, choices);
+    }
     for (int64_t b = 0; b < B; ++b) {
       const auto& c = choices[static_cast<size_t>(b)];
       if (live[static_cast<size_t>(b)] && c.finish) end_row(b, c.reason);

@@ -200,27 +200,48 @@ class LlamaModel : public CausalLM {
     if (output_hidden_states) out.hidden_states.push_back(x);
     for (size_t i = 0; i < layers_.size(); ++i) {
       const Layer& L = layers_[i];
-      auto h = rms_norm(x, L.ln1, cf.rms_norm_eps);
-      auto q = proj_packed(h, L.q, L.pq, L.qb).view({B, T, nh, D}).transpose(1, 2);
-      auto k = proj_packed(h, L.k, L.pk, L.kb).view({B, T, nkv, D}).transpose(1, 2);
-      auto v = proj_packed(h, L.v, L.pv, L.vb).view({B, T, nkv, D}).transpose(1, 2);
-      if (L.q_norm.defined()) {
-        q = rms_norm(q, L.q_norm, cf.rms_norm_eps);
-        k = rms_norm(k, L.k_norm, cf.rms_norm_eps);
+      torch::Tensor h, q, k, v, a;
+      {
+        TANDEM_SPAN("norm");
+        h = rms_norm(x, L.ln1, cf.rms_norm_eps);
       }
-      q = decoder::apply_rotary(q, cs);
-      k = decoder::apply_rotary(k, cs);
-      if (cache) std::tie(k, v) = cache->append(static_cast<int64_t>(i), k, v);
-      auto a = decoder::attend(q, k, v, L.sliding ? am_window : am_full, 1.0 / std::sqrt(static_cast<double>(D)));
-      a = a.transpose(1, 2).reshape({B, T, nh * D});
-      x = x + proj_packed(a, L.o, L.po, L.ob);
-      h = rms_norm(x, L.ln2, cf.rms_norm_eps);
+      {
+        TANDEM_SPAN("qkv_proj");
+        q = proj_packed(h, L.q, L.pq, L.qb).view({B, T, nh, D}).transpose(1, 2);
+        k = proj_packed(h, L.k, L.pk, L.kb).view({B, T, nkv, D}).transpose(1, 2);
+        v = proj_packed(h, L.v, L.pv, L.vb).view({B, T, nkv, D}).transpose(1, 2);
+      }
+      {
+        TANDEM_SPAN("rope");
+        if (L.q_norm.defined()) {
+          q = rms_norm(q, L.q_norm, cf.rms_norm_eps);
+          k = rms_norm(k, L.k_norm, cf.rms_norm_eps);
+        }
+        q = decoder::apply_rotary(q, cs);
+        k = decoder::apply_rotary(k, cs);
+      }
+      {
+        TANDEM_SPAN("attention");
+        if (cache) std::tie(k, v) = cache->append(static_cast<int64_t>(i), k, v);
+        a = decoder::attend(q, k, v, L.sliding ? am_window : am_full, 1.0 / std::sqrt(static_cast<double>(D)));
+        a = a.transpose(1, 2).reshape({B, T, nh * D});
+      }
+      {
+        TANDEM_SPAN("o_proj");
+        x = x + proj_packed(a, L.o, L.po, L.ob);
+      }
+      {
+        TANDEM_SPAN("norm");
+        h = rms_norm(x, L.ln2, cf.rms_norm_eps);
+      }
+      TANDEM_SPAN("mlp");
       x = x + (L.router.defined() ? sparse_moe(h, L) : proj_packed(act_(proj_packed(h, L.gate, L.pgate, L.gate_b)) * proj_packed(h, L.up, L.pup, L.up_b), L.down, L.pdown, L.down_b));
       if (output_hidden_states) out.hidden_states.push_back(x);
     }
     if (cache) cache->advance(T);
     if (logits_to_keep < 0) return out;
     if (logits_to_keep > 0 && logits_to_keep < T) x = x.narrow(1, T - logits_to_keep, logits_to_keep);
+    TANDEM_SPAN("lm_head");
     out.logits = project_vocab(final_norm(x));
     return out;
   }

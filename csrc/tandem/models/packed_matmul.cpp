@@ -6,6 +6,7 @@
 #include <immintrin.h>
 
 #include <ATen/Parallel.h>
+#include <ATen/record_function.h>
 #include <torch/torch.h>
 
 namespace tandem {
@@ -408,6 +409,7 @@ DotFn dot_for(gguf::GgmlType t, bool portable = false) {
 bool packed_supported(gguf::GgmlType type) { return dot_for(type) != nullptr; }
 
 at::Tensor packed_matmul(const at::Tensor& x_in, const PackedWeight& w, bool portable) {
+  RECORD_FUNCTION("tandem::packed_matmul", c10::ArrayRef<const c10::IValue>{});
   DotFn dot = dot_for(w.type, portable);
   TORCH_CHECK(dot, "packed_matmul: unsupported type ", gguf::type_name(static_cast<uint32_t>(w.type)));
   auto x = x_in.to(torch::kFloat).contiguous();

@@ -1,0 +1,94 @@
+"""Where the time of a batch-1 decode step goes, for each real model (SmolLM2-135M Q4_1, Gemma 3
+270M Q4_K_M), from torch's profiler over tandem's C++ decode loop: the decoders mark their spans
+(tandem::norm, qkv_proj, rope, attention, o_proj, mlp, lm_head; choose_token in the generation
+loop), so each step's wall time splits into those parts, and what no span covers (step setup,
+masks, dispatch, allocation) is reported as the remainder.
+
+    python benchmarks/profile_decode.py [--threads 2] [--tokens 64]
+
+Writes results/bench/decode_profile.{csv,md}.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+ROOT = Path(__file__).resolve().parents[1]
+SPANS = ["qkv_proj", "o_proj", "mlp", "lm_head", "attention", "norm", "rope", "choose_token"]
+
+
+def profile_model(name: str, tokens: int) -> dict:
+    import tandem
+    lm = tandem.models.load(name)
+    prompt = [torch.randint(100, 20000, (64,)).tolist()]
+    gen = lambda n: lm.model.generate(prompt, max_new_tokens=n, pad_id=0, stop_token_ids=[])  # noqa: E731
+    gen(4)
+    t = time.perf_counter()
+    gen(1)
+    t1 = time.perf_counter() - t
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        t = time.perf_counter()
+        gen(tokens)
+        wall = time.perf_counter() - t
+    decode_s = wall - t1  # the prefill and first token are timed apart and removed
+    totals = {s: 0.0 for s in SPANS}
+    packed = 0.0
+    for e in prof.key_averages():
+        key = e.key.removeprefix("tandem::")
+        if key in totals:
+            totals[key] += e.cpu_time_total / 1e6
+        if e.key == "tandem::packed_matmul":
+            packed = e.cpu_time_total / 1e6
+    # Spans measured over the whole call include the prefill's share: scale them by the decode
+    # fraction of the forward work (prefill is one of `tokens` forwards but a 64-token one).
+    steps = tokens - 1
+    row = {"model": name, "tokens_per_s": steps / decode_s, "ms_per_token": 1000 * decode_s / steps}
+    prefill_share = t1 / wall
+    for s in SPANS:
+        row[s] = 1000 * totals[s] * (1 - prefill_share) / steps
+    row["packed_matmul_total"] = 1000 * packed * (1 - prefill_share) / steps
+    row["other"] = row["ms_per_token"] - sum(row[s] for s in SPANS)
+    return row
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--tokens", type=int, default=64)
+    ap.add_argument("--out", default=str(ROOT / "results" / "bench"))
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    rows = [profile_model(n, args.tokens) for n in ("smollm2-135m", "gemma3-270m")]
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    fields = ["model", "tokens_per_s", "ms_per_token", *SPANS, "other", "packed_matmul_total"]
+    with open(out / "decode_profile.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fields)
+        w.writeheader()
+        w.writerows([{k: (f"{v:.3f}" if isinstance(v, float) else v) for k, v in r.items()} for r in rows])
+    md = ["# Where a batch-1 decode step goes (ms per token)", "",
+          f"`python benchmarks/profile_decode.py` ({args.threads} threads, prompt 64, {args.tokens} new tokens, torch "
+          f"{torch.__version__}; the profiler itself adds some time). Spans are tandem's own (decoder_common.h "
+          "TANDEM_SPAN); `other` is what no span covers: the loop's step setup, masks, dispatch and allocation.", "",
+          "| model | tok/s | ms/token | " + " | ".join(SPANS) + " | other | (packed matmuls within) |",
+          "| --- | ---: | ---: | " + " | ".join("---:" for _ in SPANS) + " | ---: | ---: |"]
+    for r in rows:
+        md.append(f"| {r['model']} | {r['tokens_per_s']:.1f} | {r['ms_per_token']:.2f} | " +
+                  " | ".join(f"{r[s]:.2f}" for s in SPANS) + f" | {r['other']:.2f} | {r['packed_matmul_total']:.2f} |")
+    md += ["", "Share of the step in matrix products (qkv_proj + o_proj + mlp + lm_head):", ""]
+    for r in rows:
+        mm = sum(r[s] for s in ("qkv_proj", "o_proj", "mlp", "lm_head"))
+        md.append(f"- {r['model']}: {100 * mm / r['ms_per_token']:.0f}% ({mm:.2f} of {r['ms_per_token']:.2f} ms)")
+    (out / "decode_profile.md").write_text("\n".join(md) + "\n")
+    print("\n".join(md))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

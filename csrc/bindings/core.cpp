@@ -80,6 +80,10 @@ void bind_core(py::module_& m) {
   m.def("parse_device", [](const std::string& s) { return parse_device(s).str(); }, py::arg("text"));
   m.def("parse_dtype", [](const std::string& s) { return dtype_name(parse_dtype(s)); }, py::arg("text"));
   m.def("set_threads", &set_threads, py::arg("threads") = 0, "0 = every core this process may use.");
+  m.def(
+      "set_decode_kernels", [](const std::string& k) { set_decode_kernels(parse_decode_kernels(k)); }, py::arg("kernels"),
+      "\"exact\" or \"int8_activations\": how CPU decoding multiplies quantized weights (a run sets it from its config).");
+  m.def("decode_kernels", [] { return decode_kernels() == DecodeKernels::kExact ? std::string("exact") : std::string("int8_activations"); });
   m.def("available_cores", &available_cores);
   m.def("data_root", &data_root);
 }

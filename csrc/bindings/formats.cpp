@@ -90,5 +90,14 @@ void bind_formats(py::module_& m) {
             return packed_matmul(x, w, portable);
           },
           py::arg("name"), py::arg("x"), py::arg("portable") = false,
-          "x [M, cols] times the tensor's transpose, read from its quantized blocks.");
+          "x [M, cols] times the tensor's transpose, read from its quantized blocks.")
+      .def(
+          "packed_matmul_int8",
+          [](const gguf::GgufFile& f, const std::string& name, const at::Tensor& x, bool portable) {
+            const auto& info = f.info(name);
+            PackedWeight w{static_cast<gguf::GgmlType>(info.type), f.raw(name).view({info.ne[1], -1}), info.ne[1], info.ne[0]};
+            return packed_matmul_int8(x, w, portable);
+          },
+          py::arg("name"), py::arg("x"), py::arg("portable") = false,
+          "The same product with x quantized per 32 values to int8 (decode_kernels: int8_activations).");
 }

@@ -127,3 +127,25 @@ def test_packed_matmul_equals_dequantized_matmul(fixture_file, qtype, portable):
         ref = (x.double() @ w.double().T).float()
         assert got.shape == (rows, shape[0])
         assert torch.allclose(got, ref, rtol=1e-5, atol=1e-4), (rows, (got - ref).abs().max().item())
+
+
+@pytest.mark.parametrize("qtype", [T.Q4_0, T.Q4_1, T.Q8_0], ids=lambda q: q.name)
+@pytest.mark.parametrize("portable", [False, True], ids=["vnni", "portable"])
+def test_int8_activation_matmul_equals_its_arithmetic(fixture_file, qtype, portable):
+    """decode_kernels: int8_activations. Reference written here from llama.cpp's q8 arithmetic:
+    each 32 activations quantized to int8 (d = max|x| / 127, ties to even), then the exact
+    dequantized weights times the dequantized activations."""
+    path, tensors = fixture_file
+    data, _, shape = tensors[f"t.{qtype.name}"]
+    w = torch.from_numpy(gguf.quants.dequantize(data, qtype).astype(np.float32).reshape(shape)).double()
+    for rows in (1, 3):
+        x = torch.randn(rows, shape[1], generator=torch.Generator().manual_seed(10 + rows))
+        blocks = x.view(rows, -1, 32)
+        d = blocks.abs().amax(-1, keepdim=True) / 127
+        q = torch.round(blocks / torch.where(d > 0, d, torch.ones_like(d)))  # torch.round: ties to even
+        x_hat = (q * d).view(rows, -1).double()
+        ref = (x_hat @ w.T).float()
+        got = _C.GgufFile(str(path)).packed_matmul_int8(f"t.{qtype.name}", x, portable)
+        assert torch.allclose(got, ref, rtol=1e-5, atol=1e-4), (rows, (got - ref).abs().max().item())
+        exact = (x.double() @ w.T).float()
+        assert (got - exact).abs().max().item() > 1e-6  # it is a different arithmetic, not the exact path

@@ -1,5 +1,7 @@
 #include "tandem/core/runtime.h"
 
+#include <atomic>
+
 #include <sched.h>
 
 #include <cstdlib>
@@ -155,12 +157,26 @@ RuntimeOptions RuntimeOptions::from_config(const Config& cfg) {
   }
   o.seed = static_cast<uint64_t>(keys.seed);
   o.threads = static_cast<int>(keys.threads);
+  o.decode_kernels = parse_decode_kernels(keys.decode_kernels);
   return o;
 }
 
 void RuntimeOptions::apply() const {
   seed_everything(seed);
   set_threads(threads);
+  set_decode_kernels(decode_kernels);
+}
+
+namespace {
+std::atomic<int> g_decode_kernels{0};
+}
+
+DecodeKernels decode_kernels() { return static_cast<DecodeKernels>(g_decode_kernels.load(std::memory_order_relaxed)); }
+void set_decode_kernels(DecodeKernels k) { g_decode_kernels.store(static_cast<int>(k), std::memory_order_relaxed); }
+DecodeKernels parse_decode_kernels(const std::string& text) {
+  if (text == "exact") return DecodeKernels::kExact;
+  if (text == "int8_activations") return DecodeKernels::kInt8Activations;
+  throw std::invalid_argument("decode_kernels: expected exact or int8_activations, got \"" + text + "\"");
 }
 
 }  // namespace tandem

@@ -40,6 +40,15 @@ void note_input(const std::string& kind, const std::string& path);
 std::vector<std::string> inputs_read();
 void clear_inputs_read();
 
+/// How quantized weights multiply activations when decoding on the CPU: "exact" (float32 math on
+/// the exact dequantized weights, the default) or "int8_activations" (activations quantized per
+/// 32 values to int8 and integer dot products, as llama.cpp runs them; for Q4_0, Q4_1 and Q8_0
+/// weights, other types stay exact). Process-wide, set from the config by RuntimeOptions::apply.
+enum class DecodeKernels { kExact, kInt8Activations };
+DecodeKernels decode_kernels();
+void set_decode_kernels(DecodeKernels k);
+DecodeKernels parse_decode_kernels(const std::string& text);
+
 /// Settings read from the top level of a run config (device, dtype, seed, threads).
 /// The runtime keys at the root of every config, as written.
 struct RuntimeKeys {
@@ -47,12 +56,17 @@ struct RuntimeKeys {
   std::string dtype = "float32";
   int64_t seed = 0;
   int64_t threads = 0;
+  std::string decode_kernels = "exact";
   template <class V>
   void visit(V& v) {
     v.field("device", device, "cpu, cuda, cuda:N, mps or auto (the best available)");
     v.field("dtype", dtype, "float32, bfloat16 or float16: the models' parameters and activations");
     v.field("seed", seed, "seeds every random stream (data order, initialisation, sampling)", NonNegative{});
     v.field("threads", threads, "CPU threads (0 = all cores)", NonNegative{});
+    v.field("decode_kernels", decode_kernels,
+            "exact (float32 math on the dequantized weights) or int8_activations (llama.cpp's 8-bit activations, "
+            "Q4_0/Q4_1/Q8_0 weights): how CPU decoding multiplies quantized weights",
+            OneOf{{"exact", "int8_activations"}});
   }
   TANDEM_OPTIONS(RuntimeKeys)
 };
@@ -62,9 +76,10 @@ struct RuntimeOptions {
   c10::ScalarType dtype{c10::kFloat};
   uint64_t seed{0};
   int threads{0};
-  /// Reads `device`, `dtype`, `seed`, `threads` from `cfg`; errors name the key and line.
+  DecodeKernels decode_kernels{DecodeKernels::kExact};
+  /// Reads `device`, `dtype`, `seed`, `threads`, `decode_kernels` from `cfg`; errors name the key and line.
   static RuntimeOptions from_config(const Config& cfg);
-  /// Applies seed and threads to this process.
+  /// Applies seed, threads and decode kernels to this process.
   void apply() const;
 };
 

@@ -1,6 +1,8 @@
 #include "tandem/models/packed_matmul.h"
 
+#include <cmath>
 #include <cstring>
+#include <vector>
 #include <type_traits>
 
 #include <immintrin.h>
@@ -8,6 +10,8 @@
 #include <ATen/Parallel.h>
 #include <ATen/record_function.h>
 #include <torch/torch.h>
+
+#include "tandem/core/runtime.h"
 
 namespace tandem {
 namespace {
@@ -404,11 +408,141 @@ DotFn dot_for(gguf::GgmlType t, bool portable = false) {
   }
 }
 
+// ---- 8-bit activations (decode_kernels: int8_activations) ----
+// Each activation row is quantized per 32 values to int8 with one float scale (d = max|x| / 127,
+// q = round(x / d), ties to even) and d * sum(q) kept for the weights' offset terms, as llama.cpp's
+// q8 blocks; a weight block then costs one integer dot product (AVX512-VNNI) and one scale.
+struct Q8Row {
+  std::vector<int8_t> q;
+  std::vector<float> d, s;  // per block: scale, scale * sum of codes
+};
+
+void quantize_q8(const float* x, int64_t n_blocks, Q8Row& r) {
+  r.q.resize(static_cast<size_t>(n_blocks * 32));
+  r.d.resize(static_cast<size_t>(n_blocks));
+  r.s.resize(static_cast<size_t>(n_blocks));
+  for (int64_t b = 0; b < n_blocks; ++b) {
+    const float* xb = x + b * 32;
+    float amax = 0.f;
+    for (int j = 0; j < 32; ++j) amax = std::max(amax, std::fabs(xb[j]));
+    const float d = amax / 127.f, id = d > 0 ? 1.f / d : 0.f;
+    int sum = 0;
+    for (int j = 0; j < 32; ++j) {
+      const int q = static_cast<int>(std::nearbyint(xb[j] * id));
+      r.q[static_cast<size_t>(b * 32 + j)] = static_cast<int8_t>(q);
+      sum += q;
+    }
+    r.d[static_cast<size_t>(b)] = d;
+    r.s[static_cast<size_t>(b)] = d * static_cast<float>(sum);
+  }
+}
+
+// Weight codes of one block as 32 unsigned bytes in weight order, plus the block's float terms:
+// w_j = scale * code_j + offset (Q4_0: offset = -8 * scale; Q4_1: the stored min).
+template <gguf::GgmlType T>
+inline void int8_block_scalar(const uint8_t* w, uint8_t codes[32], float& scale, float& offset, bool& is_signed) {
+  is_signed = false;
+  if constexpr (T == gguf::GgmlType::Q4_0 || T == gguf::GgmlType::Q4_1) {
+    const uint8_t* qs = w + (T == gguf::GgmlType::Q4_0 ? 2 : 4);
+    for (int j = 0; j < 16; ++j) codes[j] = qs[j] & 0x0F, codes[j + 16] = qs[j] >> 4;
+    scale = half_to_float(w);
+    offset = T == gguf::GgmlType::Q4_0 ? -8.f * scale : half_to_float(w + 2);
+  } else {  // Q8_0: signed codes
+    std::memcpy(codes, w + 2, 32);
+    scale = half_to_float(w);
+    offset = 0.f;
+    is_signed = true;
+  }
+}
+
+template <gguf::GgmlType T>
+float dot_int8_scalar(const uint8_t* w, const Q8Row& x, int64_t n_blocks) {
+  constexpr int64_t kBytes = T == gguf::GgmlType::Q4_0 ? 18 : T == gguf::GgmlType::Q4_1 ? 20 : 34;
+  float total = 0.f;
+  for (int64_t b = 0; b < n_blocks; ++b, w += kBytes) {
+    uint8_t codes[32];
+    float scale, offset;
+    bool is_signed;
+    int8_block_scalar<T>(w, codes, scale, offset, is_signed);
+    const int8_t* xq = x.q.data() + b * 32;
+    int32_t isum = 0;
+    for (int j = 0; j < 32; ++j) isum += (is_signed ? static_cast<int>(static_cast<int8_t>(codes[j])) : codes[j]) * xq[j];
+    total += scale * x.d[static_cast<size_t>(b)] * static_cast<float>(isum) + offset * x.s[static_cast<size_t>(b)];
+  }
+  return total;
+}
+
+template <gguf::GgmlType T>
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,f16c,fma"))) float dot_int8_vnni(const uint8_t* w, const Q8Row& x,
+                                                                                            int64_t n_blocks) {
+  constexpr int64_t kBytes = T == gguf::GgmlType::Q4_0 ? 18 : T == gguf::GgmlType::Q4_1 ? 20 : 34;
+  __m256 acc = _mm256_setzero_ps();
+  float offsets = 0.f;
+  const __m128i low = _mm_set1_epi8(0x0F);
+  for (int64_t b = 0; b < n_blocks; ++b, w += kBytes) {
+    const __m256i xq = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.q.data() + b * 32));
+    __m256i dot;
+    float scale = f16_at(w);
+    if constexpr (T == gguf::GgmlType::Q8_0) {  // signed x signed: |w| times x with w's sign
+      const __m256i wq = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + 2));
+      dot = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_abs_epi8(wq), _mm256_sign_epi8(xq, wq));
+    } else {
+      const __m128i qs = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w + (T == gguf::GgmlType::Q4_0 ? 2 : 4)));
+      const __m256i codes = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(qs, 4), low), _mm_and_si128(qs, low));
+      dot = _mm256_dpbusd_epi32(_mm256_setzero_si256(), codes, xq);
+      offsets += (T == gguf::GgmlType::Q4_0 ? -8.f * scale : f16_at(w + 2)) * x.s[static_cast<size_t>(b)];
+    }
+    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_set1_ps(scale * x.d[static_cast<size_t>(b)]), acc);
+  }
+  const __m128 h = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
+  const __m128 q = _mm_add_ps(h, _mm_movehl_ps(h, h));
+  return _mm_cvtss_f32(_mm_add_ss(q, _mm_shuffle_ps(q, q, 1))) + offsets;
+}
+
+using Int8DotFn = float (*)(const uint8_t*, const Q8Row&, int64_t);
+
+Int8DotFn int8_dot_for(gguf::GgmlType t, bool portable) {
+  static const bool vnni = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                           __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni") &&
+                           __builtin_cpu_supports("f16c") && __builtin_cpu_supports("fma");
+  const bool v = vnni && !portable;
+  switch (t) {
+    case gguf::GgmlType::Q4_0: return v ? dot_int8_vnni<gguf::GgmlType::Q4_0> : dot_int8_scalar<gguf::GgmlType::Q4_0>;
+    case gguf::GgmlType::Q4_1: return v ? dot_int8_vnni<gguf::GgmlType::Q4_1> : dot_int8_scalar<gguf::GgmlType::Q4_1>;
+    case gguf::GgmlType::Q8_0: return v ? dot_int8_vnni<gguf::GgmlType::Q8_0> : dot_int8_scalar<gguf::GgmlType::Q8_0>;
+    default: return nullptr;
+  }
+}
+
+at::Tensor int8_matmul(const at::Tensor& x, const PackedWeight& w, Int8DotFn dot) {
+  const int64_t M = x.size(0), n_blocks = w.cols / 32, row_bytes = w.raw.size(1);
+  std::vector<Q8Row> xq(static_cast<size_t>(M));
+  for (int64_t m = 0; m < M; ++m) quantize_q8(x.data_ptr<float>() + m * w.cols, n_blocks, xq[static_cast<size_t>(m)]);
+  auto y = torch::empty({M, w.rows}, torch::kFloat);
+  const uint8_t* base = w.raw.data_ptr<uint8_t>();
+  float* yp = y.data_ptr<float>();
+  at::parallel_for(0, w.rows, 64, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r)
+      for (int64_t m = 0; m < M; ++m) yp[m * w.rows + r] = dot(base + r * row_bytes, xq[static_cast<size_t>(m)], n_blocks);
+  });
+  return y;
+}
+
 }  // namespace
 
 bool packed_supported(gguf::GgmlType type) { return dot_for(type) != nullptr; }
 
+at::Tensor packed_matmul_int8(const at::Tensor& x_in, const PackedWeight& w, bool portable) {
+  RECORD_FUNCTION("tandem::packed_matmul", c10::ArrayRef<const c10::IValue>{});
+  Int8DotFn dot = int8_dot_for(w.type, portable);
+  TORCH_CHECK(dot, "packed_matmul_int8: no 8-bit-activation kernel for ", gguf::type_name(static_cast<uint32_t>(w.type)));
+  auto x = x_in.to(torch::kFloat).contiguous();
+  TORCH_CHECK(x.dim() == 2 && x.size(1) == w.cols, "packed_matmul_int8: x must be [M, ", w.cols, "]");
+  return int8_matmul(x, w, dot);
+}
+
 at::Tensor packed_matmul(const at::Tensor& x_in, const PackedWeight& w, bool portable) {
+  if (decode_kernels() == DecodeKernels::kInt8Activations && int8_dot_for(w.type, portable)) return packed_matmul_int8(x_in, w, portable);
   RECORD_FUNCTION("tandem::packed_matmul", c10::ArrayRef<const c10::IValue>{});
   DotFn dot = dot_for(w.type, portable);
   TORCH_CHECK(dot, "packed_matmul: unsupported type ", gguf::type_name(static_cast<uint32_t>(w.type)));

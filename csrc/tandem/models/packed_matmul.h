@@ -29,7 +29,12 @@ constexpr int64_t kPackedMaxRows = 16;
 bool packed_supported(gguf::GgmlType type);
 
 /// y [M, rows] = x [M, cols] (float32, contiguous) times W^T, W given by its quantized blocks.
-/// `portable` forces the plain C++ kernels even where AVX-512 ones would run (for tests).
+/// `portable` forces the plain C++ kernels even where AVX-512 ones would run (for tests). Under
+/// decode_kernels() == int8_activations, Q4_0/Q4_1/Q8_0 weights take packed_matmul_int8.
 at::Tensor packed_matmul(const at::Tensor& x, const PackedWeight& w, bool portable = false);
+
+/// The same product with x quantized per 32 values to int8 (llama.cpp's arithmetic; integer dot
+/// products with AVX512-VNNI where the CPU has it). Q4_0, Q4_1 and Q8_0 weights.
+at::Tensor packed_matmul_int8(const at::Tensor& x, const PackedWeight& w, bool portable = false);
 
 }  // namespace tandem

@@ -129,7 +129,7 @@ def test_packed_matmul_equals_dequantized_matmul(fixture_file, qtype, portable):
         assert torch.allclose(got, ref, rtol=1e-5, atol=1e-4), (rows, (got - ref).abs().max().item())
 
 
-@pytest.mark.parametrize("qtype", [T.Q4_0, T.Q4_1, T.Q8_0], ids=lambda q: q.name)
+@pytest.mark.parametrize("qtype", [T.Q4_0, T.Q4_1, T.Q5_0, T.Q8_0, T.Q4_K, T.Q6_K], ids=lambda q: q.name)
 @pytest.mark.parametrize("portable", [False, True], ids=["vnni", "portable"])
 def test_int8_activation_matmul_equals_its_arithmetic(fixture_file, qtype, portable):
     """decode_kernels: int8_activations. Reference written here from llama.cpp's q8 arithmetic:

@@ -415,25 +415,29 @@ DotFn dot_for(gguf::GgmlType t, bool portable = false) {
 struct Q8Row {
   std::vector<int8_t> q;
   std::vector<float> d, s;  // per block: scale, scale * sum of codes
+  std::vector<float> s16;   // per block, per half of 16: scale * sum of those codes
 };
 
 void quantize_q8(const float* x, int64_t n_blocks, Q8Row& r) {
   r.q.resize(static_cast<size_t>(n_blocks * 32));
   r.d.resize(static_cast<size_t>(n_blocks));
   r.s.resize(static_cast<size_t>(n_blocks));
+  r.s16.resize(static_cast<size_t>(2 * n_blocks));
   for (int64_t b = 0; b < n_blocks; ++b) {
     const float* xb = x + b * 32;
     float amax = 0.f;
     for (int j = 0; j < 32; ++j) amax = std::max(amax, std::fabs(xb[j]));
     const float d = amax / 127.f, id = d > 0 ? 1.f / d : 0.f;
-    int sum = 0;
+    int sum[2] = {0, 0};
     for (int j = 0; j < 32; ++j) {
       const int q = static_cast<int>(std::nearbyint(xb[j] * id));
       r.q[static_cast<size_t>(b * 32 + j)] = static_cast<int8_t>(q);
-      sum += q;
+      sum[j / 16] += q;
     }
     r.d[static_cast<size_t>(b)] = d;
-    r.s[static_cast<size_t>(b)] = d * static_cast<float>(sum);
+    r.s[static_cast<size_t>(b)] = d * static_cast<float>(sum[0] + sum[1]);
+    r.s16[static_cast<size_t>(2 * b)] = d * static_cast<float>(sum[0]);
+    r.s16[static_cast<size_t>(2 * b + 1)] = d * static_cast<float>(sum[1]);
   }
 }
 
@@ -499,6 +503,135 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,f16c,fma"))) float d
   return _mm_cvtss_f32(_mm_add_ss(q, _mm_shuffle_ps(q, q, 1))) + offsets;
 }
 
+// Q5_0, Q4_K and Q6_K: each 32-weight block b of a row as 32 unsigned codes and, per half of 16,
+// a scale and an offset: w = scale_h * code + offset_h (Q6_K's scale changes every 16 weights).
+struct CodeBlock {
+  uint8_t codes[32];
+  float scale[2], offset[2];
+};
+
+template <gguf::GgmlType T>
+inline void code_block(const uint8_t* row, int64_t b, CodeBlock& c) {
+  if constexpr (T == gguf::GgmlType::Q5_0) {
+    const uint8_t* w = row + b * 22;
+    uint32_t qh;
+    std::memcpy(&qh, w + 2, 4);
+    for (int j = 0; j < 16; ++j) {
+      c.codes[j] = static_cast<uint8_t>((w[6 + j] & 0x0F) | (((qh >> j) << 4) & 0x10));
+      c.codes[j + 16] = static_cast<uint8_t>((w[6 + j] >> 4) | ((qh >> (j + 12)) & 0x10));
+    }
+    const float d = half_to_float(w);
+    c.scale[0] = c.scale[1] = d;
+    c.offset[0] = c.offset[1] = -16.f * d;
+  } else if constexpr (T == gguf::GgmlType::Q4_K) {
+    const uint8_t* blk = row + (b >> 3) * 144;
+    const int j = static_cast<int>(b & 7);
+    uint8_t sc, mn;
+    scale_min_k4(j, blk + 4, sc, mn);
+    const uint8_t* q = blk + 16 + (j >> 1) * 32;
+    const int shift = (j & 1) * 4;
+    for (int l = 0; l < 32; ++l) c.codes[l] = (q[l] >> shift) & 0x0F;
+    c.scale[0] = c.scale[1] = half_to_float(blk) * sc;
+    c.offset[0] = c.offset[1] = -(half_to_float(blk + 2) * mn);
+  } else {  // Q6_K
+    const uint8_t* blk = row + (b >> 3) * 210;
+    const int sub = static_cast<int>(b & 7), h = sub >> 2, j = sub & 3;
+    const uint8_t* ql = blk + 64 * h + (j & 1) * 32;
+    const uint8_t* qh = blk + 128 + 32 * h;
+    const int lshift = j >= 2 ? 4 : 0;
+    for (int l = 0; l < 32; ++l) c.codes[l] = static_cast<uint8_t>(((ql[l] >> lshift) & 0xF) | (((qh[l] >> (2 * j)) & 3) << 4));
+    const auto* sc = reinterpret_cast<const int8_t*>(blk + 192) + 8 * h + 2 * j;
+    const float d = half_to_float(blk + 208);
+    for (int k = 0; k < 2; ++k) c.scale[k] = d * static_cast<float>(sc[k]), c.offset[k] = -32.f * c.scale[k];
+  }
+}
+
+template <gguf::GgmlType T>
+float dot_int8_codes_scalar(const uint8_t* row, const Q8Row& x, int64_t n_blocks) {
+  float total = 0.f;
+  CodeBlock c;
+  for (int64_t b = 0; b < n_blocks; ++b) {
+    code_block<T>(row, b, c);
+    const int8_t* xq = x.q.data() + b * 32;
+    for (int h = 0; h < 2; ++h) {
+      int32_t isum = 0;
+      for (int l = 16 * h; l < 16 * h + 16; ++l) isum += c.codes[l] * xq[l];
+      total += c.scale[h] * x.d[static_cast<size_t>(b)] * static_cast<float>(isum) + c.offset[h] * x.s16[static_cast<size_t>(2 * b + h)];
+    }
+  }
+  return total;
+}
+
+// The same codes and terms with SIMD byte operations (the scalar loops above cost more than the
+// integer dot product they feed).
+template <gguf::GgmlType T>
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,f16c,fma"))) inline __m256i code_vector(const uint8_t* row, int64_t b,
+                                                                                                   CodeBlock& c) {
+  const __m128i low = _mm_set1_epi8(0x0F);
+  auto load = [](const uint8_t* p) { return _mm_loadu_si128(reinterpret_cast<const __m128i*>(p)); };
+  if constexpr (T == gguf::GgmlType::Q5_0) {
+    const uint8_t* w = row + b * 22;
+    uint32_t qh;
+    std::memcpy(&qh, w + 2, 4);
+    const __m128i qs = load(w + 6), five = _mm_set1_epi8(0x10);
+    const __m128i lo = _mm_or_si128(_mm_and_si128(qs, low), _mm_and_si128(_mm_movm_epi8(static_cast<__mmask16>(qh & 0xFFFF)), five));
+    const __m128i hi = _mm_or_si128(_mm_and_si128(_mm_srli_epi16(qs, 4), low),
+                                    _mm_and_si128(_mm_movm_epi8(static_cast<__mmask16>(qh >> 16)), five));
+    const float d = f16_at(w);
+    c.scale[0] = c.scale[1] = d;
+    c.offset[0] = c.offset[1] = -16.f * d;
+    return _mm256_set_m128i(hi, lo);
+  } else if constexpr (T == gguf::GgmlType::Q4_K) {
+    const uint8_t* blk = row + (b >> 3) * 144;
+    const int j = static_cast<int>(b & 7);
+    uint8_t sc, mn;
+    scale_min_k4(j, blk + 4, sc, mn);
+    const uint8_t* q = blk + 16 + (j >> 1) * 32;
+    __m128i a = load(q), e = load(q + 16);
+    if (j & 1) a = _mm_srli_epi16(a, 4), e = _mm_srli_epi16(e, 4);
+    c.scale[0] = c.scale[1] = f16_at(blk) * sc;
+    c.offset[0] = c.offset[1] = -(f16_at(blk + 2) * mn);
+    return _mm256_set_m128i(_mm_and_si128(e, low), _mm_and_si128(a, low));
+  } else {  // Q6_K
+    const uint8_t* blk = row + (b >> 3) * 210;
+    const int sub = static_cast<int>(b & 7), h = sub >> 2, j = sub & 3;
+    const uint8_t* ql = blk + 64 * h + (j & 1) * 32;
+    const uint8_t* qh = blk + 128 + 32 * h;
+    const __m128i three = _mm_set1_epi8(3), hs = _mm_cvtsi32_si128(2 * j);
+    __m128i half[2];
+    for (int k = 0; k < 2; ++k) {
+      __m128i l = load(ql + 16 * k);
+      if (j >= 2) l = _mm_srli_epi16(l, 4);
+      const __m128i hi = _mm_and_si128(_mm_srl_epi16(load(qh + 16 * k), hs), three);
+      half[k] = _mm_or_si128(_mm_and_si128(l, low), _mm_slli_epi16(hi, 4));
+    }
+    const auto* sc = reinterpret_cast<const int8_t*>(blk + 192) + 8 * h + 2 * j;
+    const float d = f16_at(blk + 208);
+    for (int k = 0; k < 2; ++k) c.scale[k] = d * static_cast<float>(sc[k]), c.offset[k] = -32.f * c.scale[k];
+    return _mm256_set_m128i(half[1], half[0]);
+  }
+}
+
+template <gguf::GgmlType T>
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,f16c,fma"))) float dot_int8_codes_vnni(const uint8_t* row, const Q8Row& x,
+                                                                                                  int64_t n_blocks) {
+  __m256 acc = _mm256_setzero_ps();
+  float offsets = 0.f;
+  CodeBlock c;
+  for (int64_t b = 0; b < n_blocks; ++b) {
+    const __m256i codes = code_vector<T>(row, b, c);
+    const __m256i xq = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.q.data() + b * 32));
+    const __m256i dot = _mm256_dpbusd_epi32(_mm256_setzero_si256(), codes, xq);  // lanes 0-3: weights 0-15
+    const float dx = x.d[static_cast<size_t>(b)];
+    const __m256 scale = _mm256_set_m128(_mm_set1_ps(c.scale[1] * dx), _mm_set1_ps(c.scale[0] * dx));
+    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), scale, acc);
+    offsets += c.offset[0] * x.s16[static_cast<size_t>(2 * b)] + c.offset[1] * x.s16[static_cast<size_t>(2 * b + 1)];
+  }
+  const __m128 h = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
+  const __m128 q = _mm_add_ps(h, _mm_movehl_ps(h, h));
+  return _mm_cvtss_f32(_mm_add_ss(q, _mm_shuffle_ps(q, q, 1))) + offsets;
+}
+
 using Int8DotFn = float (*)(const uint8_t*, const Q8Row&, int64_t);
 
 Int8DotFn int8_dot_for(gguf::GgmlType t, bool portable) {
@@ -510,6 +643,9 @@ Int8DotFn int8_dot_for(gguf::GgmlType t, bool portable) {
     case gguf::GgmlType::Q4_0: return v ? dot_int8_vnni<gguf::GgmlType::Q4_0> : dot_int8_scalar<gguf::GgmlType::Q4_0>;
     case gguf::GgmlType::Q4_1: return v ? dot_int8_vnni<gguf::GgmlType::Q4_1> : dot_int8_scalar<gguf::GgmlType::Q4_1>;
     case gguf::GgmlType::Q8_0: return v ? dot_int8_vnni<gguf::GgmlType::Q8_0> : dot_int8_scalar<gguf::GgmlType::Q8_0>;
+    case gguf::GgmlType::Q5_0: return v ? dot_int8_codes_vnni<gguf::GgmlType::Q5_0> : dot_int8_codes_scalar<gguf::GgmlType::Q5_0>;
+    case gguf::GgmlType::Q4_K: return v ? dot_int8_codes_vnni<gguf::GgmlType::Q4_K> : dot_int8_codes_scalar<gguf::GgmlType::Q4_K>;
+    case gguf::GgmlType::Q6_K: return v ? dot_int8_codes_vnni<gguf::GgmlType::Q6_K> : dot_int8_codes_scalar<gguf::GgmlType::Q6_K>;
     default: return nullptr;
   }
 }

@@ -132,3 +132,21 @@ def test_gguf_of_the_same_model_gives_the_same_logits(family, tmp_path):
     got, _ = tm.forward(ids, mask)
     real = mask.bool()
     assert (got[real] - ref[real]).abs().max().item() <= TOL
+
+
+def test_an_explicit_longrope_factor_is_honoured(tmp_path):
+    """Phi-3.5 files may give rope factor beside longrope's lists; HF then takes it for the
+    attention factor instead of max / original context (a different scale of every logit)."""
+    torch.manual_seed(0)
+    cfg = transformers.Phi3Config(**{**cf.COMMON, "max_position_embeddings": 64}, partial_rotary_factor=0.75,
+                                  original_max_position_embeddings=16, rope_parameters={
+                                      "rope_type": "longrope", "rope_theta": 10000.0, "factor": 16.0,
+                                      "short_factor": [1.0, 1.1, 1.2, 1.3, 1.5, 2.0], "long_factor": [1.0, 1.5, 2.0, 3.0, 4.0, 6.0]})
+    hf = transformers.Phi3ForCausalLM(cfg).eval()
+    hf.set_attn_implementation("eager")
+    hf.save_pretrained(tmp_path / "phi")
+    ids, mask, pos = cf.padded_batch()
+    ref = hf_logits(hf, ids, mask, pos)
+    got, _ = _C.load_causal_lm(str(tmp_path / "phi"), "cpu", "float32").forward(ids, mask)
+    real = mask.bool()
+    assert (got[real] - ref[real]).abs().max().item() <= TOL

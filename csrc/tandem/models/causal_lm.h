@@ -20,6 +20,7 @@ namespace tandem {
 struct RopeScaling {
   std::string type = "default";  ///< default | linear | dynamic | llama3 | yarn | longrope
   double factor = 1.0;
+  bool factor_set = false;                       ///< the file gave factor (yarn/longrope derive it otherwise)
   int64_t original_max_positions = 0;            ///< pretraining context (llama3, yarn, longrope)
   double low_freq_factor = 1.0, high_freq_factor = 4.0;  ///< llama3
   double beta_fast = 32.0, beta_slow = 1.0, mscale = 0.0, mscale_all_dim = 0.0;  ///< yarn

@@ -283,6 +283,7 @@ ModelConfig config_from_gguf(const gguf::GgufFile& f) {
   if (scaling == "linear" || scaling == "yarn") {
     c.rope.type = scaling;
     c.rope.factor = f.get_float(a + "rope.scaling.factor", 1.0);
+    c.rope.factor_set = f.has(a + "rope.scaling.factor");
     c.rope.original_max_positions = f.get_int(a + "rope.scaling.original_context_length", c.max_positions);
     if (scaling == "yarn" && f.has(a + "rope.scaling.attn_factor")) c.rope.attention_factor = f.get_float(a + "rope.scaling.attn_factor");
   } else if (scaling != "none") {
@@ -314,7 +315,7 @@ void read_rope(const nlohmann::json& r, const std::string& path, const std::stri
     if (k == "rope_type" || k == "type") {
       if (!v.is_string()) bad_config(path, where + "." + k + " must be a string");
       out.type = v.get<std::string>();
-    } else if (k == "factor") out.factor = num();
+    } else if (k == "factor") out.factor = num(), out.factor_set = true;
     else if (k == "original_max_position_embeddings") out.original_max_positions = static_cast<int64_t>(num());
     else if (k == "low_freq_factor") out.low_freq_factor = num();
     else if (k == "high_freq_factor") out.high_freq_factor = num();

@@ -42,6 +42,8 @@ RotaryEmbedding::RotaryEmbedding(const ModelConfig& c, const RopeScaling& scalin
     auto medium = (wavelen >= high_wavelen) & (wavelen <= low_wavelen);
     inv_freq_ = torch::where(medium, smoothed, scaled);
   } else if (t == "yarn") {
+    // HF: without a factor in the file, the ratio of the context lengths.
+    if (!s_.factor_set) s_.factor = static_cast<double>(max_positions_) / static_cast<double>(orig);
     attention_factor_ = s_.attention_factor > 0 ? s_.attention_factor
                         : (s_.mscale != 0 && s_.mscale_all_dim != 0)
                             ? yarn_mscale(s_.factor, s_.mscale) / yarn_mscale(s_.factor, s_.mscale_all_dim)
@@ -59,7 +61,7 @@ RotaryEmbedding::RotaryEmbedding(const ModelConfig& c, const RopeScaling& scalin
     auto pos_freqs = torch::pow(theta, torch::arange(0, dim_, 2, torch::kLong).to(torch::kFloat) / static_cast<double>(dim_));
     inv_freq_ = (1.0 / (s_.factor * pos_freqs)) * (1 - extrapolation) + (1.0 / pos_freqs) * extrapolation;
   } else if (t == "longrope") {
-    const double factor = static_cast<double>(max_positions_) / static_cast<double>(orig);
+    const double factor = s_.factor_set ? s_.factor : static_cast<double>(max_positions_) / static_cast<double>(orig);
     attention_factor_ = s_.attention_factor > 0 ? s_.attention_factor
                         : factor <= 1.0         ? 1.0
                                                 : std::sqrt(1 + std::log(factor) / std::log(static_cast<double>(orig)));

@@ -165,4 +165,18 @@ class TransposedHead {
   torch::Tensor t_;
 };
 
+/// The vocabulary projection of final-normed states `x` by head `w` ([vocab, hidden]), float32:
+/// from the head's quantized blocks for a few rows without grad (decoding), else BLAS on the
+/// transposed copy.
+inline torch::Tensor project_head(const torch::Tensor& x, const torch::Tensor& w, TransposedHead& t, const PackedWeight& packed) {
+  const int64_t rows = x.numel() / x.size(-1);
+  const bool need_grad = torch::GradMode::is_enabled() && x.requires_grad();
+  if (!need_grad && packed.defined() && rows <= kPackedMaxRows && x.scalar_type() == torch::kFloat && x.device().is_cpu()) {
+    std::vector<int64_t> shape(x.sizes().begin(), x.sizes().end());
+    shape.back() = -1;
+    return packed_matmul(x.reshape({rows, x.size(-1)}), packed).view(shape);
+  }
+  return torch::matmul(x, t.of(w)).to(torch::kFloat);
+}
+
 }  // namespace tandem::decoder

@@ -181,16 +181,8 @@ class Gemma3Model : public CausalLM {
   }
 
   torch::Tensor final_norm(const torch::Tensor& h) const override { return rms_norm_scaled(h, norm_, config_.rms_norm_eps); }
-  torch::Tensor project_vocab(const torch::Tensor& x) override {
-    const int64_t rows = x.numel() / x.size(-1);
-    const bool need_grad = torch::GradMode::is_enabled() && x.requires_grad();
-    if (!need_grad && head_packed_.defined() && rows <= kPackedMaxRows && x.scalar_type() == torch::kFloat && x.device().is_cpu()) {
-      std::vector<int64_t> shape(x.sizes().begin(), x.sizes().end());
-      shape.back() = -1;
-      return packed_matmul(x.reshape({rows, x.size(-1)}), head_packed_).view(shape);
-    }
-    return torch::matmul(x, head_t_.of(embed_)).to(torch::kFloat);
-  }
+  torch::Tensor project_vocab(const torch::Tensor& x) override { return decoder::project_head(x, embed_, head_t_, head_packed_); }
+
 
  private:
   torch::Tensor embed_, norm_;

@@ -476,6 +476,12 @@ float dot_int8_scalar(const uint8_t* w, const Q8Row& x, int64_t n_blocks) {
   return total;
 }
 
+__attribute__((target("avx2"))) inline float hsum256(__m256 acc) {
+  const __m128 h = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
+  const __m128 q = _mm_add_ps(h, _mm_movehl_ps(h, h));
+  return _mm_cvtss_f32(_mm_add_ss(q, _mm_shuffle_ps(q, q, 1)));
+}
+
 template <gguf::GgmlType T>
 __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,f16c,fma"))) float dot_int8_vnni(const uint8_t* w, const Q8Row& x,
                                                                                             int64_t n_blocks) {
@@ -498,9 +504,7 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,f16c,fma"))) float d
     }
     acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_set1_ps(scale * x.d[static_cast<size_t>(b)]), acc);
   }
-  const __m128 h = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
-  const __m128 q = _mm_add_ps(h, _mm_movehl_ps(h, h));
-  return _mm_cvtss_f32(_mm_add_ss(q, _mm_shuffle_ps(q, q, 1))) + offsets;
+  return hsum256(acc) + offsets;
 }
 
 // Q5_0, Q4_K and Q6_K: each 32-weight block b of a row as 32 unsigned codes and, per half of 16,
@@ -627,9 +631,7 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,f16c,fma"))) float d
     acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), scale, acc);
     offsets += c.offset[0] * x.s16[static_cast<size_t>(2 * b)] + c.offset[1] * x.s16[static_cast<size_t>(2 * b + 1)];
   }
-  const __m128 h = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
-  const __m128 q = _mm_add_ps(h, _mm_movehl_ps(h, h));
-  return _mm_cvtss_f32(_mm_add_ss(q, _mm_shuffle_ps(q, q, 1))) + offsets;
+  return hsum256(acc) + offsets;
 }
 
 using Int8DotFn = float (*)(const uint8_t*, const Q8Row&, int64_t);

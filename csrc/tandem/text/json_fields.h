@@ -3,6 +3,8 @@
 // the rest, naming the file, the component and the key.
 #pragma once
 
+#include <functional>
+#include <map>
 #include <set>
 #include <stdexcept>
 #include <string>
@@ -53,5 +55,22 @@ class JsonFields {
   std::string file_, where_;
   std::set<std::string> used_;
 };
+
+/// Builds one pipeline stage from its JSON object: the builder registered under its "type" (an
+/// unknown type is refused listing the known ones), then every key the builder left unread refused.
+template <class Target>
+void build_stage(const std::map<std::string, std::function<void(JsonFields&, Target&)>>& builders, const char* kind,
+                 const nlohmann::json& j, const std::string& file, const std::string& where, Target& target) {
+  JsonFields f(j, file, where);
+  const std::string type = f.required<std::string>("type");
+  auto it = builders.find(type);
+  if (it == builders.end()) {
+    std::string known;
+    for (const auto& entry : builders) known += (known.empty() ? "" : ", ") + entry.first;
+    f.fail(std::string(kind) + " \"" + type + "\" is not supported (supported: " + known + ")");
+  }
+  it->second(f, target);
+  f.finish();
+}
 
 }  // namespace tandem::text

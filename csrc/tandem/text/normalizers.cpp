@@ -98,16 +98,7 @@ const std::map<std::string, Builder>& builders() {
 }
 
 void build(const nlohmann::json& j, const std::string& file, const std::string& where, Normalizer& n) {
-  JsonFields f(j, file, where);
-  const std::string type = f.required<std::string>("type");
-  auto it = builders().find(type);
-  if (it == builders().end()) {
-    std::string known;
-    for (const auto& [name, b] : builders()) known += (known.empty() ? "" : ", ") + name;
-    f.fail("normalizer \"" + type + "\" is not supported (supported: " + known + ")");
-  }
-  it->second(f, n);
-  f.finish();
+  build_stage(builders(), "normalizer", j, file, where, n);
 }
 
 void sequence(JsonFields& f, Normalizer& n) {

@@ -205,16 +205,7 @@ const std::map<std::string, Builder>& builders() {
 }
 
 void build(const nlohmann::json& j, const std::string& file, const std::string& where, PreTokenizer& p) {
-  JsonFields f(j, file, where);
-  const std::string type = f.required<std::string>("type");
-  auto it = builders().find(type);
-  if (it == builders().end()) {
-    std::string known;
-    for (const auto& [name, b] : builders()) known += (known.empty() ? "" : ", ") + name;
-    f.fail("pre-tokenizer \"" + type + "\" is not supported (supported: " + known + ")");
-  }
-  it->second(f, p);
-  f.finish();
+  build_stage(builders(), "pre-tokenizer", j, file, where, p);
 }
 
 }  // namespace

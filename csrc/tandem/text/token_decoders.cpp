@@ -151,16 +151,7 @@ const std::map<std::string, Builder>& builders() {
 }
 
 void build(const nlohmann::json& j, const std::string& file, const std::string& where, TokenDecoder& d) {
-  JsonFields f(j, file, where);
-  const std::string type = f.required<std::string>("type");
-  auto it = builders().find(type);
-  if (it == builders().end()) {
-    std::string known;
-    for (const auto& [name, b] : builders()) known += (known.empty() ? "" : ", ") + name;
-    f.fail("decoder \"" + type + "\" is not supported (supported: " + known + ")");
-  }
-  it->second(f, d);
-  f.finish();
+  build_stage(builders(), "decoder", j, file, where, d);
 }
 
 }  // namespace

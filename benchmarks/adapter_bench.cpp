@@ -3,6 +3,7 @@
 #include <chrono>
 
 #include "tandem/peft/adapter.h"
+#include "tandem/spa/side_adapted_lm.h"
 #include "tandem/train/trainer.h"
 
 namespace tandem {
@@ -12,7 +13,7 @@ AdapterStepTiming time_adapter_steps(CausalLM& model, const std::string& adapter
                                      const torch::Tensor& gold, int64_t warmup, int64_t steps, double lr,
                                      bool bf16_autocast) {
   const Config c = Config::load_string(adapter_yaml, "<adapter>");
-  auto adapter = create<DeviceAdapter>(c, model.config());
+  std::shared_ptr<DeviceAdapter> adapter(create<DeviceAdapter>(c, model.config()));
   c.check_unused();
   adapter->to(final_normed.device());
   TrainerOptions o;
@@ -31,18 +32,14 @@ AdapterStepTiming time_adapter_steps(CausalLM& model, const std::string& adapter
     torch::NoGradGuard ng;
     base = model.project_vocab(final_normed).squeeze(0).to(torch::kFloat).contiguous();
   }
+  // A non-owning handle on the caller's model (aliasing constructor, empty owner).
+  const spa::SideAdaptedLM lm(std::shared_ptr<CausalLM>(std::shared_ptr<CausalLM>(), &model), adapter, nullptr,
+                              final_normed.scalar_type());
   std::chrono::steady_clock::time_point t0;
   auto step_fn = [&](int64_t step, int64_t) {
     if (step == warmup) t0 = std::chrono::steady_clock::now();
     auto out = adapter->forward(inputs, final_normed, {}, nullptr);
-    torch::Tensor logits;
-    if (out.shift_basis.defined()) {
-      auto wu = model.project_vocab(out.shift_basis.t().to(final_normed.scalar_type()));
-      logits = model.cap_logits(base + torch::matmul(out.shift_coeff.squeeze(0).to(wu.scalar_type()), wu));
-    } else {
-      logits = model.cap_logits(model.project_vocab(out.hidden)).squeeze(0);
-    }
-    return torch::nn::functional::cross_entropy(logits, gold);
+    return torch::nn::functional::cross_entropy(lm.adapted_logits(out, {}, base), gold);
   };
   const auto s = trainer.fit(step_fn);
   AdapterStepTiming r;

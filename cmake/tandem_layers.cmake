@@ -9,8 +9,9 @@
 #   level 3  data         one reader per dataset (data/), metrics (eval/)
 #   level 4  train        the Trainer
 #   level 5  peft         device-side adapters (SPA plugin, LST ladder, SSF) and their state cache
-#   level 6  spa collab fed moe   the four paper systems; none includes another
-#   level 7  experiments  registered recipes
+#   level 6  spa collab fed       three paper systems; none includes another
+#   level 7  moe          Symbolic-MoE, whose plugin experts are SPA's SideAdaptedLM
+#   level 8  experiments  registered recipes
 set(TANDEM_UNITS core text models data train peft spa collab fed moe experiments)
 set(TANDEM_UNIT_core_LEVEL 0)
 set(TANDEM_UNIT_core_DIRS core)
@@ -24,11 +25,13 @@ set(TANDEM_UNIT_train_LEVEL 4)
 set(TANDEM_UNIT_train_DIRS train)
 set(TANDEM_UNIT_peft_LEVEL 5)
 set(TANDEM_UNIT_peft_DIRS peft)
-foreach(system spa collab fed moe)
+foreach(system spa collab fed)
   set(TANDEM_UNIT_${system}_LEVEL 6)
   set(TANDEM_UNIT_${system}_DIRS ${system})
 endforeach()
-set(TANDEM_UNIT_experiments_LEVEL 7)
+set(TANDEM_UNIT_moe_LEVEL 7)
+set(TANDEM_UNIT_moe_DIRS moe)
+set(TANDEM_UNIT_experiments_LEVEL 8)
 set(TANDEM_UNIT_experiments_DIRS experiments)
 
 # Folders under csrc/tandem that no unit claims are an error: every file has a layer.

@@ -22,6 +22,7 @@
 #include "tandem/data/generation_tasks.h"
 #include "tandem/data/summarization.h"
 #include "tandem/spa/router.h"
+#include "tandem/peft/adapter.h"
 #include "benchmarks/adapter_bench.h"
 #include "tandem/moe/model_pool.h"
 #include "tandem/moe/profiles.h"
@@ -50,6 +51,37 @@ void bind_testing(py::module_& m) {
         py::arg("final_normed"), py::arg("gold"), py::arg("warmup") = 2, py::arg("steps") = 10, py::arg("lr") = 1e-3,
         py::arg("bf16_autocast") = false, py::call_guard<py::gil_scoped_release>(),
         "Seconds per adapter training step (forward, vocabulary projection, CE, backward, AdamW).");
+  m.def(
+      "adapter_forward",
+      [](CausalLM& model, const std::string& adapter_yaml, const std::vector<at::Tensor>& inputs,
+         const at::Tensor& final_normed, const std::optional<at::Tensor>& key_mask, uint64_t seed,
+         const std::map<std::string, at::Tensor>& overrides) {
+        // Builds an adapter from YAML on `model` (init_from_backbone included), runs one forward and
+        // returns its outputs and parameters: the check against hand-written PyTorch references.
+        torch::manual_seed(seed);
+        const Config c = Config::load_string(adapter_yaml, "<adapter>");
+        auto adapter = create<DeviceAdapter>(c, model.config());
+        c.check_unused();
+        adapter->init_from_backbone(model);
+        torch::NoGradGuard ng;
+        for (const auto& [name, value] : overrides) {
+          auto* p = adapter->named_parameters().find(name);
+          if (!p) throw std::invalid_argument("adapter has no parameter " + name);
+          p->copy_(value);
+        }
+        auto out = adapter->forward(inputs, final_normed, key_mask.value_or(at::Tensor()), nullptr);
+        py::dict params;
+        for (const auto& p : adapter->named_parameters()) params[py::str(p.key())] = p.value().detach().clone();
+        py::dict r;
+        r["hidden"] = out.hidden;
+        r["features"] = out.features;
+        r["params"] = params;
+        r["layers_read"] = adapter->layers_read();
+        return r;
+      },
+      py::arg("model"), py::arg("adapter_yaml"), py::arg("inputs"), py::arg("final_normed"),
+      py::arg("key_mask") = py::none(), py::arg("seed") = 0,
+      py::arg("overrides") = std::map<std::string, at::Tensor>{});
   m.def(
       "forward_with_cache",
       [](CausalLM& lm, const at::Tensor& ids, const at::Tensor& mask, const std::vector<int64_t>& chunks) {

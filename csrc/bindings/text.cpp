@@ -41,6 +41,12 @@ void bind_text(py::module_& m) {
            },
            py::arg("texts"), py::call_guard<py::gil_scoped_release>())
       .def("decode", &text::Tokenizer::decode, py::arg("ids"), py::arg("skip_special") = false)
+      .def(
+          "decode_bytes",
+          [](const text::Tokenizer& t, const std::vector<int64_t>& ids, bool skip_special) {
+            return py::bytes(t.decode(ids, skip_special));  // may end inside a UTF-8 sequence (a cut generation)
+          },
+          py::arg("ids"), py::arg("skip_special") = false)
       .def("token_to_id", &text::Tokenizer::token_to_id)
       .def("id_to_token", &text::Tokenizer::id_to_token)
       .def_property_readonly("vocab_size", &text::Tokenizer::vocab_size)

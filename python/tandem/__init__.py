@@ -17,7 +17,7 @@ import torch  # noqa: F401  (loads libtorch before the extension that links it)
 
 from . import _C
 from . import eval, models, text
-from . import collab, fed, report
+from . import collab, fed, report, spa
 from ._paths import data_root, repo_root
 from .config import ConfigError, explain_config, load_config
 from .registry import registry

@@ -1,4 +1,4 @@
-// spa: the routed decoding policy. An untrained plugin leaves the backbone's logits exactly
+// spa: SideAdaptedLM and the routed decoding policy. An untrained plugin leaves the backbone's logits exactly
 // unchanged (its up-projection starts at zero), so routed decoding must reproduce greedy
 // decoding of the backbone token for token, through the hidden-state path.
 #include <gtest/gtest.h>
@@ -18,7 +18,7 @@ namespace {
 TEST(RoutedDecoding, WithoutAdapterIsGreedyDecoding) {
   auto m = tiny_llama();
   const std::vector<std::vector<int64_t>> ps{{1, 2, 3, 4}, {9, 8}};
-  spa::RoutedDecoding policy(*m, nullptr, nullptr, {}, 2);
+  spa::RoutedDecoding policy(nullptr, {}, 2);
   DecodeOptions d;
   d.max_new_tokens = 7;
   d.pad_id = kEos;
@@ -37,7 +37,8 @@ TEST(RoutedDecoding, UntrainedPluginReproducesTheBackbone) {
     const Config c = Config::load_string(yaml, "adapter.yaml");
     std::shared_ptr<DeviceAdapter> a(create<DeviceAdapter>(c, m->config()).release());
     const std::vector<std::vector<int64_t>> ps{{1, 2, 3, 4}, {9, 8}};
-    spa::RoutedDecoding policy(*m, a.get(), nullptr, {}, 2);
+    spa::SideAdaptedLM lm(m, a, nullptr, torch::kFloat);
+    spa::RoutedDecoding policy(&lm, {}, 2);
     DecodeOptions d;
     d.max_new_tokens = 6;
     d.pad_id = kEos;

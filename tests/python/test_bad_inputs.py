@@ -128,12 +128,19 @@ def test_invalid_utf8_in_a_jsonl_keeps_its_file_and_line_message(tmp_path):
     assert "kw.jsonl:3: malformed JSON" in str(e.value) and "\\xFF" in str(e.value), str(e.value)
 
 
+def test_adapter_layers_with_every_is_refused_by_name(tiny, tmp_path):
+    cfg = REPO / "configs" / "spa" / "sciq_spa.yaml"
+    with pytest.raises(tandem.ConfigError) as e:
+        tandem.run(cfg, ["adapter.layers=[1,2]", "adapter.every=2", f"model.path={tiny}", "device=cpu"],
+                   results_dir=tmp_path, plot=False, echo_log=False)
+    assert "adapter.every: expected no every: together with layers: (layers names them)" in str(e.value), str(e.value)
+
+
 @pytest.mark.parametrize("override,message", [
     ("device=mps", "device: expected a device this machine has (cpu or auto); mps was requested"),
     ("adapter.rank=1000000000", "adapter.rank: expected an integer in [1, 65536]"),
     ("task.test=0", "task.test: expected a positive integer"),
     ("experiment.prompt_template=chatm", "experiment.prompt_template: expected one of auto, chatml, gemma, llama2, llama3, mistral, phi3, plain"),
-    ("adapter.layers=[1,2]", "adapter.every: expected no every: together with layers: (layers names them)"),
 ])
 def test_settings_that_used_to_end_in_traces_are_config_errors(tiny, tmp_path, override, message):
     cfg = REPO / "configs" / "spa" / "sciq_spa.yaml"

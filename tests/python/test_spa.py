@@ -37,12 +37,13 @@ def run_cfg(name: str, ckpt: Path, tmp: Path, **extra):
     return tandem.run(REPO / "configs" / "spa" / f"{name}.yaml", results_dir=tmp / "results", echo_log=False, plot=False, **ov)
 
 
-@pytest.mark.parametrize("name", ["sciq_one_shot", "sciq_lst", "sciq_spa", "sciq_spa_norouter", "xsum_spa"])
+@pytest.mark.parametrize("name", ["sciq_one_shot", "sciq_lst", "sciq_spa", "sciq_spa_norouter", "xsum_spa",
+                                  "sciq_spa_ladder", "sciq_spa_sequential", "cnndm_lst", "coqa_spa"])
 def test_grid_configs_run_unchanged_on_an_hf_checkpoint(name, tiny_ckpt, tmp_path):
     res = run_cfg(name, tiny_ckpt, tmp_path)
     m = res.metrics
     assert m["test_examples"] == 6
-    assert m["primary_metric"] == "rougeL" and 0.0 <= m["primary"] <= 100.0
+    assert m["primary_metric"] == ("f1" if name.startswith("coqa") else "rougeL") and 0.0 <= m["primary"] <= 100.0
     preds = [json.loads(line) for line in open(Path(res.run_dir) / "predictions.jsonl")]
     assert len(preds) == 6
     V, H = 400, 32
@@ -61,6 +62,37 @@ def test_grid_configs_run_unchanged_on_an_hf_checkpoint(name, tiny_ckpt, tmp_pat
     if name.endswith("lst"):
         assert m["cloud_to_device_bytes_per_token"] == 3 * H * 4  # embeddings + both layers, no logits
         assert m["adapter_use_fraction"] == 1.0
+    if name.endswith("spa_ladder"):
+        # Width 32, bottleneck 16, embeddings + 2 layers read: in 32xH, 2 rungs (down 32xH, 16x32, 32x16), out Hx32.
+        assert m["device_trainable_parameters"] - (64 * (H + 32 + 8) + 64 + 64 + 1) == 32 * H + 2 * (32 * H + 16 * 32 + 32 * 16) + H * 32
+        assert m["cloud_to_device_bytes_per_token"] == 3 * H * 4 + V * 4
+    if name.endswith("sequential"):
+        assert m["cloud_to_device_bytes_per_token"] == 1 * H * 4 + V * 4  # the final state only
+
+
+@pytest.mark.parametrize("layers,read", [("[1,2]", 2), ("[2]", 1), ("all", 2), ("[0,1,2]", 3)])
+def test_adapter_layers_list_or_all_override_the_default(layers, read, tiny_ckpt, tmp_path):
+    """The documented `adapter.layers=[..]` / `all`, as typed on the command line, on the grid's
+    configs (which leave `every` at its default so that `layers` can replace it)."""
+    ov = {**SMALL, "model.path": str(tiny_ckpt), "state_cache.dir": str(tmp_path / "cache")}
+    res = tandem.run(REPO / "configs" / "spa" / "sciq_spa_norouter.yaml",
+                     [f"adapter.layers={layers}", *(f"{k}={v}" for k, v in ov.items())],
+                     results_dir=tmp_path / "results", echo_log=False, plot=False)
+    assert res.metrics["cloud_to_device_bytes_per_token"] == read * 32 * 4 + 400 * 4
+
+
+def test_a_trained_run_loads_and_decodes_from_python_as_in_the_run(tiny_ckpt, tmp_path):
+    """tandem.spa.SideAdaptedLM.from_run rebuilds plugin + router from the run directory alone and
+    decodes the run's own test prompts to the same tokens and routes."""
+    res = run_cfg("sciq_spa", tiny_ckpt, tmp_path)
+    lm = tandem.spa.SideAdaptedLM.from_run(res.run_dir, model=tiny_ckpt)
+    test = _C.load_generation_task("type: sciq\ntest: 6\nmax_context_words: 200\n", "test")
+    preds = [json.loads(line) for line in open(Path(res.run_dir) / "predictions.jsonl")]
+    assert [p["id"] for p in preds] == [e["id"] for e in test]
+    out = lm.generate([e["prompt"] for e in test], max_new_tokens=6)
+    assert [o.tokens for o in out] == [p["token_ids"] for p in preds]
+    assert [o.routes for o in out] == [p["routes"] for p in preds]
+    assert lm.device_footprint()["device_trainable_parameters"] == res.metrics["device_trainable_parameters"]
 
 
 def test_router_never_reproduces_the_frozen_backbone_exactly(tiny_ckpt, tmp_path):
@@ -148,24 +180,43 @@ COQA = {
 
 def test_coqa_reader_official_format_with_history(tmp_path):
     (tmp_path / "coqa.json").write_text(json.dumps(COQA))
-    y = f"type: coqa\npath: {tmp_path / 'coqa.json'}\ntest_path: {tmp_path / 'coqa.json'}\ntest: 10\nhistory_turns: 2\n"
-    test = _C.load_generation_task(y, "test")
-    assert [e["id"] for e in test] == ["story-a_1", "story-a_2", "story-a_3", "story-b_1", "story-b_2"]
-    third = test[2]
+    y = f"type: coqa\npath: {tmp_path / 'coqa.json'}\ntest_path: {tmp_path / 'coqa.json'}\ntrain: 10\nhistory_turns: 2\n"
+    train = _C.load_generation_task(y, "train")
+    assert sorted(e["id"] for e in train) == ["story-a_1", "story-a_2", "story-a_3", "story-b_1", "story-b_2"]
+    third = next(e for e in train if e["id"] == "story-a_3")
     assert third["references"] == ["in the park", "the park"]
     assert third["history"] == [("What does Anna have?", "a white cat"), ("What is its name?", "Snow")]
     assert "Q: What is its name?\nA: Snow\nQ: Where does it sleep?" in third["prompt"]
-    # Train/dev split by story: a story's turns never straddle the two.
-    train = {e["id"].split("_")[0] for e in _C.load_generation_task(y, "train")}
-    dev = {e["id"].split("_")[0] for e in _C.load_generation_task(y, "dev")}
-    assert not (train & dev) and train | dev == {"story-a", "story-b"}
+
+
+def test_coqa_dev_and_test_split_the_dev_file_by_story_with_turns_per_story(tmp_path):
+    """Dev and the final test are disjoint halves of test_path's stories; each keeps k turns per
+    story, a story's turns adjacent (one batch shares its story); the shared files parse as JSONL."""
+    stories = []
+    for i in range(40):
+        stories.append({"id": f"s{i}", "story": f"Story {i}.", "questions": [{"input_text": f"q{t}", "turn_id": t + 1} for t in range(6)],
+                        "answers": [{"input_text": f"a{t}", "turn_id": t + 1} for t in range(6)]})
+    (tmp_path / "dev.jsonl").write_text("".join(json.dumps(s) + "\n" for s in stories))
+    y = f"type: coqa\npath: {tmp_path / 'dev.jsonl'}\ntest_path: {tmp_path / 'dev.jsonl'}\ndev: 1000\ntest: 12\neval_turns_per_story: 3\n"
+    test, dev = _C.load_generation_task(y, "test"), _C.load_generation_task(y, "dev")
+    story = lambda e: e["id"].rsplit("_", 1)[0]
+    assert len(test) == 12 and len({story(e) for e in test}) == 4  # 4 stories x 3 turns
+    assert not ({story(e) for e in test} & {story(e) for e in dev})
+    assert len({story(e) for e in dev}) + len({story(e) for e in _C.load_generation_task(y.replace("test: 12", "test: 1000"), "test")}) == 40
+    order = [story(e) for e in test]
+    assert order == sorted(order, key=order.index) and all(order.count(s) == 3 for s in set(order))
+    # The real files: 74 train stories, dev split into two halves of the 500 official dev stories.
+    real = "type: coqa\ntrain: 5000\ndev: 10000\ntest: 10000\neval_turns_per_story: 0\n"
+    n_train = len(_C.load_generation_task(real, "train"))
+    n_dev, n_test = (len(_C.load_generation_task(real, s)) for s in ("dev", "test"))
+    assert n_train == 1112 and n_dev + n_test == 7983
 
 
 def test_coqa_file_runs_unchanged_through_the_spa_experiment(tiny_ckpt, tmp_path):
     (tmp_path / "coqa.json").write_text(json.dumps(COQA))
     res = run_cfg("coqa_one_shot", tiny_ckpt, tmp_path, **{"task.path": str(tmp_path / "coqa.json"),
                                                              "task.test_path": str(tmp_path / "coqa.json"),
-                                                             "task.train": 3})
+                                                             "task.train": 3, "task.test": 2})
     assert res.metrics["task"] == "CoQA" and res.metrics["primary_metric"] == "f1"
     assert set(res.metrics["scores"]) == {"f1", "exact_match"}
 
@@ -178,13 +229,33 @@ def test_task_splits_are_disjoint_and_fixed():
         assert not (set(ids["dev"]) & set(ids["test"]))
         assert ids["train"] == [e["id"] for e in _C.load_generation_task(y, "train")]  # same order every time
     assert len(_C.load_generation_task("type: xsum\ntest: 1000\n", "test")) == 321
+    # Train comes from each summarisation task's official train file, dev from the dev file.
+    for y, train_file, dev_file in (("type: xsum\ntrain: 2000\ndev: 2000\n", "xsum/train.jsonl", "xsum/test.jsonl"),
+                                    ("type: cnn_dailymail\ntrain: 2000\ndev: 2000\n", "cnn_dailymail/train.jsonl",
+                                     "cnn_dailymail/validation.jsonl")):
+        file_ids = lambda f: {str(json.loads(line)["id"]) for line in open(tandem.data_root() / f)}
+        assert {e["id"] for e in _C.load_generation_task(y, "train")} <= file_ids(train_file)
+        assert {e["id"] for e in _C.load_generation_task(y, "dev")} <= file_ids(dev_file)
+
+
+def test_cnn_dailymail_reference_fields_per_record(tmp_path):
+    rows = [{"id": "a", "article": "x", "highlights_cleaned": "First line\nNEW second line!\n"},
+            {"id": "b", "article": "y", "highlights": "One .\nTwo ."},
+            {"id": "c", "article": "z", "highlights_tokenized": "Locke 's side won . Fans cheered ."}]
+    (tmp_path / "c.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    y = f"type: cnn_dailymail\ntest_path: {tmp_path / 'c.jsonl'}\ntest: 3\n"
+    refs = [e["references"][0] for e in _C.load_generation_task(y, "test")]
+    assert refs == ["First line.\nNEW second line!", "One.\nTwo.", "Locke's side won.\nFans cheered."]
+    (tmp_path / "bad.jsonl").write_text(json.dumps({"id": "d", "article": "w", "highlights": "a", "highlights_cleaned": "b"}) + "\n")
+    with pytest.raises(Exception, match=r"bad\.jsonl:1: expected exactly one of highlights"):
+        _C.load_generation_task(f"type: cnn_dailymail\ntest_path: {tmp_path / 'bad.jsonl'}\n", "test")
 
 
 def test_bad_task_line_names_file_and_line_or_is_skipped(tmp_path):
     rows = [json.dumps({"id": i, "document": f"doc {i}", "summary": f"sum {i}"}) for i in range(6)]
     rows[3] = '{"id": 3, "document": "no summary"}'
     (tmp_path / "x.jsonl").write_text("\n".join(rows) + "\n")
-    y = f"type: xsum\npath: {tmp_path / 'x.jsonl'}\ntrain: 10\ndev: 10\n"
+    y = f"type: xsum\ntrain_path: ''\npath: {tmp_path / 'x.jsonl'}\ntrain: 10\ndev: 10\n"
     with pytest.raises(Exception, match=r"x\.jsonl:4.*summary"):
         _C.load_generation_task(y, "train")
     ok = _C.load_generation_task(y + "skip_bad_lines: true\n", "train") + _C.load_generation_task(y + "skip_bad_lines: true\n", "dev")

@@ -17,9 +17,12 @@ struct CoqaStory {
   std::vector<CoqaTurn> turns;
 };
 
-/// {"data": [{"id", "story", "questions": [{"input_text"}], "answers": [{"input_text"}],
-/// "additional_answers": {"0": [...], ...}}]}. Errors name the file and the story;
-/// `skip_bad_stories` drops a malformed story instead.
+/// Either the official JSON ({"data": [story, ...]}) or JSONL with one story per line (the
+/// shared data's coqa/{train,dev}.jsonl); a story is {"id", "story", "questions":
+/// [{"input_text"}], "answers": [{"input_text"}], "additional_answers": {"0": [...], ...}}.
+/// Chosen by the file's first non-blank character ('{' then "data" key vs. one object per line).
+/// Errors name the file and the story (index or line); `skip_bad_stories` drops a malformed
+/// story instead.
 std::vector<CoqaStory> read_coqa(const std::string& path, bool skip_bad_stories = false);
 
 }  // namespace tandem

@@ -5,6 +5,7 @@
 #include <fstream>
 #include <set>
 #include <sstream>
+#include <tuple>
 #include <stdexcept>
 
 #include <nlohmann/json.hpp>
@@ -90,17 +91,22 @@ std::vector<GenExample> first_n(std::vector<GenExample> all, size_t n) {
 class SummarizationTask : public GenerationTask {
  public:
   explicit SummarizationTask(const SummaryTaskOptions& o)
-      : GenerationTask(o.common), pool_(resolve_data_path(o.path)), test_(resolve_data_path(o.test_path)) {}
+      : GenerationTask(o.common),
+        train_(o.train_path.empty() ? "" : resolve_data_path(o.train_path)),
+        pool_(resolve_data_path(o.path)),
+        test_(resolve_data_path(o.test_path)) {}
 
   std::vector<GenExample> load(Split split) const override {
-    if (split == Split::kTest) return first_n(read(test_, true), count(split));
+    if (split == Split::kTest) return first_n(read(test_), count(split));
     // The final test file must stay unseen: an id it holds never enters train or dev, even if
-    // the pool file repeats it (34 of xsum/test_extra.jsonl's ids also occur in xsum/test.jsonl).
+    // another file repeats it (34 of xsum/test_extra.jsonl's ids also occur in xsum/test.jsonl).
     std::set<std::string> test_ids;
-    for (const auto& ex : read(test_, true)) test_ids.insert(ex.id);
+    for (const auto& ex : read(test_)) test_ids.insert(ex.id);
+    const bool own_train_file = !train_.empty();
     std::vector<GenExample> pool;
-    for (auto& ex : read(pool_, false))
+    for (auto& ex : read(own_train_file && split == Split::kTrain ? train_ : pool_))
       if (!test_ids.count(ex.id)) pool.push_back(std::move(ex));
+    if (own_train_file) return hash_split(std::move(pool), 1, {0}, count(split));  // the whole file, in hash order
     return hash_split(std::move(pool), 5, split == Split::kDev ? std::vector<uint64_t>{0} : std::vector<uint64_t>{1, 2, 3, 4},
                       count(split));
   }
@@ -111,12 +117,12 @@ class SummarizationTask : public GenerationTask {
   std::string primary_metric() const override { return "rougeL"; }
 
  protected:
-  virtual std::vector<SummaryRecord> read_file(const std::string& path, bool test_file, const JsonlOptions& o) const = 0;
-  std::vector<GenExample> read(const std::string& path, bool test_file) const {
+  virtual std::vector<SummaryRecord> read_file(const std::string& path, const JsonlOptions& o) const = 0;
+  std::vector<GenExample> read(const std::string& path) const {
     JsonlOptions o;
     o.skip_bad_lines = skip_bad_lines_;
     std::vector<GenExample> out;
-    for (auto& r : read_file(path, test_file, o)) {
+    for (auto& r : read_file(path, o)) {
       GenExample ex;
       ex.id = std::move(r.id);
       ex.context = std::move(r.document);
@@ -126,7 +132,7 @@ class SummarizationTask : public GenerationTask {
     }
     return out;
   }
-  std::string pool_, test_;
+  std::string train_, pool_, test_;
 };
 
 // XSum: one-sentence BBC summaries.
@@ -138,12 +144,13 @@ class XSum : public SummarizationTask {
   std::string display_name() const override { return "XSum"; }
 
  protected:
-  std::vector<SummaryRecord> read_file(const std::string& path, bool, const JsonlOptions& o) const override {
+  std::vector<SummaryRecord> read_file(const std::string& path, const JsonlOptions& o) const override {
     return read_xsum(path, o);
   }
 };
 
-// CNN/DailyMail: highlights as a few sentences; the test file's are PTB-tokenized.
+// CNN/DailyMail: highlights as a few sentences (each file's reference field read as it comes:
+// validation raw, test PTB-tokenized, train with its periods restored).
 class CnnDailyMail : public SummarizationTask {
  public:
   using Options = CnnDailyMailOptions;
@@ -154,8 +161,8 @@ class CnnDailyMail : public SummarizationTask {
   std::string display_name() const override { return "CNN-DM"; }
 
  protected:
-  std::vector<SummaryRecord> read_file(const std::string& path, bool test_file, const JsonlOptions& o) const override {
-    return read_cnn_dailymail(path, /*tokenized_highlights=*/test_file, o);
+  std::vector<SummaryRecord> read_file(const std::string& path, const JsonlOptions& o) const override {
+    return read_cnn_dailymail(path, o);
   }
 };
 
@@ -209,20 +216,38 @@ class SciQTask : public GenerationTask {
   std::string path_;
 };
 
-// CoQA: one example per turn; earlier turns' gold answers form the history. Train/dev from
-// `path` by story id, test from `test_path`.
+// CoQA: one example per turn; earlier turns' gold answers form the history. Train from `path`;
+// dev and the final test from `test_path`'s stories, split half/half by a hash of the story id,
+// so no story straddles the two. Evaluation keeps `eval_turns_per_story` hash-chosen turns per
+// story and orders by story, so a story's questions sit together (one batch shares its story).
 class CoQA : public GenerationTask {
  public:
   using Options = CoQAOptions;
   explicit CoQA(const Config& c) : CoQA(Options::from_config(c)) {}
   explicit CoQA(const Options& o)
       : GenerationTask(o.common), path_(resolve_data_path(o.path)), test_path_(resolve_data_path(o.test_path)),
-        history_turns_(o.history_turns) {}
+        history_turns_(o.history_turns), eval_turns_(o.eval_turns_per_story) {}
 
   std::vector<GenExample> load(Split split) const override {
-    if (split == Split::kTest) return first_n(read(test_path_), count(split));
-    return hash_split(read(path_), 5, split == Split::kDev ? std::vector<uint64_t>{0} : std::vector<uint64_t>{1, 2, 3, 4},
-                      count(split));
+    if (split == Split::kTrain) return hash_split(read(path_), 1, {0}, count(split));
+    const uint64_t want = split == Split::kTest ? 0 : 1;
+    std::vector<std::tuple<uint64_t, uint64_t, GenExample>> keyed;  // (story hash, turn hash, example)
+    for (auto& ex : read(test_path_)) {
+      const uint64_t sh = fnv1a(ex.group, 0x7a17);
+      if (sh % 2 == want) keyed.emplace_back(sh, fnv1a(ex.id, 0x7a18), std::move(ex));
+    }
+    std::stable_sort(keyed.begin(), keyed.end(), [](const auto& a, const auto& b) {
+      return std::get<0>(a) != std::get<0>(b) ? std::get<0>(a) < std::get<0>(b) : std::get<1>(a) < std::get<1>(b);
+    });
+    std::vector<GenExample> out;
+    std::map<std::string, int64_t> taken;  // story -> turns kept
+    for (auto& [sh, th, ex] : keyed) {
+      if (out.size() >= count(split)) break;
+      if (eval_turns_ > 0 && taken[ex.group] >= eval_turns_) continue;
+      ++taken[ex.group];
+      out.push_back(std::move(ex));
+    }
+    return out;
   }
   std::string instruction() const override { return "Answer the question about the story in a few words."; }
   std::string user_text(const GenExample& ex) const override {
@@ -261,7 +286,7 @@ class CoQA : public GenerationTask {
     return out;
   }
   std::string path_, test_path_;
-  int64_t history_turns_;
+  int64_t history_turns_, eval_turns_;
 };
 
 // MMLU-Pro as letter answering, for training domain experts (Symbolic-MoE's tandem-made

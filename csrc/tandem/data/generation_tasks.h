@@ -92,22 +92,26 @@ namespace tandem {
 
 struct SummaryTaskOptions {
   TaskOptions common;
-  std::string path, test_path;
+  std::string train_path, path, test_path;
   template <class V>
   void visit(V& v) {
     v.merge(common);
-    v.field("path", path, "the pool file train and dev come from (relative to $TANDEM_DATA)");
-    v.field("test_path", test_path, "the final test file (disjoint from the pool)");
+    v.field("train_path", train_path, "the training file (relative to $TANDEM_DATA); \"\" = split `path` 4:1 into train and dev");
+    v.field("path", path, "the dev file (model selection), or the pool train and dev share when train_path is \"\"");
+    v.field("test_path", test_path, "the final test file (its ids never enter train or dev)");
   }
 };
 
 struct XSumOptions : SummaryTaskOptions {
-  XSumOptions() : SummaryTaskOptions{TaskOptions(48, 300), "xsum/test.jsonl", "xsum/test_extra.jsonl"} {}
+  XSumOptions()
+      : SummaryTaskOptions{TaskOptions(48, 300), "xsum/train.jsonl", "xsum/test.jsonl", "xsum/test_extra.jsonl"} {}
   TANDEM_OPTIONS(XSumOptions)
 };
 
 struct CnnDailyMailOptions : SummaryTaskOptions {
-  CnnDailyMailOptions() : SummaryTaskOptions{TaskOptions(80, 300), "cnn_dailymail/validation.jsonl", "cnn_dailymail/test.jsonl"} {}
+  CnnDailyMailOptions()
+      : SummaryTaskOptions{TaskOptions(80, 300), "cnn_dailymail/train.jsonl", "cnn_dailymail/validation.jsonl",
+                           "cnn_dailymail/test.jsonl"} {}
   TANDEM_OPTIONS(CnnDailyMailOptions)
 };
 
@@ -124,14 +128,17 @@ struct SciQTaskOptions {
 
 struct CoQAOptions {
   TaskOptions common{24, 250};
-  std::string path = "coqa/coqa-train-v1.0.json", test_path = "coqa/coqa-dev-v1.0.json";
-  int64_t history_turns = 3;
+  std::string path = "coqa/train.jsonl", test_path = "coqa/dev.jsonl";
+  int64_t history_turns = 3, eval_turns_per_story = 4;
   template <class V>
   void visit(V& v) {
     v.merge(common);
-    v.field("path", path, "official-format file train and dev come from (split by story id)");
-    v.field("test_path", test_path, "official-format file of the final test");
+    v.field("path", path, "the training stories (official JSON or one story per line)");
+    v.field("test_path", test_path, "stories split by a hash of the story id: half dev, half the final test");
     v.field("history_turns", history_turns, "earlier question/answer turns in the prompt", NonNegative{});
+    v.field("eval_turns_per_story", eval_turns_per_story,
+            "dev/test: this many hash-chosen turns per story, so a test of n questions spans n / k stories (0 = all)",
+            NonNegative{});
   }
   TANDEM_OPTIONS(CoQAOptions)
 };

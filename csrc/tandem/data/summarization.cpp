@@ -1,5 +1,8 @@
 #include "tandem/data/summarization.h"
 
+#include <sstream>
+#include <stdexcept>
+
 #include <nlohmann/json.hpp>
 
 namespace tandem {
@@ -12,13 +15,27 @@ std::vector<SummaryRecord> read_xsum(const std::string& path, const JsonlOptions
   return out;
 }
 
-std::vector<SummaryRecord> read_cnn_dailymail(const std::string& path, bool tokenized_highlights,
-                                              const JsonlOptions& opts) {
+std::vector<SummaryRecord> read_cnn_dailymail(const std::string& path, const JsonlOptions& opts) {
   std::vector<SummaryRecord> out;
   read_jsonl(path, [&](const nlohmann::json& r, size_t) {
     SummaryRecord rec{json_id(r, "id"), json_string(r, "article"), ""};
-    if (tokenized_highlights) {
+    int fields = 0;
+    for (const char* f : {"highlights", "highlights_tokenized", "highlights_cleaned"}) fields += r.contains(f);
+    if (fields != 1)
+      throw std::invalid_argument("expected exactly one of highlights, highlights_tokenized, highlights_cleaned (found " +
+                                  std::to_string(fields) + ")");
+    if (r.contains("highlights_tokenized")) {
       rec.summary = detokenize_ptb(json_string(r, "highlights_tokenized"));
+    } else if (r.contains("highlights_cleaned")) {
+      // One highlight per line, final periods stripped by the file's host: restore them.
+      std::string line;
+      std::istringstream in(json_string(r, "highlights_cleaned"));
+      while (std::getline(in, line)) {
+        while (!line.empty() && (line.back() == ' ' || line.back() == '\r')) line.pop_back();
+        if (line.empty()) continue;
+        if (line.back() != '.' && line.back() != '!' && line.back() != '?') line += '.';
+        rec.summary += (rec.summary.empty() ? "" : "\n") + line;
+      }
     } else {
       // " .\n" -> ".\n": the pool's sentences end with a detached period.
       const std::string hl = json_string(r, "highlights");

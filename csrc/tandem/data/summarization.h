@@ -16,11 +16,13 @@ struct SummaryRecord {
 /// XSum JSONL: fields id, document, summary.
 std::vector<SummaryRecord> read_xsum(const std::string& path, const JsonlOptions& opts = {});
 
-/// CNN/DailyMail JSONL: fields id, article and either `highlights` (sentences ending " .\n",
-/// flattened to ".\n") or, with `tokenized_highlights`, the PTB-tokenized
-/// `highlights_tokenized` (detokenized here, one sentence per line).
-std::vector<SummaryRecord> read_cnn_dailymail(const std::string& path, bool tokenized_highlights,
-                                              const JsonlOptions& opts = {});
+/// CNN/DailyMail JSONL: fields id, article and exactly one reference field, read per record:
+///   `highlights`           (official validation; sentences ending " .\n", flattened to ".\n"),
+///   `highlights_tokenized` (official test, PTB-tokenized; detokenized, one sentence per line),
+///   `highlights_cleaned`   (the shared train file: its host stripped each line's final period;
+///                           the period is put back so targets look like the other splits').
+/// A record with none of them, or with two, is an error naming the file and line.
+std::vector<SummaryRecord> read_cnn_dailymail(const std::string& path, const JsonlOptions& opts = {});
 
 /// Undoes PTB-style tokenisation ("Locke 's" -> "Locke's", "` word '" -> "'word'") and puts
 /// one sentence per line (" . " separators), as ROUGE-Lsum expects.

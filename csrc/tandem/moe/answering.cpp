@@ -4,6 +4,7 @@
 
 #include "tandem/core/formats/safetensors.h"
 #include "tandem/models/batching.h"
+#include "tandem/spa/side_adapted_lm.h"
 
 namespace tandem::moe {
 
@@ -72,6 +73,11 @@ std::vector<Answer> answer_letters(CausalLM& model, const text::Tokenizer& tok, 
   }
   if (letter_ids.empty()) throw std::runtime_error("answer letters A-J are not single tokens in this vocabulary");
   const auto letters = torch::tensor(letter_ids, torch::kLong);
+  std::unique_ptr<spa::SideAdaptedLM> side;
+  if (adapter)  // non-owning handles on the caller's model and plugin (aliasing constructor, empty owner)
+    side = std::make_unique<spa::SideAdaptedLM>(std::shared_ptr<CausalLM>(std::shared_ptr<CausalLM>(), &model),
+                                                std::shared_ptr<DeviceAdapter>(std::shared_ptr<DeviceAdapter>(), adapter),
+                                                nullptr, torch::kFloat);
   std::vector<Answer> out(user_texts.size());
   for (size_t s = 0; s < user_texts.size(); s += batch) {
     const size_t e = std::min(user_texts.size(), s + static_cast<size_t>(batch));
@@ -89,13 +95,9 @@ std::vector<Answer> answer_letters(CausalLM& model, const text::Tokenizer& tok, 
     if (!adapter) {
       logits = model.forward(ids, mask, {}, nullptr, false, 1).logits.select(1, 0).to(torch::kCPU);
     } else {
+      // A plugin expert: SideAdaptedLM's adapted next-token logits (no router: always adapted).
       auto o = model.forward(ids, mask, {}, nullptr, true, -1);
-      const bool seq = adapter->needs_all_positions();
-      std::vector<torch::Tensor> inputs;
-      for (int64_t l : adapter->layers_read()) inputs.push_back(seq ? o.hidden_states[l] : o.hidden_states[l].narrow(1, -1, 1));
-      auto fin = model.final_norm(o.hidden_states.back().narrow(1, -1, 1));
-      auto out = adapter->forward(inputs, fin, mask.to(torch::kBool), nullptr);
-      logits = model.cap_logits(model.project_vocab(out.hidden.narrow(1, -1, 1).to(fin.scalar_type()))).select(1, 0).to(torch::kCPU);
+      logits = side->next_token(o.hidden_states, mask, nullptr, nullptr).to(torch::kCPU);
     }
     auto picked = logits.index_select(1, letters);  // [B, 10]
     for (int64_t j = 0; j < B; ++j) {

@@ -51,6 +51,9 @@ class DeviceAdapter : public torch::nn::Module {
   /// `state` continues a decode (undefined tensors on the first call) or is null in training.
   virtual AdapterOutput forward(const std::vector<torch::Tensor>& inputs, const torch::Tensor& final_normed,
                                 const torch::Tensor& key_mask, AdapterState* state) = 0;
+  /// Called once after construction, before training: adapters initialised from the frozen
+  /// backbone's own weights (LST's pruned side network) read them here. Default: nothing.
+  virtual void init_from_backbone(const CausalLM& backbone) { (void)backbone; }
   /// Trainable parameters by stable name.
   std::vector<std::pair<std::string, torch::Tensor>> trainable() const;
   int64_t num_trainable() const;
@@ -106,17 +109,38 @@ struct SidePluginOptions {
 
 struct LadderSideOptions {
   int64_t reduction = 8;
-  int64_t heads = 4;
+  int64_t heads = 0;
+  std::string init = "pruned";
+  std::string importance = "magnitude";
   double gate_temperature = 0.1;
   LayerChoice read{1};
   template <class V>
   void visit(V& v) {
-    v.field("reduction", reduction, "side width = hidden size / reduction", Range{1, 1 << 20});
-    v.field("heads", heads, "attention heads of each side block (divides the side width)", Range{1, 1024});
+    v.field("reduction", reduction, "side width = hidden size / r; attention heads and MLP width shrink by r too",
+            Range{1, 1 << 20});
+    v.field("heads", heads, "attention heads of each side block (0 = the backbone's heads / r, at least 1)", Range{0, 1024});
+    v.field("init", init, "pruned: each side block is its backbone layer structurally pruned (the LST paper); random",
+            OneOf{{"pruned", "random"}});
+    v.field("importance", importance, "what picks the kept channels and heads when pruning: weight magnitude (L1)",
+            OneOf{{"magnitude"}});
     v.field("gate_temperature", gate_temperature, "T of the ladder gates sigmoid(alpha / T)", Range{1e-3, 100.0});
+    // Layer dropping (the LST paper's option) is `every: 2` (or a `layers:` list): one side block per layer read.
     v.merge(read);
   }
   TANDEM_OPTIONS(LadderSideOptions)
+};
+
+struct SpaLadderOptions {
+  int64_t width = 32;
+  int64_t bottleneck = 16;
+  LayerChoice read{1};
+  template <class V>
+  void visit(V& v) {
+    v.field("width", width, "width of the side ladder's state (the authors' code: 32)", Range{1, 1 << 16});
+    v.field("bottleneck", bottleneck, "inner width of each rung's residual ReLU bottleneck", Range{1, 1 << 16});
+    v.merge(read);
+  }
+  TANDEM_OPTIONS(SpaLadderOptions)
 };
 
 }  // namespace tandem

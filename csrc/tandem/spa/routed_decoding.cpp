@@ -1,43 +1,24 @@
 #include "tandem/spa/routed_decoding.h"
 
 #include <algorithm>
+#include <chrono>
 
 #include <torch/torch.h>
 
+#include "tandem/core/progress.h"
+
 namespace tandem::spa {
 
-RoutedDecoding::RoutedDecoding(CausalLM& model, DeviceAdapter* adapter, Router* router, std::vector<int64_t> stop_ids,
-                               int64_t rows)
-    : model_(model), adapter_(adapter), router_(router), stop_ids_(std::move(stop_ids)),
-      tokens_(static_cast<size_t>(rows)), routes_(static_cast<size_t>(rows)) {}
+RoutedDecoding::RoutedDecoding(SideAdaptedLM* lm, std::vector<int64_t> stop_ids, int64_t rows)
+    : lm_(lm), stop_ids_(std::move(stop_ids)), tokens_(static_cast<size_t>(rows)), routes_(static_cast<size_t>(rows)) {}
 
 void RoutedDecoding::choose(const DecodeStep& step, std::vector<TokenChoice>& choices) {
   const auto& o = step.out;
   const int64_t B = static_cast<int64_t>(choices.size());
-  torch::Tensor next_logits, chose;
-  if (!adapter_) {
-    next_logits = o.logits.select(1, -1);
-  } else {
-    // 1. The plugin reads the backbone layers it was trained on (every new position for LST).
-    const bool seq = adapter_->needs_all_positions();
-    std::vector<torch::Tensor> inputs;
-    for (int64_t l : adapter_->layers_read()) inputs.push_back(seq ? o.hidden_states[l] : o.hidden_states[l].narrow(1, -1, 1));
-    auto fin = model_.final_norm(o.hidden_states[model_.config().num_layers].narrow(1, -1, 1));
-    auto ao = adapter_->forward(inputs, fin, step.fed_mask.to(torch::kBool), seq ? &state_ : nullptr);
-    auto hid = ao.hidden.narrow(1, -1, 1).to(fin.scalar_type());
-    if (router_) {
-      // 2. Both distributions through the frozen projection in one call; the router picks.
-      auto both = model_.cap_logits(model_.project_vocab(torch::cat({fin, hid}, 0)));
-      auto lb = both.narrow(0, 0, B).select(1, 0), la = both.narrow(0, B, B).select(1, 0);
-      auto feats = ao.features.narrow(1, -1, 1);
-      auto p = router_->prob(fin.select(1, 0), feats.select(1, 0), distribution_features(lb, la));
-      chose = (p >= router_->threshold).to(torch::kCPU);
-      next_logits = torch::where(chose.to(lb.device()).unsqueeze(1), la, lb);
-    } else {
-      next_logits = model_.cap_logits(model_.project_vocab(hid)).select(1, 0);
-      chose = torch::ones({B}, torch::kBool);
-    }
-  }
+  // 1-2. The backbone's logits, or SideAdaptedLM's routed choice between them and the plugin's.
+  torch::Tensor chose;
+  const torch::Tensor next_logits = lm_ ? lm_->next_token(o.hidden_states, step.fed_mask, &state_, &chose)
+                                        : o.logits.select(1, -1);
   // 3. Greedy; a stop token ends the row.
   auto next = next_logits.argmax(-1).to(torch::kCPU);
   for (int64_t b = 0; b < B; ++b) {
@@ -54,6 +35,40 @@ void RoutedDecoding::choose(const DecodeStep& step, std::vector<TokenChoice>& ch
       routes_[static_cast<size_t>(b)] += adapted ? 'A' : 'B';
     }
   }
+}
+
+DecodeReport decode_all(CausalLM& backbone, SideAdaptedLM* lm, const std::vector<std::vector<int64_t>>& prompts,
+                        const std::vector<int64_t>& stop_ids, const DecodeOptions& d, int64_t batch, const std::string& label) {
+  torch::NoGradGuard ng;
+  DecodeReport r;
+  const auto t0 = std::chrono::steady_clock::now();
+  Progress bar(label, static_cast<int64_t>(prompts.size()), "ex");
+  for (size_t s = 0; s < prompts.size(); s += static_cast<size_t>(batch)) {
+    const size_t e = std::min(prompts.size(), s + static_cast<size_t>(batch));
+    const std::vector<std::vector<int64_t>> chunk(prompts.begin() + s, prompts.begin() + e);
+    RoutedDecoding policy(lm, stop_ids, static_cast<int64_t>(chunk.size()));
+    const DecodeStats st = generate(backbone, chunk, policy, d);
+    r.steps += policy.steps();
+    r.adapter_steps += policy.adapter_steps();
+    r.decode_seconds += st.decode_seconds;
+    r.forwards += st.forwards;
+    r.tokens.insert(r.tokens.end(), policy.tokens().begin(), policy.tokens().end());
+    r.routes.insert(r.routes.end(), policy.routes().begin(), policy.routes().end());
+    bar.update(static_cast<int64_t>(e - s));
+  }
+  bar.finish();
+  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return r;
+}
+
+nlohmann::json DecodeReport::metrics() const {
+  int64_t n = 0;
+  for (const auto& t : tokens) n += static_cast<int64_t>(t.size());
+  return {{"generation", {{"tokens", n}, {"seconds", seconds}, {"tokens_per_second", n / std::max(seconds, 1e-9)},
+                          {"decode_steps", steps}, {"decode_seconds", decode_seconds}, {"decode_batch_steps", forwards},
+                          {"decode_ms_per_batch_step", forwards ? 1000 * decode_seconds / forwards : 0.0}}},
+          {"generate_seconds", seconds},
+          {"adapter_use_fraction", steps ? static_cast<double>(adapter_steps) / steps : 0.0}};
 }
 
 }  // namespace tandem::spa

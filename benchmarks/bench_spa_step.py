@@ -76,7 +76,7 @@ def decode_section(args) -> list[str]:
     """Decode cost per batch step on the same zero-shot XSum prompts: the frozen backbone alone,
     SPA with the plugin at every step (no router), and SPA with the trained router."""
     small = {"task.train": 32, "task.dev": 16, "train.steps": 20,
-             "router_train.steps": 60, "train.eval_every": 10, "train.checkpoint_every": 0,
+             "router_train.steps": 60, "train.eval_every": 10, "train.log_every": 10, "train.checkpoint_every": 0,
              "task.max_new_tokens": 32, "threads": args.threads}
     cases = [("backbone alone", "xsum_one_shot", {"experiment.method": "zero_shot"}),
              ("SPA, no router", "xsum_spa_norouter", {}), ("SPA + router", "xsum_spa", {})]

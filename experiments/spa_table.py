@@ -75,6 +75,9 @@ def main() -> None:
     ap.add_argument("--methods", nargs="*", default=list(METHODS), choices=list(METHODS))
     ap.add_argument("--set", nargs="*", default=[], help="config overrides for every cell (key.path=value)")
     ap.add_argument("--no-size-curve", action="store_true", help="skip the training-set-size analysis")
+    ap.add_argument("--sizes", nargs="*", type=int, default=SIZES, help="XSum training-set sizes of the size curve")
+    ap.add_argument("--finished-only", action="store_true",
+                    help="size curve: report only the cells that already finished (start none)")
     ap.add_argument("--runs-dir", default="results/spa_runs")
     ap.add_argument("--out", default="results/spa")
     args = ap.parse_args()
@@ -148,20 +151,25 @@ def main() -> None:
 
     write_tables(out, rows, cols, runs, diffs, [], time.time() - t0)  # the grid's table first
     plot(out, rows, cols)
-    size_rows = [] if args.no_size_curve or "xsum" not in args.tasks else size_curve(runs_dir, args.set, out)
+    size_rows = [] if args.no_size_curve or "xsum" not in args.tasks else size_curve(runs_dir, args.set, out, args.sizes, args.finished_only)
     wall = time.time() - t0
     write_tables(out, rows, cols, runs, diffs, size_rows, wall)
     print((out / "table.md").read_text())
     print(f"[spa_table] done in {wall / 60:.1f} min; results in {out}")
 
 
-def size_curve(runs_dir: Path, extra: list[str], out: Path) -> list[dict]:
+def size_curve(runs_dir: Path, extra: list[str], out: Path, sizes: list[int], finished_only: bool = False) -> list[dict]:
     import pandas as pd
     rows = []
-    for n in SIZES:
+    for n in sizes:
         for method in SIZE_METHODS:
+            ov = [*extra, f"task.train={n}"] if n != 300 else list(extra)
+            run_id = "grid" if not ov else "grid-" + hashlib.sha256("\n".join(ov).encode()).hexdigest()[:10]
+            if finished_only and not (runs_dir / f"spa_xsum_{method}" / run_id / "metrics.json").exists():
+                print(f"[spa_table] size curve: XSum {method} with {n} examples not run (--finished-only)", flush=True)
+                continue
             print(f"[spa_table] size curve: XSum {method} with {n} training examples", flush=True)
-            m, preds = cell("xsum", method, runs_dir, [*extra, f"task.train={n}"] if n != 300 else list(extra))
+            m, preds = cell("xsum", method, runs_dir, ov)
             scores = np.array([p["scores"]["rougeL"] for p in preds])
             bm = boot_means(scores, clusters(preds, "xsum"))
             rows.append({"method": METHODS[method], "train_examples": m.get("train_examples"), "rougeL": scores.mean(),

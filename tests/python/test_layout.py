@@ -15,7 +15,7 @@ from conftest import REPO, run_cli
 LAYERS = REPO / "build" / "layers"
 # Units by level, as cmake/tandem_layers.cmake declares them.
 LEVELS = {"core": 0, "text": 1, "models": 2, "data": 3, "train": 4, "peft": 5,
-          "spa": 6, "collab": 6, "fed": 6, "moe": 6, "experiments": 7}
+          "spa": 6, "collab": 6, "fed": 6, "moe": 7, "experiments": 8}  # moe's plugin experts are spa's SideAdaptedLM
 FOLDERS = {"core": ["core"], "text": ["text"], "models": ["models"], "data": ["data", "eval"], "train": ["train"],
            "peft": ["peft"], "spa": ["spa"], "collab": ["collab"], "fed": ["fed"], "moe": ["moe"],
            "experiments": ["experiments"]}

@@ -38,12 +38,12 @@ def run_cfg(name: str, ckpt: Path, tmp: Path, **extra):
 
 
 @pytest.mark.parametrize("name", ["sciq_one_shot", "sciq_lst", "sciq_spa", "sciq_spa_norouter", "xsum_spa",
-                                  "sciq_spa_ladder", "sciq_spa_sequential", "cnndm_lst", "coqa_spa"])
+                                  "sciq_spa_ladder", "sciq_spa_sequential"])
 def test_grid_configs_run_unchanged_on_an_hf_checkpoint(name, tiny_ckpt, tmp_path):
     res = run_cfg(name, tiny_ckpt, tmp_path)
     m = res.metrics
     assert m["test_examples"] == 6
-    assert m["primary_metric"] == ("f1" if name.startswith("coqa") else "rougeL") and 0.0 <= m["primary"] <= 100.0
+    assert m["primary_metric"] == "rougeL" and 0.0 <= m["primary"] <= 100.0
     preds = [json.loads(line) for line in open(Path(res.run_dir) / "predictions.jsonl")]
     assert len(preds) == 6
     V, H = 400, 32
@@ -70,7 +70,7 @@ def test_grid_configs_run_unchanged_on_an_hf_checkpoint(name, tiny_ckpt, tmp_pat
         assert m["cloud_to_device_bytes_per_token"] == 1 * H * 4 + V * 4  # the final state only
 
 
-@pytest.mark.parametrize("layers,read", [("[1,2]", 2), ("[2]", 1), ("all", 2), ("[0,1,2]", 3)])
+@pytest.mark.parametrize("layers,read", [("[0,1,2]", 3), ("all", 2)])
 def test_adapter_layers_list_or_all_override_the_default(layers, read, tiny_ckpt, tmp_path):
     """The documented `adapter.layers=[..]` / `all`, as typed on the command line, on the grid's
     configs (which leave `every` at its default so that `layers` can replace it)."""

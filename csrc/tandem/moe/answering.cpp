@@ -23,16 +23,7 @@ std::shared_ptr<DeviceAdapter> load_trained_adapter(const std::string& run_dir, 
   if (!root.has("adapter") && !old_shape) throw std::runtime_error(cfg_path + ": not an SPA/LST run (no adapter)");
   const Config node = old_shape ? root.at("experiment").at("adapter") : root.at("adapter");
   std::shared_ptr<DeviceAdapter> a(create<DeviceAdapter>(node, model.config()));
-  const SafetensorsFile w = load_safetensors(w_path);
-  torch::NoGradGuard ng;
-  for (auto& [name, p] : a->trainable()) {
-    if (!w.contains(name)) throw std::runtime_error(w_path + ": no tensor '" + name + "' for this adapter");
-    const auto& t = w.at(name);
-    if (t.sizes() != p.sizes())
-      throw std::runtime_error(w_path + ": '" + name + "' has shape " + c10::str(t.sizes()) + ", the adapter expects " +
-                               c10::str(p.sizes()) + " (a different backbone?)");
-    p.copy_(t);
-  }
+  spa::load_weights_into(w_path, a->trainable());
   a->to(fin_device(model));
   a->eval();
   return a;

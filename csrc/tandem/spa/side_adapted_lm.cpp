@@ -29,8 +29,7 @@ std::unique_ptr<SideAdaptedLM> SideAdaptedLM::from_config(std::shared_ptr<Causal
   return std::make_unique<SideAdaptedLM>(std::move(backbone), std::move(plugin), std::move(r), dtype);
 }
 
-namespace {
-void load_into(const std::string& path, const std::vector<std::pair<std::string, torch::Tensor>>& params) {
+void load_weights_into(const std::string& path, const std::vector<std::pair<std::string, torch::Tensor>>& params) {
   const SafetensorsFile w = load_safetensors(path);
   torch::NoGradGuard ng;
   for (const auto& [name, p] : params) {
@@ -42,7 +41,6 @@ void load_into(const std::string& path, const std::vector<std::pair<std::string,
     p.copy_(t);
   }
 }
-}  // namespace
 
 std::unique_ptr<SideAdaptedLM> SideAdaptedLM::load_run(const std::string& run_dir, std::shared_ptr<CausalLM> backbone,
                                                       c10::Device device, c10::ScalarType dtype) {
@@ -52,11 +50,11 @@ std::unique_ptr<SideAdaptedLM> SideAdaptedLM::load_run(const std::string& run_di
   const bool routed = root.at("experiment").get<std::string>("method") == "spa";
   const Config rc = root.at_or_empty("router");
   auto lm = from_config(std::move(backbone), root.at("adapter"), routed ? &rc : nullptr, device, dtype);
-  load_into(run_dir + "/adapter.safetensors", lm->plugin().trainable());
+  load_weights_into(run_dir + "/adapter.safetensors", lm->plugin().trainable());
   if (lm->router() && lm->router()->trainable()) {
     std::vector<std::pair<std::string, torch::Tensor>> rp;
     for (const auto& p : lm->router()->named_parameters()) rp.emplace_back(p.key(), p.value());
-    load_into(run_dir + "/router.safetensors", rp);
+    load_weights_into(run_dir + "/router.safetensors", rp);
   }
   lm->plugin().eval();
   if (lm->router()) lm->router()->eval();

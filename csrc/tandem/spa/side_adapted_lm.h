@@ -31,6 +31,10 @@ struct SideLogits {
   torch::Tensor features;  ///< [R, F] the plugin's own state: a router input
 };
 
+/// Copies the tensors of a safetensors file into `params` by name; a missing tensor or a shape
+/// mismatch is an error naming the file and the tensor (a plugin or router saved by a run).
+void load_weights_into(const std::string& path, const std::vector<std::pair<std::string, torch::Tensor>>& params);
+
 class SideAdaptedLM {
  public:
   /// `router` may be null: the adapted logits are then used at every step.

@@ -6,6 +6,7 @@
 #include <torch/torch.h>
 
 #include "tandem/peft/adapter.h"
+#include "tandem/spa/router.h"
 #include "tandem/spa/routed_decoding.h"
 #include "test_helpers.h"
 #include "tiny_models.h"
@@ -49,6 +50,42 @@ TEST(RoutedDecoding, UntrainedPluginReproducesTheBackbone) {
       EXPECT_EQ(policy.routes()[b], std::string(6, 'A'));
     }
   }
+}
+
+// The routed step takes an additive plugin's adapted logits as backbone + z (W U)^T with W U
+// cached; they must equal the plugin's state through the head (the no-router path), and follow
+// the plugin when its weights change in place (an optimizer step) after a cached step.
+TEST(SideAdaptedLM, RoutedStepMatchesThePluginStateThroughTheHead) {
+  torch::NoGradGuard ng;
+  torch::manual_seed(3);
+  auto m = tiny_llama();
+  const Config c = Config::load_string("type: spa\nrank: 4\nevery: 1\n", "adapter.yaml");
+  std::shared_ptr<DeviceAdapter> a(create<DeviceAdapter>(c, m->config()).release());
+  torch::Tensor up;
+  for (const auto& p : a->named_parameters())
+    if (p.key() == "up") up = p.value();
+  ASSERT_TRUE(up.defined());
+  up.normal_(0, 0.5);
+  const Config rc = Config::load_string("type: always\n", "router.yaml");
+  const RouterDims dims{m->config().hidden_size, 4};
+  std::shared_ptr<Router> always(create_named<Router>("always", rc, dims).release());
+  std::shared_ptr<Router> never(create_named<Router>("never", rc, dims).release());
+  spa::SideAdaptedLM routed(m, a, always, torch::kFloat), plain(m, a, nullptr, torch::kFloat), backbone(m, a, never, torch::kFloat);
+  const auto ids = torch::tensor({{1, 2, 3, 4}, {9, 8, 7, 6}}, torch::kLong);
+  const auto mask = torch::ones({2, 4}, torch::kLong);
+  const auto out = m->forward(ids, mask, {}, nullptr, true, -1);
+  for (int round = 0; round < 2; ++round) {
+    torch::Tensor chose;
+    const auto got = routed.next_token(out.hidden_states, mask, nullptr, &chose);
+    const auto want = plain.next_token(out.hidden_states, mask, nullptr, nullptr);
+    EXPECT_TRUE(chose.all().item<bool>());
+    EXPECT_LT((got - want).abs().max().item<double>(), 1e-5) << "round " << round;
+    EXPECT_GT((want - backbone.next_token(out.hidden_states, mask, nullptr, nullptr)).abs().max().item<double>(), 1e-2)
+        << "the plugin must move the logits for this test to mean anything";
+    up.mul_(-2.0);  // an in-place update: the cached W U must be recomputed
+  }
+  const auto base = m->forward(ids, mask, {}, nullptr, false, 1).logits.select(1, 0);
+  EXPECT_LT((backbone.next_token(out.hidden_states, mask, nullptr, nullptr) - base).abs().max().item<double>(), 1e-5);
 }
 
 TEST(AdapterLayers, ListEveryAndAllAreReadAndChecked) {

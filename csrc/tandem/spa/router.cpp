@@ -14,12 +14,13 @@ torch::Tensor distribution_features(const torch::Tensor& backbone_logits, const 
   const auto pb = lb.exp(), pa = la.exp();
   const auto hb = -(pb * lb).sum(-1), ha = -(pa * la).sum(-1);
   const auto kl = (pa * (la - lb)).sum(-1);
-  const auto top_b = std::get<1>(pb.max(-1, true)), top_a = std::get<1>(pa.max(-1, true));
+  const auto [max_b, top_b] = pb.max(-1, true);
+  const auto [max_a, top_a] = pa.max(-1, true);
   // Where the two argmaxes agree, greedy decoding does not care which is used: agreement and
   // each distribution's probability of the other's pick tell the router where it matters.
   const auto agree = (top_a == top_b).to(torch::kFloat).squeeze(-1);
   const auto pb_of_a = pb.gather(-1, top_a).squeeze(-1), pa_of_b = pa.gather(-1, top_b).squeeze(-1);
-  return torch::stack({hb, ha, std::get<0>(pb.max(-1)), std::get<0>(pa.max(-1)), kl, agree, pb_of_a, pa_of_b}, -1);
+  return torch::stack({hb, ha, max_b.squeeze(-1), max_a.squeeze(-1), kl, agree, pb_of_a, pa_of_b}, -1);
 }
 
 torch::Tensor router_labels(const torch::Tensor& backbone_logits, const torch::Tensor& adapted_logits,

@@ -69,12 +69,23 @@ torch::Tensor gather_rows(const torch::Tensor& t, const torch::Tensor& rows) {
 }
 }  // namespace
 
+torch::Tensor SideAdaptedLM::vocab_basis(const torch::Tensor& basis) const {
+  if (torch::GradMode::is_enabled()) return backbone_->project_vocab(basis.t().to(dtype_));
+  const auto version = static_cast<int64_t>(basis._version());
+  if (!wu_cache_.defined() || wu_data_ != basis.data_ptr() || wu_version_ != version) {
+    wu_cache_ = backbone_->project_vocab(basis.t().to(dtype_));
+    wu_data_ = basis.data_ptr();
+    wu_version_ = version;
+  }
+  return wu_cache_;
+}
+
 torch::Tensor SideAdaptedLM::adapted_logits(const AdapterOutput& out, const torch::Tensor& rows, const torch::Tensor& base) const {
   CausalLM& m = *backbone_;
   if (base.defined() && out.shift_basis.defined()) {
     // Additive plugin with the backbone's logits at hand: logits = base + z (W U)^T, exact algebra
     // with the rank-r product W U [r, V] in place of W [H, V].
-    auto wu = m.project_vocab(out.shift_basis.t().to(dtype_));
+    auto wu = vocab_basis(out.shift_basis);
     return m.cap_logits(base + torch::matmul(gather_rows(out.shift_coeff, rows).to(wu.scalar_type()), wu));
   }
   return m.cap_logits(m.project_vocab(gather_rows(out.hidden, rows).to(dtype_)));
@@ -146,9 +157,18 @@ torch::Tensor SideAdaptedLM::next_token(const std::vector<torch::Tensor>& hidden
     if (use_adapted) *use_adapted = torch::ones({B}, torch::kBool);
     return m.cap_logits(m.project_vocab(hid)).select(1, 0);
   }
-  // 2. Both distributions through the frozen head in one call; the router picks per row.
-  auto both = m.cap_logits(m.project_vocab(torch::cat({fin, hid}, 0)));
-  auto lb = both.narrow(0, 0, B).select(1, 0), la = both.narrow(0, B, B).select(1, 0);
+  // 2. Both distributions; the router picks per row. An additive plugin's adapted logits are the
+  //    backbone's plus z (W U)^T through the cached rank-r product (as in training): one pass
+  //    through the frozen head instead of two. Other plugins project both states in one call.
+  torch::Tensor lb, la;
+  if (ao.shift_basis.defined()) {
+    const auto raw = m.project_vocab(fin).select(1, 0);
+    la = adapted_logits(ao, torch::Tensor(), raw);
+    lb = m.cap_logits(raw);
+  } else {
+    auto both = m.cap_logits(m.project_vocab(torch::cat({fin, hid}, 0)));
+    lb = both.narrow(0, 0, B).select(1, 0), la = both.narrow(0, B, B).select(1, 0);
+  }
   auto p = router_->prob(fin.select(1, 0), ao.features.narrow(1, -1, 1).select(1, 0), distribution_features(lb, la));
   auto chose = (p >= router_->threshold).to(torch::kCPU);
   if (use_adapted) *use_adapted = chose;

@@ -97,6 +97,14 @@ class SideAdaptedLM {
   std::shared_ptr<DeviceAdapter> plugin_;
   std::shared_ptr<Router> router_;
   c10::ScalarType dtype_;
+
+  /// W U [r, V] for an additive plugin's basis U. Outside autograd (decoding, evaluation) it is
+  /// kept until U changes (its storage or version counter), so a decode step multiplies by the
+  /// cached product instead of projecting a second state through the 49k-row head.
+  torch::Tensor vocab_basis(const torch::Tensor& basis) const;
+  mutable torch::Tensor wu_cache_;
+  mutable const void* wu_data_ = nullptr;
+  mutable int64_t wu_version_ = -1;
 };
 
 }  // namespace tandem::spa

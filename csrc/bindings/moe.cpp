@@ -81,15 +81,20 @@ void bind_moe(py::module_& m) {
       .def_readwrite("question", &McInstance::question)
       .def_readwrite("n_options", &McInstance::n_options)
       .def_readwrite("gold", &McInstance::gold)
-      .def_readwrite("category", &McInstance::category);
+      .def_readwrite("category", &McInstance::category)
+      .def_readwrite("stem", &McInstance::stem)
+      .def_readwrite("options", &McInstance::options);
   m.def("read_mc_instances", &read_mc_instances, py::arg("path"), py::arg("dataset"), py::arg("limit") = 0,
         py::arg("skip_bad_lines") = false, "Instances of one Symbolic-MoE split file.");
   py::class_<moe::ExpertSpec>(m, "ExpertSpec")
-      .def(py::init([](std::string name, std::string model, std::string system, std::string adapter_run) {
-             return moe::ExpertSpec{std::move(name), resolve_model_path(model), std::move(system), std::move(adapter_run)};
+      .def(py::init([](std::string name, std::string model, std::string system, std::string adapter_run, std::string answer) {
+             if (answer != "letter" && answer != "loglik")
+               throw std::invalid_argument("ExpertSpec answer: expected letter or loglik, got '" + answer + "'");
+             return moe::ExpertSpec{std::move(name), resolve_model_path(model), std::move(system), std::move(adapter_run), std::move(answer)};
            }),
-           py::arg("name"), py::arg("model"), py::arg("system") = "", py::arg("adapter_run") = "")
+           py::arg("name"), py::arg("model"), py::arg("system") = "", py::arg("adapter_run") = "", py::arg("answer") = "letter")
       .def_readonly("name", &moe::ExpertSpec::name)
+      .def_readonly("answer", &moe::ExpertSpec::answer)
       .def_readonly("model", &moe::ExpertSpec::model);
   py::class_<moe::Answer>(m, "Answer")
       .def_readonly("choice", &moe::Answer::choice)
@@ -119,16 +124,20 @@ void bind_moe(py::module_& m) {
       .def_readonly("validation", &moe::AggregatorChoice::validation);
   py::class_<moe::Pipeline>(m, "MoePipeline")
       .def(py::init([](std::vector<moe::ExpertSpec> experts, moe::SkillExtractor& skills, ModelPool& pool, int64_t k,
-                       const std::string& mode, double temperature, uint64_t seed, double smoothing, int64_t batch_size) {
+                       const std::string& mode, double temperature, uint64_t seed, double smoothing, int64_t batch_size,
+                       const std::string& executor) {
              moe::RecruitOptions o;
              o.k = k;
              o.mode = mode;
              o.temperature = temperature;
              o.seed = seed;
-             return std::make_unique<moe::Pipeline>(std::move(experts), skills, pool, o, smoothing, batch_size);
+             moe::ExecutorOptions eo;
+             eo.batch_size = batch_size;
+             eo.type = executor;
+             return std::make_unique<moe::Pipeline>(std::move(experts), skills, pool, o, smoothing, eo);
            }),
            py::arg("experts"), py::arg("skills"), py::arg("pool"), py::arg("k") = 2, py::arg("mode") = "topk",
-           py::arg("temperature") = 1.0, py::arg("seed") = 0, py::arg("smoothing") = 1.0, py::arg("batch_size") = 8,
+           py::arg("temperature") = 1.0, py::arg("seed") = 0, py::arg("smoothing") = 1.0, py::arg("batch_size") = 8, py::arg("executor") = "batched_by_expert",
            py::keep_alive<1, 3>(), py::keep_alive<1, 4>())
       .def("tag", &moe::Pipeline::tag, py::arg("instances"), py::call_guard<py::gil_scoped_release>())
       .def("answer_all", &moe::Pipeline::answer_all, py::arg("instances"), py::call_guard<py::gil_scoped_release>())

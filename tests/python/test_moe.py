@@ -85,7 +85,7 @@ def test_experiment_batched_equals_naive_with_one_load_per_model(two_ckpts, tmp_
                         "train.log_every": 2, "train.checkpoint_every": 0,
                         "task.max_new_tokens": 2, "state_cache.dir": str(tmp_path / "cache")})
     cfg["experts"] = [{"name": "a", "model": a}, {"name": "b", "model": b}, {"name": "a-med", "model": a, "system": "You are a doctor."},
-                    {"name": "a-plugin", "model": a, "adapter_run": str(spa.run_dir)}]
+                    {"name": "a-plugin", "model": a, "adapter_run": str(spa.run_dir), "answer": "letter"}]
     e["aggregators"] = ["a", "b"]
     cfg["data"].update(validation_per_dataset=3, test_per_dataset=3)
     e["compare_instances"] = 10
@@ -94,6 +94,7 @@ def test_experiment_batched_equals_naive_with_one_load_per_model(two_ckpts, tmp_
     ex = res.metrics["execution"]
     assert ex["identical_answers"] is True and ex["batched_by_expert"]["jobs"] == 20
     assert ex["batched_by_expert"]["loads"] == 2  # one per model: the persona shares a's weights
+    assert ex["batched_by_model"]["loads"] == 2 and ex["batched_by_model"]["identical_answers"] is True
     assert ex["naive"]["loads"] == 20             # one per (instance, recruited expert)
     prof = json.loads((Path(res.run_dir) / "profiles.json").read_text())
     assert set(prof) == {"a", "b", "a-med", "a-plugin"}
@@ -101,6 +102,76 @@ def test_experiment_batched_equals_naive_with_one_load_per_model(two_ckpts, tmp_
     rows = [json.loads(line) for line in open(Path(res.run_dir) / "per_instance.jsonl")]
     assert len(rows) == 9 and all(len(r["recruited"]) == 2 and set(r["expert_answers"]) == {"a", "b", "a-med", "a-plugin"} for r in rows)
     assert all("question" not in r for r in rows)  # ids and letters only (GPQA's terms)
+    # Every table row's letter per instance (the bootstrap intervals resample these).
+    acc = res.metrics["accuracy"]
+    for meth in ("Symbolic-MoE", "best single expert", "majority vote", "task-level router"):
+        assert acc[meth]["all"] == pytest.approx(sum(r["methods"][meth] == r["gold"] for r in rows) / len(rows))
+
+
+def test_plugin_expert_with_loglik_answers_is_refused(two_ckpts, tmp_path):
+    a, b = map(str, two_ckpts)
+    cfg = yaml.safe_load((REPO / "configs" / "moe" / "symbolic_moe.yaml").read_text())
+    run = tmp_path / "fake_run"
+    run.mkdir()
+    (run / "adapter.safetensors").write_bytes(b"")
+    cfg["experts"] = [{"name": "a", "model": a}, {"name": "a-plugin", "model": a, "adapter_run": str(run), "answer": "loglik"}]
+    cfg["experiment"]["aggregators"] = ["a"]
+    with pytest.raises(Exception, match=r"experts\[1\]\.answer.*answer: letter for a plugin expert"):
+        tandem.run(cfg, results_dir=tmp_path / "r", echo_log=False, plot=False)
+
+
+def _loglik_by_hand(ckpt, inst, system=""):
+    """Each option's log-likelihood per byte after the rendered stem + "Answer:", by transformers."""
+    import torch
+    import transformers
+    lm = tandem.models.load(str(ckpt))
+    hf = transformers.AutoModelForCausalLM.from_pretrained(str(ckpt), torch_dtype=torch.float32).eval()
+    msgs = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": inst.stem}]
+    prompt = lm.tokenizer.encode_for_model(lm.chat_template.render(msgs) + "Answer:")
+    scores = []
+    for opt in inst.options:
+        cont = lm.tokenizer.encode(" " + opt)
+        ids = torch.tensor([prompt + cont])
+        with torch.no_grad():
+            logp = hf(ids).logits[0].log_softmax(-1)
+        total = sum(logp[len(prompt) - 1 + k, t].item() for k, t in enumerate(cont))
+        scores.append(total / max(1, len(opt.encode())))
+    return torch.tensor(scores, dtype=torch.float64).log_softmax(0).tolist()
+
+
+def test_loglik_answers_match_transformers_and_the_aggregator_picks_among_proposals(two_ckpts):
+    a, b = map(str, two_ckpts)
+    data = tandem.data_root() / "symbolic_moe"
+    xs = _C.read_mc_instances(str(data / "medmcqa_test.jsonl"), "medmcqa", 3) + \
+        _C.read_mc_instances(str(data / "mmlu_pro_test.jsonl"), "mmlu_pro", 2)
+    assert all(len(x.options) == x.n_options and x.stem and x.stem in x.question for x in xs)
+    skills = _C.SkillExtractor("type: embedding\nencoder: minilm-l6\nper_instance: 1\nvocabulary: [medicine, physics]\n")
+    experts = [_C.ExpertSpec("a", a, answer="loglik"), _C.ExpertSpec("b", b, answer="loglik"),
+               _C.ExpertSpec("a-med", a, "You are a doctor.", answer="loglik")]
+    pipe = _C.MoePipeline(experts, skills, _C.ModelPool(0), k=2, batch_size=5)
+    ans = pipe.answer_all(xs)
+    for e, (ckpt, system) in enumerate([(a, ""), (b, ""), (a, "You are a doctor.")]):
+        for i, x in enumerate(xs):
+            want = _loglik_by_hand(ckpt, x, system)
+            assert ans[e][i].logprobs == pytest.approx(want, abs=1e-4), (e, i)
+            assert ans[e][i].choice == max(range(x.n_options), key=lambda k: want[k])
+    # The loglik aggregator: its own most likely option among the recruited experts' proposals.
+    tags = pipe.tag(xs)
+    rec = [[1, 2]] * len(xs)
+    final = pipe.aggregate(0, xs, rec, ans)
+    for i, x in enumerate(xs):
+        proposed = sorted({ans[1][i].choice, ans[2][i].choice})
+        assert final[i].choice == max(proposed, key=lambda k: ans[0][i].logprobs[k])
+    assert len(tags) == len(xs)
+
+
+def test_options_and_stem_parsed_from_the_question_when_the_file_has_none(tmp_path):
+    f = tmp_path / "q.jsonl"
+    f.write_text(json.dumps({"id": "x1", "question": "Which gas? The options are: (A) oxygen (B) carbon dioxide  (C) neon",
+                             "gold_answer": "B"}) + "\n")
+    (x,) = _C.read_mc_instances(str(f), "demo", 0)
+    assert x.options == ["oxygen", "carbon dioxide", "neon"] and x.n_options == 3
+    assert x.stem == "Which gas?" and x.gold == 1
 
 
 def test_pipeline_steps_from_python(two_ckpts):

@@ -50,9 +50,12 @@ class SymbolicMoe : public Experiment {
     for (size_t i = 0; i < o.experts.size(); ++i) {
       const auto& x = o.experts[i];
       const Config& e = expert_nodes[i];
-      ExpertSpec s{x.name, resolve_model_path(x.model), x.system, x.adapter_run};
+      ExpertSpec s{x.name, resolve_model_path(x.model), x.system, x.adapter_run, x.answer.empty() ? o.recipe.answer : x.answer};
       if (!s.adapter_run.empty() && !std::filesystem::exists(s.adapter_run + "/adapter.safetensors"))
         e.fail("adapter_run", "a finished SPA run directory holding adapter.safetensors (run its config first)");
+      if (!s.adapter_run.empty() && s.answer == "loglik")
+        e.fail(x.answer.empty() ? "adapter_run" : "answer",
+               "answer: letter for a plugin expert (its plugin is trained to answer letters; set the expert's answer: letter)");
       for (const auto& other : experts_)
         if (other.name == s.name) e.fail("name", "a unique expert name ('" + s.name + "' repeats)");
       experts_.push_back(s);
@@ -68,7 +71,11 @@ class SymbolicMoe : public Experiment {
     ro_ = o.recruit;
     ro_.seed = rt_.seed;
     smoothing_ = o.profile.smoothing;
+    executor_ = o.executor;
     batch_ = o.executor.batch_size;
+    compare_executors_ = o.recipe.compare_executors;
+    for (const auto& t : compare_executors_)
+      if (!Registry<Executor>::instance().contains(t)) c.fail("compare_executors", "executor names (unknown '" + t + "')");
     compare_ = static_cast<size_t>(o.recipe.compare_instances);
     compare_dataset_ = o.recipe.compare_dataset;
     budget_ = static_cast<int64_t>(o.pool.memory_budget_gb * (1LL << 30));
@@ -90,7 +97,7 @@ class SymbolicMoe : public Experiment {
              " test instances, " + std::to_string(experts_.size()) + " experts");
     // The method, step by step (moe/pipeline.h).
     ModelPool pool(budget_, rt_.device, rt_.dtype);
-    moe::Pipeline pipe(experts_, *skills_, pool, ro_, smoothing_, batch_);
+    moe::Pipeline pipe(experts_, *skills_, pool, ro_, smoothing_, executor_);
     const double t0 = now_s();
     const auto val_tags = pipe.tag(val);
     const auto test_tags = pipe.tag(test);
@@ -120,11 +127,11 @@ class SymbolicMoe : public Experiment {
     const size_t nc = std::min(compare_, ci.size());
     std::vector<Job> rj;
     for (size_t i = 0; i < nc; ++i)
-      for (int64_t e : recruit(expert_scores(profiles, ct[i]), ro_, ci[i].id)) rj.push_back({i, e, question_prompt(ci[i]), ci[i].n_options});
+      for (int64_t e : recruit(expert_scores(profiles, ct[i]), ro_, ci[i].id)) rj.push_back({i, e, question_prompt(ci[i]), ci[i].n_options, &ci[i], {}});
     nlohmann::json cmp = nlohmann::json::object();
     std::vector<std::vector<Answer>> cmp_ans;
     Table et({"executor", "instances", "jobs", "model loads", "wall seconds", "load seconds", "peak tensor MB", "max models resident"});
-    for (const std::string type : {"batched_by_expert", "naive"}) {
+    for (const std::string& type : compare_executors_) {
       ModelPool p(budget_, rt_.device, rt_.dtype);
       auto ex = create_named<Executor>(type, ExecutorOptions{batch_});
       const double s = now_s();
@@ -135,12 +142,20 @@ class SymbolicMoe : public Experiment {
       et.add_row({type, static_cast<int64_t>(nc), static_cast<int64_t>(rj.size()), p.loads(), w, p.load_seconds(),
                   p.peak_resident_bytes() / 1048576.0, p.max_resident_models()});
     }
-    size_t same = 0;
-    for (size_t j = 0; j < rj.size(); ++j) same += cmp_ans[0][j].choice == cmp_ans[1][j].choice;
-    cmp["identical_answers"] = same == rj.size();
+    // Every executor against the first: the same answers, and the wall-time ratio.
+    bool all_same = true;
+    for (size_t x = 1; x < compare_executors_.size(); ++x) {
+      size_t same = 0;
+      for (size_t j = 0; j < rj.size(); ++j) same += cmp_ans[0][j].choice == cmp_ans[x][j].choice;
+      auto& c = cmp[compare_executors_[x]];
+      c["identical_answer_count"] = same;
+      c["identical_answers"] = same == rj.size();
+      c["wall_ratio_vs_" + compare_executors_[0]] = c["seconds"].get<double>() / std::max(1e-9, cmp[compare_executors_[0]]["seconds"].get<double>());
+      all_same &= same == rj.size();
+    }
+    cmp["identical_answers"] = all_same;
+    cmp["reference"] = compare_executors_.empty() ? std::string() : compare_executors_[0];
     cmp["dataset"] = compare_dataset_.empty() ? std::string("test mix") : compare_dataset_;
-    cmp["identical_answer_count"] = same;
-    cmp["wall_ratio_naive_over_batched"] = cmp["naive"]["seconds"].get<double>() / std::max(1e-9, cmp["batched_by_expert"]["seconds"].get<double>());
     m["execution"] = cmp;
     ctx.write_table("execution", et);
 
@@ -204,6 +219,7 @@ class SymbolicMoe : public Experiment {
       for (size_t e = 0; e < E; ++e) r["expert_answers"][experts_[e].name] = std::string(1, static_cast<char>('A' + ta[e][i].choice));
       r["aggregator"] = experts_[best_agg].name;
       r["final"] = std::string(1, static_cast<char>('A' + final_ans[i].choice));
+      for (const auto& meth : methods) r["methods"][meth] = std::string(1, static_cast<char>('A' + pred[meth][i]));
       jsonl += r.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
     }
     ctx.write_artifact("per_instance.jsonl", jsonl);
@@ -230,6 +246,8 @@ class SymbolicMoe : public Experiment {
   RecruitOptions ro_;
   double smoothing_ = 1.0;
   int64_t batch_ = 8, budget_ = 0;
+  ExecutorOptions executor_;
+  std::vector<std::string> compare_executors_;
 };
 
 TANDEM_REGISTER(Experiment, "symbolic_moe", SymbolicMoe);

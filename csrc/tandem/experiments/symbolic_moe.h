@@ -16,9 +16,15 @@ struct MoeRecipeOptions {
   std::vector<std::string> aggregators;
   int64_t compare_instances = 200;
   std::string compare_dataset;
+  std::vector<std::string> compare_executors{"batched_by_expert", "batched_by_model", "naive"};
+  std::string answer = "letter";
   template <class V>
   void visit(V& v) {
     v.required("aggregators", aggregators, "candidate aggregators (expert names); the best on validation aggregates");
+    v.field("answer", answer, "how experts answer unless they say: letter (next-token letter log-probs) or loglik "
+            "(each option's log-likelihood per byte; the aggregator then picks among the proposed options)",
+            OneOf{{"letter", "loglik"}});
+    v.field("compare_executors", compare_executors, "executors timed on the same recruited jobs (the first is the reference)");
     v.field("compare_instances", compare_instances, "recruited test jobs run both batched-by-expert and naively",
             NonNegative{});
     v.field("compare_dataset", compare_dataset, "... from this test set (\"\" = all)");
@@ -41,9 +47,10 @@ struct MoeDataOptions {
 };
 
 struct MoeExpertOptions {
-  std::string name, model, system, adapter_run;
+  std::string name, model, system, adapter_run, answer;
   template <class V>
   void visit(V& v) {
+    v.field("answer", answer, "letter or loglik (\"\" = experiment.answer)", OneOf{{"", "letter", "loglik"}});
     v.required("name", name, "unique expert name");
     v.required("model", model, "a short name under $TANDEM_MODELS, a .gguf file or an HF directory");
     v.field("system", system, "persona system prompt (\"\" = none)");

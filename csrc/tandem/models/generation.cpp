@@ -245,4 +245,58 @@ std::vector<double> score_continuations(CausalLM& model, const std::vector<std::
   return out;
 }
 
+std::vector<std::vector<double>> score_continuation_sets(CausalLM& model, const std::vector<std::vector<int64_t>>& prompts,
+                                                         const std::vector<std::vector<std::vector<int64_t>>>& continuations,
+                                                         int64_t pad_id) {
+  torch::NoGradGuard ng;
+  if (prompts.size() != continuations.size())
+    throw std::invalid_argument("score_continuation_sets: " + std::to_string(prompts.size()) + " prompts but " +
+                                std::to_string(continuations.size()) + " continuation sets");
+  const auto dev = model.parameters().front().device();
+  // 1. Every prompt but its last token, once, into the cache. The last token starts each row's
+  //    suffix, so the logits that predict a continuation's first token come from the suffix pass.
+  std::vector<std::vector<int64_t>> prefixes, suffixes;
+  std::vector<int64_t> group_of;
+  int64_t longest = 0;
+  for (size_t p = 0; p < prompts.size(); ++p) {
+    if (prompts[p].size() < 2) throw std::invalid_argument("score_continuation_sets: prompt " + std::to_string(p) + " has under 2 tokens");
+    prefixes.emplace_back(prompts[p].begin(), prompts[p].end() - 1);
+    for (const auto& c : continuations[p]) {
+      std::vector<int64_t> s{prompts[p].back()};
+      s.insert(s.end(), c.begin(), c.end());
+      longest = std::max<int64_t>(longest, static_cast<int64_t>(c.size()));
+      suffixes.push_back(std::move(s));
+      group_of.push_back(static_cast<int64_t>(p));
+    }
+  }
+  std::vector<std::vector<double>> out(prompts.size());
+  if (suffixes.empty()) return out;
+  KVCache cache;
+  auto [pid, pmask] = pad_batch(prefixes, pad_id, PadSide::kLeft);
+  model.forward(pid.to(dev), pmask.to(dev), {}, &cache, false, /*logits_to_keep=*/-1);
+  // 2. Copy each prompt's keys and values to its continuations' rows; run the suffixes on top
+  //    (padding between prompt and suffix is masked; positions come from the mask).
+  const auto rows = torch::tensor(group_of, torch::kLong);
+  cache.select_rows(rows.to(dev));
+  auto [sid, smask] = pad_batch(suffixes, pad_id, PadSide::kLeft);
+  const auto mask = torch::cat({pmask.index_select(0, rows), smask}, 1).to(dev);
+  const int64_t keep = longest + 1;
+  const auto logits = model.forward(sid.to(dev), mask, {}, &cache, false, keep).logits;
+  // 3. Sum the log-probabilities of each continuation's tokens (right-aligned in the suffix).
+  size_t row = 0;
+  for (size_t p = 0; p < prompts.size(); ++p)
+    for (const auto& c : continuations[p]) {
+      const int64_t n = static_cast<int64_t>(c.size());
+      double total = 0;
+      if (n) {
+        auto logp = logits[static_cast<int64_t>(row)].narrow(0, keep - n - 1, n).log_softmax(-1);
+        auto tgt = torch::tensor(c, torch::kLong).to(logp.device()).view({n, 1});
+        total = logp.gather(1, tgt).sum().item<double>();
+      }
+      out[p].push_back(total);
+      ++row;
+    }
+  return out;
+}
+
 }  // namespace tandem

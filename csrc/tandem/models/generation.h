@@ -109,4 +109,12 @@ PrefillResult prefill(CausalLM& model, const std::vector<std::vector<int64_t>>& 
 std::vector<double> score_continuations(CausalLM& model, const std::vector<std::vector<int64_t>>& prompts,
                                         const std::vector<std::vector<int64_t>>& continuations, int64_t pad_id);
 
+/// The same for several continuations of each prompt (a multiple-choice question's options):
+/// result[p][k] scores continuations[p][k] after prompts[p]. Each prompt runs once; its keys and
+/// values are copied to its continuations' rows, which then run on top (the prefill's shared
+/// prefix), so a 10-option question costs one prompt pass, not ten.
+std::vector<std::vector<double>> score_continuation_sets(CausalLM& model, const std::vector<std::vector<int64_t>>& prompts,
+                                                         const std::vector<std::vector<std::vector<int64_t>>>& continuations,
+                                                         int64_t pad_id);
+
 }  // namespace tandem

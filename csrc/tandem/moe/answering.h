@@ -1,7 +1,13 @@
-// How one expert (a causal LM, optionally with a persona system prompt) answers multiple-choice
-// questions: one forward pass per question, and the next-token log-probabilities of the option
-// letters after "Answer:". The same scorer serves as the aggregator, whose prompt also lists the
-// recruited experts' answers.
+// How an expert (a causal LM, optionally with a persona system prompt or a trained SPA plugin)
+// answers multiple-choice questions, in one of two modes:
+//   letter: one forward pass per question; the next-token log-probabilities of the option
+//           letters after "Answer:" (the paper's format; also the aggregator's prompt, which lists
+//           the recruited experts' answers);
+//   loglik: each option's text scored as the continuation of "<stem> ... Answer:", by its
+//           log-likelihood per byte (the cloze scoring of lm-evaluation-harness's acc_norm),
+//           which small models answer well above chance where letter following is at chance.
+// Questions that share a prompt are run once: experts on one backbone that differ only by their
+// plugin (adapter experts) share the backbone forward, and each row goes through its own plugin.
 #pragma once
 
 #include <string>
@@ -20,11 +26,22 @@ struct ExpertSpec {
   std::string model;   ///< resolved model path
   std::string system;  ///< optional persona prompt ("" = none)
   std::string adapter_run;  ///< a finished SPA run directory whose trained adapter this expert adds ("" = none)
+  std::string answer = "letter";  ///< letter | loglik (see above)
 };
 
 struct Answer {
   int64_t choice = -1;          ///< option index
-  std::vector<double> logprobs;  ///< per option letter, normalised over the options
+  std::vector<double> logprobs;  ///< per option, normalised over the options
+};
+
+/// One question put to one expert.
+struct Question {
+  std::string system;              ///< the expert's persona ("" = none)
+  std::string user_text;           ///< letter mode: what the expert is asked
+  const McInstance* instance = nullptr;  ///< loglik mode: the stem and option texts
+  int64_t n_options = 0;
+  std::vector<int64_t> allowed;    ///< options the answer may take (empty = all; loglik mode)
+  DeviceAdapter* adapter = nullptr;  ///< a plugin expert's trained plugin (letter mode)
 };
 
 /// The user text for `inst` ("<question>\nAnswer with the letter of the correct option.").
@@ -32,11 +49,15 @@ std::string question_prompt(const McInstance& inst);
 /// The aggregator's user text: the question plus the experts' proposed letters.
 std::string aggregation_prompt(const McInstance& inst, const std::vector<std::pair<std::string, int64_t>>& expert_choices);
 
-/// Answers `user_texts` (one per instance, with `n_options`) in batches of `batch`; with an
-/// `adapter`, from the adapted logits (backbone + trained plugin) instead of the backbone's.
+/// Letter mode for `questions`, unique prompts in batches of `batch`. A question with an adapter
+/// is answered from SideAdaptedLM's adapted logits (backbone + plugin) instead of the backbone's.
 std::vector<Answer> answer_letters(CausalLM& model, const text::Tokenizer& tok, const text::ChatTemplate& tmpl,
-                                   const std::string& system, const std::vector<std::string>& user_texts,
-                                   const std::vector<int64_t>& n_options, int64_t batch, DeviceAdapter* adapter = nullptr);
+                                   const std::vector<Question>& questions, int64_t batch);
+
+/// Loglik mode for `questions` (each needs its instance's options; adapters are refused: the
+/// plugins are trained on letters), `batch` scored sequences per forward.
+std::vector<Answer> answer_loglik(CausalLM& model, const text::Tokenizer& tok, const text::ChatTemplate& tmpl,
+                                  const std::vector<Question>& questions, int64_t batch);
 
 /// The trained adapter of a finished SPA run (its config.yaml's experiment.adapter and
 /// adapter.safetensors), built for `model`. Errors name the run directory.

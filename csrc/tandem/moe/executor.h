@@ -1,6 +1,9 @@
 // Executors run (instance, expert) jobs through a ModelPool. `batched_by_expert` groups the jobs
 // by expert, loads each model once, answers all of its instances in batches and unloads it;
-// `naive` loads the recruited experts per instance (the baseline it is measured against).
+// `batched_by_model` goes further for experts that share a backbone: all their jobs run together,
+// a prompt asked of several of them (adapter experts differ only by their plugin) runs through
+// the backbone once and each row through its own plugin (PEFT's mixed-adapter batches);
+// `naive` loads the recruited experts per instance (the baseline they are measured against).
 // Both return the same answers: the answer of a question does not depend on its batch-mates
 // (left padding with an exact attention mask).
 #pragma once
@@ -22,8 +25,10 @@ namespace tandem::moe {
 struct Job {
   size_t instance;
   int64_t expert;
-  std::string user_text;  ///< what the expert is asked (question, or aggregation prompt)
+  std::string user_text;  ///< what the expert is asked in letter mode (question, or aggregation prompt)
   int64_t n_options;
+  const McInstance* item = nullptr;  ///< the instance itself (loglik mode scores its options)
+  std::vector<int64_t> allowed;      ///< options the answer may take (empty = all; loglik mode)
 };
 
 struct ExecStats {
@@ -34,9 +39,12 @@ struct ExecStats {
 /// `executor:` how recruited jobs run.
 struct ExecutorOptions {
   int64_t batch_size = 8;
+  std::string type = "batched_by_expert";
   template <class V>
   void visit(V& v) {
-    v.field("batch_size", batch_size, "questions one expert answers per forward pass", Positive{});
+    v.field("batch_size", batch_size, "prompts (letter mode) or scored options (loglik mode) per forward pass", Positive{});
+    v.field("type", type, "batched_by_expert, batched_by_model (experts on one backbone share forwards) or naive",
+            OneOf{{"batched_by_expert", "batched_by_model", "naive"}});
   }
   TANDEM_OPTIONS(ExecutorOptions)
 };

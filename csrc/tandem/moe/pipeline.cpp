@@ -1,15 +1,17 @@
 #include "tandem/moe/pipeline.h"
 
+#include <algorithm>
+
 namespace tandem::moe {
 
 Pipeline::Pipeline(std::vector<ExpertSpec> experts, SkillExtractor& skills, ModelPool& pool, RecruitOptions recruit,
-                   double smoothing, int64_t batch_size)
+                   double smoothing, const ExecutorOptions& executor)
     : experts_(std::move(experts)),
       skills_(skills),
       pool_(pool),
       recruit_(std::move(recruit)),
       smoothing_(smoothing),
-      executor_(create_named<Executor>("batched_by_expert", ExecutorOptions{batch_size})) {}
+      executor_(create_named<Executor>(executor.type, executor)) {}
 
 std::vector<SkillTags> Pipeline::tag(const std::vector<McInstance>& xs) const {
   std::vector<std::string> texts;
@@ -20,7 +22,7 @@ std::vector<SkillTags> Pipeline::tag(const std::vector<McInstance>& xs) const {
 ExpertAnswers Pipeline::answer_all(const std::vector<McInstance>& xs) const {
   std::vector<Job> jobs;
   for (size_t e = 0; e < experts_.size(); ++e)
-    for (size_t i = 0; i < xs.size(); ++i) jobs.push_back({i, static_cast<int64_t>(e), question_prompt(xs[i]), xs[i].n_options});
+    for (size_t i = 0; i < xs.size(); ++i) jobs.push_back({i, static_cast<int64_t>(e), question_prompt(xs[i]), xs[i].n_options, &xs[i], {}});
   const auto flat = executor_->run(jobs, experts_, pool_);
   ExpertAnswers out(experts_.size());
   for (size_t e = 0; e < experts_.size(); ++e)
@@ -52,8 +54,28 @@ std::vector<Answer> Pipeline::aggregate(int64_t aggregator, const std::vector<Mc
   std::vector<Job> jobs;
   for (size_t i = 0; i < xs.size(); ++i) {
     std::vector<std::pair<std::string, int64_t>> proposals;
-    for (int64_t e : recruited[i]) proposals.emplace_back(experts_[static_cast<size_t>(e)].name, answers[static_cast<size_t>(e)][i].choice);
-    jobs.push_back({i, aggregator, aggregation_prompt(xs[i], proposals), xs[i].n_options});
+    std::vector<int64_t> allowed;
+    for (int64_t e : recruited[i]) {
+      const int64_t c = answers[static_cast<size_t>(e)][i].choice;
+      proposals.emplace_back(experts_[static_cast<size_t>(e)].name, c);
+      if (std::find(allowed.begin(), allowed.end(), c) == allowed.end()) allowed.push_back(c);
+    }
+    std::sort(allowed.begin(), allowed.end());
+    jobs.push_back({i, aggregator, aggregation_prompt(xs[i], proposals), xs[i].n_options, &xs[i], allowed});
+  }
+  if (experts_[static_cast<size_t>(aggregator)].answer == "loglik") {
+    // The aggregator's option scores do not depend on the proposals (its prompt is the question
+    // alone), and it already answered every instance as an expert: its choice among the proposed
+    // options comes from those scores, no model run.
+    std::vector<Answer> out;
+    for (const auto& j : jobs) {
+      Answer a = answers[static_cast<size_t>(aggregator)][j.instance];
+      a.choice = j.allowed.front();
+      for (int64_t k : j.allowed)
+        if (a.logprobs[static_cast<size_t>(k)] > a.logprobs[static_cast<size_t>(a.choice)]) a.choice = k;
+      out.push_back(std::move(a));
+    }
+    return out;
   }
   return executor_->run(jobs, experts_, pool_);
 }

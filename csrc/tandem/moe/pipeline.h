@@ -31,7 +31,7 @@ class Pipeline {
  public:
   /// `skills` and `pool` outlive the pipeline; recruit.seed seeds sampled recruiting.
   Pipeline(std::vector<ExpertSpec> experts, SkillExtractor& skills, ModelPool& pool, RecruitOptions recruit,
-           double smoothing, int64_t batch_size);
+           double smoothing, const ExecutorOptions& executor);
 
   const std::vector<ExpertSpec>& experts() const { return experts_; }
   /// 1. Skills of each instance.
@@ -47,7 +47,9 @@ class Pipeline {
   /// 5. Of `candidates`, the aggregator whose synthesis is most accurate on validation (ties: first).
   AggregatorChoice choose_aggregator(const std::vector<int64_t>& candidates, const std::vector<McInstance>& val,
                                      const std::vector<std::vector<int64_t>>& recruited, const ExpertAnswers& answers) const;
-  /// 6. The aggregator's answer per instance, given the recruited experts' answers.
+  /// 6. The aggregator's answer per instance, given the recruited experts' answers: in letter
+  ///    mode from the paper's prompt listing them, in loglik mode its most likely option among
+  ///    the ones they proposed.
   std::vector<Answer> aggregate(int64_t aggregator, const std::vector<McInstance>& xs,
                                 const std::vector<std::vector<int64_t>>& recruited, const ExpertAnswers& answers) const;
 

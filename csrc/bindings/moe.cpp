@@ -25,6 +25,7 @@
 #include "benchmarks/adapter_bench.h"
 #include "tandem/moe/model_pool.h"
 #include "tandem/models/model_paths.h"
+#include "tandem/moe/job_transport.h"
 #include "tandem/moe/pipeline.h"
 #include "tandem/moe/profiles.h"
 
@@ -147,4 +148,25 @@ void bind_moe(py::module_& m) {
            py::arg("recruited"), py::arg("answers"), py::call_guard<py::gil_scoped_release>())
       .def("aggregate", &moe::Pipeline::aggregate, py::arg("aggregator"), py::arg("instances"), py::arg("recruited"),
            py::arg("answers"), py::call_guard<py::gil_scoped_release>());
+
+  m.def(
+      "moe_register_transport_executor",
+      [](const std::string& name, py::function fn) {
+        // The runtime's Python callable (JSON request str -> JSON reply str), called with the GIL.
+        auto keep = std::make_shared<py::function>(std::move(fn));
+        moe::register_transport_executor(name, [keep](const nlohmann::json& req) {
+          py::gil_scoped_acquire gil;
+          const std::string reply = (*keep)(req.dump()).cast<std::string>();
+          return nlohmann::json::parse(reply);
+        });
+      },
+      py::arg("name"), py::arg("transport"),
+      "Registers executor `name`: every run's jobs go to `transport(request_json) -> reply_json` (tandem moe launch).");
+  m.def(
+      "moe_answer_jobs_json",
+      [](const std::string& request, ModelPool& pool) {
+        py::gil_scoped_release release;
+        return moe::answer_jobs_json(nlohmann::json::parse(request), pool).dump();
+      },
+      py::arg("request"), py::arg("pool"), "Answers a transport request on this process's pool (a rank's share), as JSON.");
 }

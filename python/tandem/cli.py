@@ -131,6 +131,23 @@ def _cmd_fed(args) -> int:
     return 0
 
 
+def _cmd_moe_worker(args) -> int:
+    from . import moe
+
+    moe.worker(args.config, args.set, args.rank, args.world, args.master, args.run_dir, args.timeout)
+    return 0
+
+
+def _cmd_moe(args) -> int:
+    from . import moe
+
+    rep = moe.launch(args.config, args.ranks, args.overrides, run_dir=args.run_dir, timeout_s=args.timeout)
+    print(f"ranks: {rep['ranks']}  wall seconds: {rep['wall_seconds']:.1f}  placement: {rep['placement']}")
+    print(f"jobs per rank: {rep['jobs_per_rank']}  reassigned: {rep['reassigned_jobs']}  dead: {rep['dead_ranks']}")
+    print(f"results: {rep['run_dir']}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tandem", description="tandem: collaborating-model experiments")
     sub = p.add_subparsers(dest="command", required=True)
@@ -209,6 +226,25 @@ def build_parser() -> argparse.ArgumentParser:
     fw.add_argument("--timeout", type=float, default=120.0)
     fw.add_argument("--set", action="append", default=[], help="key.path=value override (repeatable)")
     fw.set_defaults(fn=_cmd_fed_worker)
+
+    mo_ = sub.add_parser("moe", help="Symbolic-MoE with the expert pool spread over processes (torch.distributed)")
+    msub = mo_.add_subparsers(dest="moe_command", required=True)
+    ml = msub.add_parser("launch", help="N processes on this machine; rank 0 runs the experiment")
+    ml.add_argument("config")
+    ml.add_argument("overrides", nargs="*", help="key.path=value overrides")
+    ml.add_argument("--ranks", type=int, default=2, help="processes (each holds a share of the expert models)")
+    ml.add_argument("--run-dir", default=None, help="results directory (default results/moe_launch/...)")
+    ml.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for a rank's answers")
+    ml.set_defaults(fn=_cmd_moe)
+    mw = msub.add_parser("worker", help="one rank (0 runs the experiment), for launches across machines")
+    mw.add_argument("config")
+    mw.add_argument("--rank", type=int, required=True)
+    mw.add_argument("--world", type=int, required=True, help="number of processes")
+    mw.add_argument("--master", required=True, help="host:port of rank 0")
+    mw.add_argument("--run-dir", required=True)
+    mw.add_argument("--timeout", type=float, default=600.0)
+    mw.add_argument("--set", action="append", default=[], help="key.path=value override (repeatable)")
+    mw.set_defaults(fn=_cmd_moe_worker)
 
     g = sub.add_parser("registry", help="list registered component names")
     g.add_argument("kind", nargs="?")

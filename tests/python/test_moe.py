@@ -206,3 +206,36 @@ def test_pipeline_steps_from_python(two_ckpts):
     assert choice.validation[[0, 1].index(choice.expert)] == max(choice.validation)
     final = pipe.aggregate(choice.expert, test, rec, ta)
     assert all(0 <= f.choice < t.n_options for f, t in zip(final, test))
+
+
+def _moe_answers(run_dir):
+    return [(r["id"], r["expert_answers"], r["final"]) for r in
+            (json.loads(line) for line in open(Path(run_dir) / "per_instance.jsonl"))]
+
+
+def test_launch_over_ranks_gives_the_single_process_answers(two_ckpts, tmp_path):
+    """`tandem moe launch` over 2 and 3 processes (gloo): each rank holds some experts' models,
+    answers are gathered on rank 0 and equal the single-process run's; a rank killed mid-run has
+    its jobs answered on rank 0 (counted), never lost."""
+    from tandem import moe
+
+    a, b = map(str, two_ckpts)
+    c = str(make_tiny_llama_checkpoint(tmp_path / "c", vocab_size=440))
+    cfg = yaml.safe_load((REPO / "configs" / "moe" / "symbolic_moe.yaml").read_text())
+    cfg["experts"] = [{"name": "a", "model": a}, {"name": "b", "model": b}, {"name": "c", "model": c},
+                      {"name": "a-med", "model": a, "system": "You are a doctor.", "answer": "letter"}]
+    cfg["experiment"].update(aggregators=["a", "c"], compare_instances=0, compare_executors=["batched_by_expert"])
+    cfg["data"].update(validation_per_dataset=2, test_per_dataset=2)
+    cfg["device"] = "cpu"
+    path = tmp_path / "moe.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    single = tandem.run(str(path), results_dir=tmp_path / "single", echo_log=False, plot=False)
+    want = _moe_answers(single.run_dir)
+    two = moe.launch(str(path), 2, run_dir=str(tmp_path / "two"), timeout_s=120)
+    assert _moe_answers(two["run_dir"]) == want
+    assert sorted(set(two["placement"].values())) == [0, 1] and two["reassigned_jobs"] == 0 and all(two["jobs_per_rank"])
+    three = moe.launch(str(path), 3, run_dir=str(tmp_path / "three"), timeout_s=30, env={"TANDEM_MOE_KILL_RANK_AT": "2:1"})
+    assert _moe_answers(three["run_dir"]) == want
+    assert sorted(three["placement"].values()) == [0, 1, 2]
+    assert list(three["dead_ranks"]) == ["2"] and three["reassigned_jobs"] > 0
+    assert three["accuracy"] == single.metrics["accuracy"]

@@ -72,6 +72,9 @@ class SymbolicMoe : public Experiment {
     ro_.seed = rt_.seed;
     smoothing_ = o.profile.smoothing;
     executor_ = o.executor;
+    if (!Registry<Executor>::instance().contains(executor_.type))
+      root.at("executor").fail("type", "an executor (" + Registry<Executor>::instance().known() +
+                                           (executor_.type == "distributed" ? "; distributed exists under tandem moe launch" : "") + ")");
     batch_ = o.executor.batch_size;
     compare_executors_ = o.recipe.compare_executors;
     for (const auto& t : compare_executors_)

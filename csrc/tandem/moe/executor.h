@@ -43,8 +43,8 @@ struct ExecutorOptions {
   template <class V>
   void visit(V& v) {
     v.field("batch_size", batch_size, "prompts (letter mode) or scored options (loglik mode) per forward pass", Positive{});
-    v.field("type", type, "batched_by_expert, batched_by_model (experts on one backbone share forwards) or naive",
-            OneOf{{"batched_by_expert", "batched_by_model", "naive"}});
+    v.field("type", type, "batched_by_expert, batched_by_model (experts on one backbone share forwards), naive, or one a "
+            "runtime registers (distributed: tandem moe launch)");
   }
   TANDEM_OPTIONS(ExecutorOptions)
 };

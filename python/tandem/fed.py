@@ -21,10 +21,7 @@ import hashlib
 import json
 import os
 import signal
-import socket
-import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Sequence
 
@@ -32,6 +29,7 @@ import torch
 import torch.distributed as dist
 
 from . import _C
+from ._ranks import free_port, run_ranks
 
 Federation = _C.Federation
 FedClientUpdate = _C.FedClientUpdate
@@ -224,12 +222,6 @@ def worker(config: str, overrides: Sequence[str], rank: int, client_ranks: int, 
     os._exit(0)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def default_run_dir(config: str, overrides: Sequence[str], client_ranks: int) -> Path:
     """results/fed_launch/<config stem>-<hash of the resolved config and the process count>.
 
@@ -246,23 +238,15 @@ def launch(config: str, clients: int, overrides: Sequence[str] = (), run_dir: st
 
     Relaunching with the same run directory resumes from the server's last saved round."""
     out = Path(run_dir) if run_dir else default_run_dir(config, overrides, clients)
-    master = f"127.0.0.1:{_free_port()}"
-    procs = []
+    master = f"127.0.0.1:{free_port()}"
+    ranks = []
     for rank in range(clients + 1):
-        # Through the package's own entry point: `-m tandem.fed` would run a module the package
-        # has already imported, which Python warns about in every worker.
-        cmd = [sys.executable, "-m", "tandem", "fed", "worker", config, "--rank", str(rank), "--client-ranks",
-               str(clients), "--master", master, "--run-dir", str(out), "--timeout", str(timeout_s)]
+        args = ["fed", "worker", config, "--rank", str(rank), "--client-ranks", str(clients), "--master", master,
+                "--run-dir", str(out), "--timeout", str(timeout_s)]
         for o in overrides:
-            cmd += ["--set", o]
-        procs.append(subprocess.Popen(cmd, env={**os.environ, **(env or {})}))
-    rc = procs[0].wait()
-    deadline = time.time() + 30
-    for p in procs[1:]:
-        try:
-            p.wait(timeout=max(1, deadline - time.time()))
-        except subprocess.TimeoutExpired:
-            p.kill()
+            args += ["--set", o]
+        ranks.append(args)
+    rc = run_ranks(ranks, env)
     if rc != 0:
         raise RuntimeError(f"tandem fed launch: the server exited with status {rc}; rerun the same command "
                            f"to resume from {out / 'server'}")

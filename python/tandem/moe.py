@@ -21,7 +21,6 @@ import datetime
 import json
 import os
 import signal
-import subprocess
 import sys
 import time
 from collections import defaultdict
@@ -32,6 +31,7 @@ import torch
 import torch.distributed as dist
 
 from . import _C
+from ._ranks import free_port, run_ranks
 
 _WORK, _STOP = 1, 0
 # Fault injection for tests: "RANK:CALL" makes that worker SIGKILL itself on receiving its
@@ -190,26 +190,18 @@ def worker(config: str, overrides: Sequence[str], rank: int, world: int, master:
 def launch(config: str, ranks: int, overrides: Sequence[str] = (), run_dir: str | None = None,
            timeout_s: float = 600.0, env: dict | None = None) -> dict:
     """Starts `ranks` processes on this machine (rank 0 runs the experiment); returns its report."""
-    from .fed import _free_port
-
     if ranks < 1:
         raise ValueError("tandem moe launch: --ranks must be at least 1")
     out = Path(run_dir) if run_dir else Path("results") / "moe_launch" / f"{Path(config).stem}-ranks{ranks}-{int(time.time())}"
-    master = f"127.0.0.1:{_free_port()}"
-    procs = []
+    master = f"127.0.0.1:{free_port()}"
+    ranks_args = []
     for rank in range(ranks):
-        cmd = [sys.executable, "-m", "tandem", "moe", "worker", str(config), "--rank", str(rank), "--world", str(ranks),
-               "--master", master, "--run-dir", str(out), "--timeout", str(timeout_s)]
+        args = ["moe", "worker", str(config), "--rank", str(rank), "--world", str(ranks), "--master", master,
+                "--run-dir", str(out), "--timeout", str(timeout_s)]
         for o in overrides:
-            cmd += ["--set", o]
-        procs.append(subprocess.Popen(cmd, env={**os.environ, **(env or {})}))
-    rc = procs[0].wait()
-    deadline = time.time() + 30
-    for p in procs[1:]:
-        try:
-            p.wait(timeout=max(1, deadline - time.time()))
-        except subprocess.TimeoutExpired:
-            p.kill()
+            args += ["--set", o]
+        ranks_args.append(args)
+    rc = run_ranks(ranks_args, env)
     if rc != 0 or not (out / "launch_report.json").exists():
         raise RuntimeError(f"tandem moe launch: rank 0 exited with status {rc}; see its output above")
     return json.loads((out / "launch_report.json").read_text())

@@ -58,7 +58,7 @@ std::shared_ptr<PooledModel> ModelPool::acquire(const std::string& path) {
   const int64_t need = estimate_model_bytes(path, dtype_);
   if (budget_ > 0 && need > budget_)
     throw std::runtime_error(path + ": needs " + std::to_string(need) + " bytes, more than the pool's whole budget of " +
-                             std::to_string(budget_) + " (models.memory_budget_gb)");
+                             std::to_string(budget_) + " (pool.memory_budget_gb)");
   // Evict idle models (no holder but the pool) until the new one fits.
   while (budget_ > 0 && resident_ + need > budget_ && !lru_.empty()) {
     std::string victim;

@@ -148,6 +148,23 @@ def _cmd_moe(args) -> int:
     return 0
 
 
+def _launch_parsers(sub, name: str, help_: str, launch_help: str, worker_help: str, timeout: float):
+    """`tandem <name> launch` and `tandem <name> worker`: the options every distributed runtime shares."""
+    grp = sub.add_parser(name, help=help_)
+    gsub = grp.add_subparsers(dest=f"{name}_command", required=True)
+    launch = gsub.add_parser("launch", help=launch_help)
+    launch.add_argument("config")
+    launch.add_argument("overrides", nargs="*", help="key.path=value overrides")
+    worker = gsub.add_parser("worker", help=worker_help)
+    worker.add_argument("config")
+    worker.add_argument("--rank", type=int, required=True)
+    worker.add_argument("--master", required=True, help="host:port of rank 0")
+    worker.add_argument("--run-dir", required=True)
+    worker.add_argument("--timeout", type=float, default=timeout)
+    worker.add_argument("--set", action="append", default=[], help="key.path=value override (repeatable)")
+    return launch, worker
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tandem", description="tandem: collaborating-model experiments")
     sub = p.add_subparsers(dest="command", required=True)
@@ -208,42 +225,24 @@ def build_parser() -> argparse.ArgumentParser:
                     help="the same, with the key read from environment variable VAR (kept out of `ps`)")
     sv.set_defaults(fn=_cmd_serve)
 
-    fd = sub.add_parser("fed", help="federated runs over torch.distributed (gloo)")
-    fsub = fd.add_subparsers(dest="fed_command", required=True)
-    fl = fsub.add_parser("launch", help="a server and N client processes on this machine")
-    fl.add_argument("config")
-    fl.add_argument("overrides", nargs="*", help="key.path=value overrides")
+    fl, fw = _launch_parsers(sub, "fed", "federated runs over torch.distributed (gloo)",
+                             "a server and N client processes on this machine",
+                             "one rank (0 = server), for launches across machines", 120.0)
     fl.add_argument("--clients", type=int, default=3, help="client processes (federated clients are spread over them)")
     fl.add_argument("--run-dir", default=None, help="results and the server checkpoint (rerun to resume)")
     fl.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for a client's update")
     fl.set_defaults(fn=_cmd_fed)
-    fw = fsub.add_parser("worker", help="one rank (0 = server), for launches across machines")
-    fw.add_argument("config")
-    fw.add_argument("--rank", type=int, required=True)
     fw.add_argument("--client-ranks", type=int, required=True, help="number of client ranks (world size - 1)")
-    fw.add_argument("--master", required=True, help="host:port of rank 0")
-    fw.add_argument("--run-dir", required=True)
-    fw.add_argument("--timeout", type=float, default=120.0)
-    fw.add_argument("--set", action="append", default=[], help="key.path=value override (repeatable)")
     fw.set_defaults(fn=_cmd_fed_worker)
 
-    mo_ = sub.add_parser("moe", help="Symbolic-MoE with the expert pool spread over processes (torch.distributed)")
-    msub = mo_.add_subparsers(dest="moe_command", required=True)
-    ml = msub.add_parser("launch", help="N processes on this machine; rank 0 runs the experiment")
-    ml.add_argument("config")
-    ml.add_argument("overrides", nargs="*", help="key.path=value overrides")
+    ml, mw = _launch_parsers(sub, "moe", "Symbolic-MoE with the expert pool spread over processes (torch.distributed)",
+                             "N processes on this machine; rank 0 runs the experiment",
+                             "one rank (0 runs the experiment), for launches across machines", 600.0)
     ml.add_argument("--ranks", type=int, default=2, help="processes (each holds a share of the expert models)")
     ml.add_argument("--run-dir", default=None, help="results directory (default results/moe_launch/...)")
     ml.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for a rank's answers")
     ml.set_defaults(fn=_cmd_moe)
-    mw = msub.add_parser("worker", help="one rank (0 runs the experiment), for launches across machines")
-    mw.add_argument("config")
-    mw.add_argument("--rank", type=int, required=True)
     mw.add_argument("--world", type=int, required=True, help="number of processes")
-    mw.add_argument("--master", required=True, help="host:port of rank 0")
-    mw.add_argument("--run-dir", required=True)
-    mw.add_argument("--timeout", type=float, default=600.0)
-    mw.add_argument("--set", action="append", default=[], help="key.path=value override (repeatable)")
     mw.set_defaults(fn=_cmd_moe_worker)
 
     g = sub.add_parser("registry", help="list registered component names")

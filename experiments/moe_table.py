@@ -18,8 +18,11 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import shlex
 import shutil
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -27,6 +30,12 @@ from tables import ROOT, machine, markdown, run_cell, write_results
 
 GROUPS = ["stem", "health", "humanities", "business", "social"]
 BOOT = 2000
+
+
+def run_minutes(run_dir: Path) -> str:
+    """How long the run took, from its log's last "finished in N s" line."""
+    found = re.findall(r"finished in ([0-9.]+) s", (run_dir / "log.txt").read_text(errors="replace"))
+    return f"{float(found[-1]) / 60:.1f} min" if found else "duration not logged"
 
 
 def frame_markdown(df, digits: int = 3) -> str:
@@ -93,6 +102,11 @@ def main() -> None:
     ap.add_argument("--config", default="configs/moe/symbolic_moe.yaml")
     ap.add_argument("--set", nargs="*", default=[], help="config overrides (key.path=value)")
     ap.add_argument("--out", default="results/moe")
+    ap.add_argument("--run-dir", help="tabulate this finished run of the pool instead of running it")
+    ap.add_argument("--executors-set", nargs="*", default=None,
+                    help="time the executors in a separate run with these overrides (run alone on the machine, e.g. "
+                         "data.validation_per_dataset=10 data.test_per_dataset=2 experiment.compare_instances=100); "
+                         "default: the comparison of the main run")
     args = ap.parse_args()
     runs = ROOT / "results" / "moe_runs"
     t0 = time.time()
@@ -109,11 +123,17 @@ def main() -> None:
                             "own-split letter accuracy %": em.get("primary"), "train minutes": em.get("seconds_total", 0) / 60})
     n_moe, n_overlap = overlap_count()
     # 2. The pool, recruiting, aggregation and executors.
-    run_dir = run_cell("moe_table", ROOT / args.config, runs, args.set)
+    run_dir = Path(args.run_dir).resolve() if args.run_dir else run_cell("moe_table", ROOT / args.config, runs, args.set)
     m = json.loads((run_dir / "metrics.json").read_text())
+    # 3. The executors, on the main run's recruited jobs or in a run of their own.
+    exec_dir = run_dir
+    if args.executors_set is not None:
+        exec_dir = run_cell("moe_table", ROOT / args.config, ROOT / "results" / "moe_exec_runs", args.executors_set, reuse=True)
+    execution = json.loads((exec_dir / "metrics.json").read_text())["execution"]
     out = ROOT / args.out
     out.mkdir(parents=True, exist_ok=True)
-    for f in ("execution.csv", "per_instance.jsonl", "profiles.json"):
+    shutil.copy(exec_dir / "execution.csv", out / "execution.csv")
+    for f in ("per_instance.jsonl", "profiles.json"):
         shutil.copy(run_dir / f, out / f)
 
     import pandas as pd
@@ -139,8 +159,8 @@ def main() -> None:
         return f"{v:.3f}" if lo is None or pd.isna(lo) else f"{v:.3f} [{lo:.3f}, {hi:.3f}]"
     md_rows = [[r["method"]] + [cell(r, c) for c in datasets + ["all"]] for r in table.to_dict("records")]
     main_diff = diff[(diff.comparison == "Symbolic-MoE - best single expert") & (diff.dataset == "all")].iloc[0]
-    ex = pd.read_csv(run_dir / "execution.csv")
-    e = m["execution"]
+    ex = pd.read_csv(exec_dir / "execution.csv")
+    e = execution
     ref = e["reference"]
     ratios = [f"{k}: {v['wall_ratio_vs_' + ref]:.2f}x the wall time of {ref}, identical answers {v['identical_answer_count']}/{v['jobs']}"
               for k, v in e.items() if isinstance(v, dict) and f"wall_ratio_vs_{ref}" in v]
@@ -162,15 +182,25 @@ def main() -> None:
              frame_markdown(pd.DataFrame(expert_rows), 2), "",
              f"## Executors on the same recruited jobs ({e['batched_by_expert']['instances'] if 'batched_by_expert' in e else ''} "
              f"{e['dataset']} test instances)", "",
+             *([f"Timed in a run of their own ({exec_dir.relative_to(ROOT)}, overrides: {' '.join(args.executors_set)}), "
+                f"alone on the machine; its recruiting used its own smaller validation pool.", ""]
+               if exec_dir != run_dir else []),
              frame_markdown(ex, 2), "",
              "; ".join(ratios) + ".", "",
              "`batched_by_model`: every job of one backbone in one stream; a prompt asked of several plugin experts runs "
              "through the backbone once and each row through its own plugin (PEFT's mixed-adapter batches).", "",
              f"Recruited per expert on the test set: {m['recruited_counts']}.", "",
              "Paper (Symbolic-MoE, 16 experts of 3.8B-9B): +8.15% absolute over the best multi-agent baseline.", "",
-             f"Run: {run_dir.relative_to(ROOT)}; whole command {(time.time() - t0) / 60:.1f} min on {machine()}."]
+             f"Run: {run_dir.relative_to(ROOT)} ({run_minutes(run_dir)}); this command {(time.time() - t0) / 60:.1f} min "
+             f"on {machine()}."]
     write_results(out, "moe_table.py", lines)
-    (out / "command.txt").write_text("\n".join(expert_cmds + [(out / "command.txt").read_text().strip()]) + "\n")
+    # The command that regenerates the folder from scratch: --run-dir only names where this one was tabulated from.
+    argv = sys.argv[1:]
+    if "--run-dir" in argv:
+        i = argv.index("--run-dir")
+        argv = argv[:i] + argv[i + 2:]
+    regenerate = "python experiments/moe_table.py " + " ".join(shlex.quote(a) for a in argv)
+    (out / "command.txt").write_text("\n".join(expert_cmds + [regenerate]) + "\n")
 
     import matplotlib
     matplotlib.use("Agg")

@@ -1,22 +1,34 @@
-"""Batch-1 decode speed of tandem (float32 math, weights read from the GGUF's quantized blocks) and
-llama.cpp on the same GGUF file, for each real model here: SmolLM2-135M (Q4_1) and Gemma 3 270M
-(Q4_K_M: Q4_K, Q5_0, Q6_K and Q8_0 tensors). The engines are interleaved and each is measured
---repeats times (this machine is noisy); medians and ratios are reported.
+"""Decode speed of tandem and llama.cpp on the same GGUF file, for each real model here:
+SmolLM2-135M (Q4_1) and Gemma 3 270M (Q4_K_M: Q4_K, Q5_0, Q6_K and Q8_0 tensors), at batch 1 and
+batch 8 (llama.cpp: 8 sequences in one context, one llama_decode per step, as its server batches
+them), plus SmolLM2 in bfloat16 (AVX512-BF16 kernels) against its bandwidth bound.
 
-    python benchmarks/bench_decode_models.py [--threads 2] [--repeats 3]
+tandem's rows: `exact` (float32 math on the exact dequantized weights, AVX-512 kernels; the
+default), `int8_activations` (llama.cpp's arithmetic), `portable` (the Eigen kernels a CPU
+without AVX-512 runs; exact math). Every engine/setting is measured --repeats times, interleaved
+(a load swing on this noisy machine hits all alike); medians, every run and every ratio are
+reported. Decode rate = batch * (NEW - 1) / (time to make NEW tokens - time to make 1).
 
-Decode rate = (NEW - 1) / (time to make NEW tokens - time to make 1). Writes
-results/bench/decode_models.{csv,md}.
+The bandwidth bound: bytes of weights one decode step reads (every matrix once; a tied embedding
+once, as the head) / the machine's read bandwidth, measured here as the best of a 2-thread
+streaming sum over 1 GiB and fp32 matrix-vector products over 400+ MB.
+
+    python benchmarks/bench_decode_models.py [--threads 2] [--repeats 3] [--quick]
+
+Writes results/bench/decode_models.{csv,md}.
 """
 from __future__ import annotations
 
 import argparse
 import csv
+import ctypes
+import os
 import statistics
 import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,68 +41,186 @@ def timed(fn) -> float:
     return time.perf_counter() - t
 
 
-def tandem_decoder(path):
+def bandwidth_gbs(repeats: int = 3) -> float:
+    """Best read bandwidth of two streaming kernels (GB/s)."""
+    big = torch.ones(256 * 1024 * 1024)  # 1 GiB float32
+    big.sum()
+    sum_rate = max(big.numel() * 4 / timed(lambda: big.sum()) for _ in range(repeats)) / 1e9
+    del big
+    ws = [torch.randn(1536, 576) for _ in range(120)]
+    x = torch.randn(576)
+    mv_rate = max(sum(w.numel() * 4 for w in ws) / timed(lambda: [torch.mv(w, x) for w in ws]) for _ in range(repeats)) / 1e9
+    return max(sum_rate, mv_rate)
+
+
+def weight_bytes(path: Path, dtype: str) -> int:
+    """Bytes of weights read per decode step: every 2-D tensor of the GGUF once (in its stored
+    type; for bfloat16, 2 bytes per value). Norm vectors are negligible and left out."""
+    import gguf
+
+    r = gguf.GGUFReader(str(path))
+    total = 0
+    for t in r.tensors:
+        if len(t.shape) < 2:
+            continue
+        total += int(t.n_elements) * 2 if dtype == "bfloat16" else int(t.n_bytes)
+    return total
+
+
+def tandem_decoder(path, batch, kernels="exact", dtype="float32"):
     import tandem
-    lm = tandem.models.load(str(path))
-    prompt = [torch.randint(100, 20000, (PROMPT,)).tolist()]
-    gen = lambda n: lm.model.generate(prompt, max_new_tokens=n, pad_id=0, stop_token_ids=[])  # noqa: E731
+    from tandem import _C
+
+    lm = tandem.models.load(str(path), dtype=dtype)
+    prompts = torch.randint(100, 20000, (batch, PROMPT)).tolist()  # distinct: no shared prefill
+
+    def settings():
+        _C.set_decode_kernels("int8_activations" if kernels == "int8_activations" else "exact")
+        _C.set_cpu_kernels("portable" if kernels == "portable" else "auto")
+
+    def gen(n):
+        settings()
+        try:
+            return lm.model.generate(prompts, max_new_tokens=n, pad_id=0, stop_token_ids=[])
+        finally:
+            _C.set_decode_kernels("exact")
+            _C.set_cpu_kernels("auto")
+
     gen(2)
-    return lambda: (NEW - 1) / (timed(lambda: gen(NEW)) - timed(lambda: gen(1)))
+    return lambda: batch * (NEW - 1) / (timed(lambda: gen(NEW)) - timed(lambda: gen(1))), gen
 
 
-def llamacpp_decoder(path, threads):
-    from llama_cpp import Llama
-    llm = Llama(model_path=str(path), n_ctx=PROMPT + NEW + 8, n_threads=threads, n_threads_batch=threads, n_batch=PROMPT,
-                verbose=False)
-    prompt = torch.randint(100, 20000, (PROMPT,)).tolist()
+_LOG_CALLBACK = []
 
-    def run(n):
-        llm.reset()
-        llm.eval(prompt)
-        for _ in range(n - 1):
-            llm.eval([llm.sample(temp=0.0)])
 
-    run(2)
-    return lambda: (NEW - 1) / (timed(lambda: run(NEW)) - timed(lambda: run(1)))
+def _silent_log(L):
+    """A no-op log callback for llama.cpp, kept alive for the process (it is called from C)."""
+    if not _LOG_CALLBACK:
+        _LOG_CALLBACK.append(L.llama_log_callback(lambda level, text, user: None))
+    return _LOG_CALLBACK[0]
+
+
+class LlamaCppBatch:
+    """llama.cpp through its C API: `batch` sequences in one context and one llama_decode per
+    step (the prompts in one batch, then one token per sequence), greedy by argmax."""
+
+    def __init__(self, path, batch, threads):
+        import llama_cpp as L
+
+        self.L, self.B = L, batch
+        L.llama_log_set(_silent_log(L), ctypes.c_void_p(0))
+        L.llama_backend_init()
+        self.model = L.llama_model_load_from_file(str(path).encode(), L.llama_model_default_params())
+        cp = L.llama_context_default_params()
+        cp.n_ctx = batch * (PROMPT + NEW + 8)
+        cp.n_batch = cp.n_ubatch = batch * PROMPT
+        cp.n_seq_max = batch
+        cp.n_threads = cp.n_threads_batch = threads
+        self.ctx = L.llama_init_from_model(self.model, cp)
+        self.n_vocab = L.llama_vocab_n_tokens(L.llama_model_get_vocab(self.model))
+        self.batch = L.llama_batch_init(batch * PROMPT, 0, batch)
+        self.prompts = np.random.default_rng(batch).integers(100, 20000, (batch, PROMPT))
+
+    def _decode(self, entries):
+        b = self.batch
+        b.n_tokens = len(entries)
+        for i, (tok, pos, seq, out) in enumerate(entries):
+            b.token[i], b.pos[i], b.n_seq_id[i], b.logits[i] = int(tok), pos, 1, out
+            b.seq_id[i][0] = seq
+        if self.L.llama_decode(self.ctx, b) != 0:
+            raise RuntimeError("llama_decode failed")
+
+    def run(self, n):
+        L, B = self.L, self.B
+        L.llama_memory_clear(L.llama_get_memory(self.ctx), True)
+        self._decode([(self.prompts[s, p], p, s, p == PROMPT - 1) for s in range(B) for p in range(PROMPT)])
+        rows = [s * PROMPT + PROMPT - 1 for s in range(B)]
+        for step in range(n - 1):
+            nxt = [int(np.ctypeslib.as_array(L.llama_get_logits_ith(self.ctx, r), shape=(self.n_vocab,)).argmax()) for r in rows]
+            self._decode([(nxt[s], PROMPT + step, s, True) for s in range(B)])
+            rows = list(range(B))
+
+    def rate(self):
+        return self.B * (NEW - 1) / (timed(lambda: self.run(NEW)) - timed(lambda: self.run(1)))
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--quick", action="store_true", help="SmolLM2 only, no bfloat16")
     ap.add_argument("--out", default=str(ROOT / "results" / "bench"))
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     import tandem
-    rows = []
-    for name in ("smollm2-135m", "gemma3-270m"):
-        path = tandem.models.resolve(name)
-        engines = {"tandem": tandem_decoder(path), "llama.cpp": llamacpp_decoder(path, args.threads)}
-        rates = {e: [] for e in engines}
-        for r in range(args.repeats):  # interleaved: a load swing hits both engines alike
-            for e, fn in engines.items():
-                rates[e].append(fn())
-            print(f"[decode] {name} round {r + 1}/{args.repeats}: " + ", ".join(f"{e} {v[-1]:.1f}" for e, v in rates.items()),
-                  file=sys.stderr, flush=True)
-        for e, v in rates.items():
-            rows.append({"model": name, "engine": e, "median_tok_s": statistics.median(v), "runs": " ".join(f"{x:.1f}" for x in v)})
+    from tandem import _C
+
+    _C.set_threads(args.threads)
+    models = ("smollm2-135m",) if args.quick else ("smollm2-135m", "gemma3-270m")
+    # (model, engine, setting, weights, batch) -> rate function
+    cells = {}
+    for name in models:
+        path = tandem.models.resolve(name).resolve()
+        for kernels in ("exact", "int8_activations", "portable"):
+            cells[(name, "tandem", kernels, "GGUF blocks", 1)] = tandem_decoder(path, 1, kernels)[0]
+        cells[(name, "tandem", "exact", "GGUF blocks", 8)] = tandem_decoder(path, 8)[0]
+        for b in (1, 8):
+            cells[(name, "llama.cpp", "native", "GGUF blocks", b)] = LlamaCppBatch(path, b, args.threads).rate
+        if name == "smollm2-135m" and not args.quick:
+            cells[(name, "tandem", "exact", "bfloat16", 1)] = tandem_decoder(path, 1, dtype="bfloat16")[0]
+    rates = {k: [] for k in cells}
+    start = time.time()
+    for r in range(args.repeats):  # interleaved: a load swing hits every engine alike
+        for i, (k, fn) in enumerate(cells.items()):
+            rates[k].append(fn())
+            done = r * len(cells) + i + 1
+            eta = (time.time() - start) / done * (args.repeats * len(cells) - done)
+            print(f"[decode {done}/{args.repeats * len(cells)}] {' '.join(map(str, k))}: {rates[k][-1]:.1f} tok/s "
+                  f"(ETA {eta:.0f} s)", file=sys.stderr, flush=True)
+    bw = bandwidth_gbs()
+    med = {k: statistics.median(v) for k, v in rates.items()}
+    bound = {}
+    for name in models:
+        path = tandem.models.resolve(name).resolve()
+        for w in ("GGUF blocks", "bfloat16"):
+            bound[(name, w)] = bw * 1e9 / weight_bytes(path, w)
+
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    with open(out / "decode_models.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, ["model", "engine", "median_tok_s", "runs"])
+    fields = ["model", "engine", "kernels", "weights", "batch", "median_tok_s", "runs", "bound_tok_s", "share_of_bound"]
+    rows = []
+    for k, v in rates.items():
+        name, engine, kernels, weights, b = k
+        bd = bound[(name, weights)]
+        rows.append(dict(zip(fields, [name, engine, kernels, weights, b, f"{med[k]:.1f}", " ".join(f"{x:.1f}" for x in v),
+                                      f"{bd:.1f}", f"{med[k] / bd:.2f}" if b == 1 else ""])))
+    tmp = out / f".decode_models.csv.tmp-{os.getpid()}"
+    with open(tmp, "w", newline="") as f:
+        w = csv.DictWriter(f, fields)
         w.writeheader()
         w.writerows(rows)
-    md = ["# Batch-1 decode: tandem vs llama.cpp on the same GGUF", "",
+    os.replace(tmp, out / "decode_models.csv")
+
+    md = ["# Decode: tandem vs llama.cpp on the same GGUF", "",
           f"{args.threads} threads, prompt {PROMPT}, {NEW} new tokens, greedy, {args.repeats} interleaved rounds; "
-          f"torch {torch.__version__}. `python benchmarks/bench_decode_models.py`", "",
-          "| model | engine | median tok/s | runs |", "| --- | --- | ---: | --- |"]
-    md += [f"| {r['model']} | {r['engine']} | {r['median_tok_s']:.1f} | {r['runs']} |" for r in rows]
-    md += [""]
-    for name in ("smollm2-135m", "gemma3-270m"):
-        t = next(r["median_tok_s"] for r in rows if r["model"] == name and r["engine"] == "tandem")
-        l = next(r["median_tok_s"] for r in rows if r["model"] == name and r["engine"] == "llama.cpp")
-        md.append(f"- {name}: tandem / llama.cpp = {t / l:.2f}x")
-    (out / "decode_models.md").write_text("\n".join(md) + "\n")
+          f"torch {torch.__version__}; portable kernels here: {_C.portable_kernels_build()}. Read bandwidth measured "
+          f"{bw:.1f} GB/s; bound = weight bytes per step / bandwidth (batch 1). "
+          f"`python benchmarks/bench_decode_models.py --threads {args.threads} --repeats {args.repeats}`", "",
+          "| model | engine | kernels | weights | batch | median tok/s | runs | bound tok/s | share of bound |",
+          "| --- | --- | --- | --- | ---: | ---: | --- | ---: | ---: |"]
+    md += [f"| {' | '.join(str(r[f]) for f in fields)} |" for r in rows]
+    md += ["", "Ratios (medians):", ""]
+    for name in models:
+        lc1, lc8 = med[(name, "llama.cpp", "native", "GGUF blocks", 1)], med[(name, "llama.cpp", "native", "GGUF blocks", 8)]
+        for kernels in ("exact", "int8_activations", "portable"):
+            md.append(f"- {name} batch 1, tandem {kernels} / llama.cpp = {med[(name, 'tandem', kernels, 'GGUF blocks', 1)] / lc1:.2f}x")
+        md.append(f"- {name} batch 8, tandem exact / llama.cpp batch 8 = {med[(name, 'tandem', 'exact', 'GGUF blocks', 8)] / lc8:.2f}x")
+        md.append(f"- {name} batch 1, portable / exact (AVX-512) = "
+                  f"{med[(name, 'tandem', 'portable', 'GGUF blocks', 1)] / med[(name, 'tandem', 'exact', 'GGUF blocks', 1)]:.2f}x")
+    md.append("")
+    tmp = out / f".decode_models.md.tmp-{os.getpid()}"
+    tmp.write_text("\n".join(md))
+    os.replace(tmp, out / "decode_models.md")
     print("\n".join(md))
     return 0
 

@@ -85,6 +85,18 @@ def main() -> int:
     for r in rows:
         mm = sum(r[s] for s in ("qkv_proj", "o_proj", "mlp", "lm_head"))
         md.append(f"- {r['model']}: {100 * mm / r['ms_per_token']:.0f}% ({mm:.2f} of {r['ms_per_token']:.2f} ms)")
+    before = out / "decode_profile_before.csv"
+    if before.exists():  # the profile taken before the fused steps (commit 874eb61), kept for comparison
+        with open(before) as f:
+            old = {r["model"]: r for r in csv.DictReader(f)}
+        md += ["", "Against the profile before stacked q|k|v and gate|up products and the Eigen/BF16 kernels "
+               "(decode_profile_before.md):", ""]
+        for r in rows:
+            if r["model"] in old:
+                o = old[r["model"]]
+                md.append(f"- {r['model']}: {float(o['ms_per_token']):.2f} -> {r['ms_per_token']:.2f} ms/token "
+                          f"(qkv_proj {float(o['qkv_proj']):.2f} -> {r['qkv_proj']:.2f}, mlp {float(o['mlp']):.2f} -> "
+                          f"{r['mlp']:.2f}, other {float(o['other']):.2f} -> {r['other']:.2f})")
     (out / "decode_profile.md").write_text("\n".join(md) + "\n")
     print("\n".join(md))
     return 0

@@ -84,6 +84,10 @@ void bind_core(py::module_& m) {
       "set_decode_kernels", [](const std::string& k) { set_decode_kernels(parse_decode_kernels(k)); }, py::arg("kernels"),
       "\"exact\" or \"int8_activations\": how CPU decoding multiplies quantized weights (a run sets it from its config).");
   m.def("decode_kernels", [] { return decode_kernels() == DecodeKernels::kExact ? std::string("exact") : std::string("int8_activations"); });
+  m.def(
+      "set_cpu_kernels", [](const std::string& k) { set_cpu_kernels(parse_cpu_kernels(k)); }, py::arg("kernels"),
+      "\"auto\" or \"portable\": the packed CPU kernels' instructions (a run sets it from its config).");
+  m.def("cpu_kernels", [] { return cpu_kernels() == CpuKernels::kAuto ? std::string("auto") : std::string("portable"); });
   m.def("available_cores", &available_cores);
   m.def("data_root", &data_root);
 }

@@ -12,6 +12,7 @@
 #include "tandem/experiments/runner.h"
 #include "tandem/core/formats/gguf.h"
 #include "tandem/models/packed_matmul.h"
+#include "tandem/models/portable_kernels.h"
 #include "tandem/models/causal_lm.h"
 #include "tandem/models/encoder.h"
 #include "tandem/models/generation.h"
@@ -90,7 +91,7 @@ void bind_formats(py::module_& m) {
             return packed_matmul(x, w, portable);
           },
           py::arg("name"), py::arg("x"), py::arg("portable") = false,
-          "x [M, cols] times the tensor's transpose, read from its quantized blocks.")
+          "x [M, cols] times the tensor's transpose, read from its quantized blocks (portable: the Eigen kernels).")
       .def(
           "packed_matmul_int8",
           [](const gguf::GgufFile& f, const std::string& name, const at::Tensor& x, bool portable) {
@@ -100,4 +101,6 @@ void bind_formats(py::module_& m) {
           },
           py::arg("name"), py::arg("x"), py::arg("portable") = false,
           "The same product with x quantized per 32 values to int8 (decode_kernels: int8_activations).");
+  m.def("portable_kernels_build", &portable::instruction_sets,
+        "Which build of the portable packed kernels this CPU runs and Eigen's instruction sets in it.");
 }

@@ -6,6 +6,7 @@
 
 #include "tandem/collab/json_constraint.h"
 #include "tandem/models/batching.h"
+#include "tandem/models/bf16_matmul.h"
 #include "tandem/models/generation.h"
 #include "test_helpers.h"
 #include "tiny_models.h"
@@ -14,6 +15,31 @@ using namespace tandem;
 using namespace tandem::testing;
 
 namespace {
+
+// The AVX512-BF16 decode kernel against float32 products of the same bfloat16 values: equal up to
+// float32 summation order and the one rounding of the result to bfloat16. K = 70 leaves a masked
+// slice of 6; 5 rows are a tile of 4 and one more; 9 weight rows are tiles of 4 and a rest of 1.
+TEST(Bf16Matmul, EqualsTheFloat32ProductOfTheSameValues) {
+  if (!bf16_kernels_available()) GTEST_SKIP() << "this CPU has no AVX512-BF16 (the kernel is not used here)";
+  torch::manual_seed(3);
+  for (int64_t K : {64, 70, 576}) {
+    for (int64_t M : {1, 5}) {
+      auto x = torch::randn({M, K}).to(torch::kBFloat16);
+      auto w = torch::randn({9, K}).to(torch::kBFloat16);
+      auto b = torch::randn({9}).to(torch::kBFloat16);
+      auto ref = torch::matmul(x.to(torch::kDouble), w.to(torch::kDouble).t()) + b.to(torch::kDouble);
+      auto got = bf16_matmul(x, w, b);
+      ASSERT_EQ(got.scalar_type(), torch::kBFloat16);
+      ASSERT_EQ(got.sizes(), (std::vector<int64_t>{M, 9}));
+      // bfloat16 keeps 8 significant bits: the result may be off by half a unit in the last place.
+      auto err = (got.to(torch::kDouble) - ref).abs();
+      auto tol = ref.abs() * std::ldexp(1.0, -8) + 1e-3;
+      EXPECT_TRUE((err <= tol).all().item<bool>()) << "K=" << K << " M=" << M << " max err " << err.max().item<double>();
+      // A 3-D input keeps its leading dimensions.
+      EXPECT_EQ(bf16_matmul(x.view({1, M, K}), w).sizes(), (std::vector<int64_t>{1, M, 9}));
+    }
+  }
+}
 
 TEST(Batching, PadsLeftOrRightByHand) {
   const std::vector<std::vector<int64_t>> seqs{{1, 2, 3}, {4}};

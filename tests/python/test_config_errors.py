@@ -46,6 +46,7 @@ RUN_ERRORS = [
     ({"experiment.type": "nope"}, r"experiment\.type: unknown experiments\.experiment 'nope' \(known: .*text_classification"),
     ({"device": "gpu"}, r"device: expected one of cpu, cuda, cuda:N, mps, auto, got \"gpu\""),
     ({"dtype": "int4"}, r"dtype: expected one of float32, bfloat16, float16, float64, got \"int4\""),
+    ({"cpu_kernels": "avx2"}, r"cpu_kernels: expected one of: auto, portable, got \"avx2\""),
     ({"data.test_fraction": 2}, r"data\.test_fraction: expected a number in \[0, 1\], got \"2\""),
     ({"features.ngram": [1, 2]}, r"features\.ngram: expected a positive integer, got a list"),
     ({"experiment.name": "../escape"}, r"experiment\.name: expected a name of letters, digits"),

@@ -32,6 +32,26 @@ def test_logits_match_transformers_on_the_same_gguf(smol):
         assert torch.equal(got.argmax(-1), ref.argmax(-1))
 
 
+@pytest.mark.parametrize("kernels", ["auto", "portable"])
+def test_greedy_text_of_each_kernel_build_equals_transformers(smol, kernels):
+    """Decoding reads the GGUF blocks through the AVX-512 kernels (auto, here) or the Eigen
+    kernels a CPU without AVX-512 runs (portable): both must give transformers' greedy tokens."""
+    from tandem import _C
+
+    path = smollm2_gguf()
+    hf = transformers.AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name,
+                                                           dtype=torch.float32).eval()
+    ids = smol.encode([smol.chat_prompt([{"role": "user", "content": "Name three colours of the rainbow."}])])[0]
+    with torch.no_grad():
+        ref = hf.generate(torch.tensor([ids]), max_new_tokens=24, do_sample=False)[0, len(ids):].tolist()
+    _C.set_cpu_kernels(kernels)
+    try:
+        got = smol.model.generate([ids], max_new_tokens=24, stop_token_ids=[])["tokens"][0]
+    finally:
+        _C.set_cpu_kernels("auto")
+    assert len(ref) >= 8 and got[: len(ref)] == ref  # transformers stops at EOS; tandem was told not to
+
+
 def test_greedy_chat_answer(smol):
     out = smol.generate(["What is the capital of France?"], max_new_tokens=20, chat=True)
     assert "Paris" in out[0]

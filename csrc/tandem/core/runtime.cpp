@@ -158,6 +158,7 @@ RuntimeOptions RuntimeOptions::from_config(const Config& cfg) {
   o.seed = static_cast<uint64_t>(keys.seed);
   o.threads = static_cast<int>(keys.threads);
   o.decode_kernels = parse_decode_kernels(keys.decode_kernels);
+  o.cpu_kernels = parse_cpu_kernels(keys.cpu_kernels);
   return o;
 }
 
@@ -165,10 +166,12 @@ void RuntimeOptions::apply() const {
   seed_everything(seed);
   set_threads(threads);
   set_decode_kernels(decode_kernels);
+  set_cpu_kernels(cpu_kernels);
 }
 
 namespace {
 std::atomic<int> g_decode_kernels{0};
+std::atomic<int> g_cpu_kernels{0};
 }
 
 DecodeKernels decode_kernels() { return static_cast<DecodeKernels>(g_decode_kernels.load(std::memory_order_relaxed)); }
@@ -177,6 +180,14 @@ DecodeKernels parse_decode_kernels(const std::string& text) {
   if (text == "exact") return DecodeKernels::kExact;
   if (text == "int8_activations") return DecodeKernels::kInt8Activations;
   throw std::invalid_argument("decode_kernels: expected exact or int8_activations, got \"" + text + "\"");
+}
+
+CpuKernels cpu_kernels() { return static_cast<CpuKernels>(g_cpu_kernels.load(std::memory_order_relaxed)); }
+void set_cpu_kernels(CpuKernels k) { g_cpu_kernels.store(static_cast<int>(k), std::memory_order_relaxed); }
+CpuKernels parse_cpu_kernels(const std::string& text) {
+  if (text == "auto") return CpuKernels::kAuto;
+  if (text == "portable") return CpuKernels::kPortable;
+  throw std::invalid_argument("cpu_kernels: expected auto or portable, got \"" + text + "\"");
 }
 
 }  // namespace tandem

@@ -49,6 +49,15 @@ DecodeKernels decode_kernels();
 void set_decode_kernels(DecodeKernels k);
 DecodeKernels parse_decode_kernels(const std::string& text);
 
+/// Which instructions the packed CPU kernels use: "auto" (AVX-512 where the CPU has it, else the
+/// portable Eigen kernels: AVX2, SSE2 or NEON) or "portable" (the Eigen kernels even on an
+/// AVX-512 CPU: what a laptop without AVX-512 runs, measurable here). Process-wide, like
+/// decode_kernels.
+enum class CpuKernels { kAuto, kPortable };
+CpuKernels cpu_kernels();
+void set_cpu_kernels(CpuKernels k);
+CpuKernels parse_cpu_kernels(const std::string& text);
+
 /// Settings read from the top level of a run config (device, dtype, seed, threads).
 /// The runtime keys at the root of every config, as written.
 struct RuntimeKeys {
@@ -57,6 +66,7 @@ struct RuntimeKeys {
   int64_t seed = 0;
   int64_t threads = 0;
   std::string decode_kernels = "exact";
+  std::string cpu_kernels = "auto";
   template <class V>
   void visit(V& v) {
     v.field("device", device, "cpu, cuda, cuda:N, mps or auto (the best available)");
@@ -67,6 +77,10 @@ struct RuntimeKeys {
             "exact (float32 math on the dequantized weights) or int8_activations (llama.cpp's 8-bit activations, "
             "Q4_0/Q4_1/Q8_0 weights): how CPU decoding multiplies quantized weights",
             OneOf{{"exact", "int8_activations"}});
+    v.field("cpu_kernels", cpu_kernels,
+            "auto (AVX-512 where the CPU has it, else the portable Eigen kernels) or portable (the Eigen kernels "
+            "everywhere): the instructions of CPU decoding's packed kernels",
+            OneOf{{"auto", "portable"}});
   }
   TANDEM_OPTIONS(RuntimeKeys)
 };
@@ -77,7 +91,8 @@ struct RuntimeOptions {
   uint64_t seed{0};
   int threads{0};
   DecodeKernels decode_kernels{DecodeKernels::kExact};
-  /// Reads `device`, `dtype`, `seed`, `threads`, `decode_kernels` from `cfg`; errors name the key and line.
+  CpuKernels cpu_kernels{CpuKernels::kAuto};
+  /// Reads `device`, `dtype`, `seed`, `threads`, `decode_kernels`, `cpu_kernels` from `cfg`; errors name the key and line.
   static RuntimeOptions from_config(const Config& cfg);
   /// Applies seed, threads and decode kernels to this process.
   void apply() const;

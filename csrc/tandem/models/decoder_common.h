@@ -8,6 +8,7 @@
 
 #include <limits>
 
+#include "tandem/models/bf16_matmul.h"
 #include "tandem/models/causal_lm.h"
 
 // A named span of a decode step for torch's profiler (benchmarks/profile_decode.py groups the
@@ -28,23 +29,84 @@ inline torch::Tensor rms_norm_scaled(const torch::Tensor& x, const torch::Tensor
   return (xf * torch::rsqrt(xf.pow(2).mean(-1, true) + eps) * scale).to(x.scalar_type());
 }
 
+/// Whether a product of `x` by weight `w` should take the bfloat16 decode kernel: a few rows on an
+/// AVX512-BF16 CPU, both bfloat16, nothing to differentiate.
+inline bool bf16_decode_step(const torch::Tensor& x, const torch::Tensor& w) {
+  return x.scalar_type() == torch::kBFloat16 && w.scalar_type() == torch::kBFloat16 && x.device().is_cpu() &&
+         x.numel() / x.size(-1) <= kPackedMaxRows && w.is_contiguous() &&
+         !(torch::GradMode::is_enabled() && (x.requires_grad() || w.requires_grad())) && bf16_kernels_available();
+}
+
 inline torch::Tensor proj(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& b = {}) {
+  if (bf16_decode_step(x, w)) return bf16_matmul(x, w, b);
   return b.defined() ? torch::linear(x, w, b) : torch::linear(x, w);
 }
 
-/// A projection that reads a weight's quantized blocks when the step is a few rows (decoding):
+/// Whether a step of `x` reads packed weight `pw`: a few rows (decoding) of float32 on the CPU;
 /// then reading the weights is the whole cost. Larger steps (prefill), other dtypes and devices
-/// use the dense weight `w`.
+/// use the dense weight.
+inline bool packed_step(const torch::Tensor& x, const PackedWeight& pw) {
+  return pw.defined() && x.numel() / x.size(-1) <= kPackedMaxRows && x.scalar_type() == torch::kFloat && x.device().is_cpu();
+}
+
+/// A projection that reads a weight's quantized blocks when packed_step holds, else `w`.
 inline torch::Tensor proj_packed(const torch::Tensor& x, const torch::Tensor& w, const PackedWeight& pw,
                                  const torch::Tensor& b = {}) {
-  const int64_t rows = x.numel() / x.size(-1);
-  if (pw.defined() && rows <= kPackedMaxRows && x.scalar_type() == torch::kFloat && x.device().is_cpu()) {
+  if (packed_step(x, pw)) {
+    const int64_t rows = x.numel() / x.size(-1);
     auto sizes = x.sizes().vec();
     sizes.back() = pw.rows;
     auto y = packed_matmul(x.reshape({rows, x.size(-1)}), pw).view(sizes);
     return b.defined() ? y + b : y;
   }
   return proj(x, w, b);
+}
+
+/// Stacks the rows of packed weights that multiply the same input (q|k|v, gate|up) into one and
+/// points each part at its rows of it (views: no second copy), so a decode step reads them in
+/// one product and one parallel region instead of one each. Returns undefined and leaves the
+/// parts alone when one is missing or their types differ (a Q4_K_M file keeps some v matrices in
+/// Q6_K).
+inline PackedWeight stack_packed(const std::vector<PackedWeight*>& parts) {
+  std::vector<at::Tensor> raws;
+  for (const auto* p : parts) {
+    if (!p->defined() || p->type != parts[0]->type || p->cols != parts[0]->cols) return {};
+    raws.push_back(p->raw);
+  }
+  PackedWeight s{parts[0]->type, torch::cat(raws, 0), 0, parts[0]->cols};
+  s.rows = s.raw.size(0);
+  int64_t at = 0;
+  for (auto* p : parts) {
+    p->raw = s.raw.narrow(0, at, p->rows);
+    at += p->rows;
+  }
+  return s;
+}
+
+/// One part of a stacked projection: its dense weight, packed rows and bias (may be undefined).
+struct StackedPart {
+  const torch::Tensor& w;
+  const PackedWeight& packed;
+  const torch::Tensor& b;
+};
+
+/// x times every part: one packed product split into the parts when `stacked` is defined and
+/// the step is a packed one, else each part's own projection.
+inline std::vector<torch::Tensor> proj_stacked(const torch::Tensor& x, const PackedWeight& stacked,
+                                               std::initializer_list<StackedPart> parts) {
+  std::vector<torch::Tensor> out;
+  if (packed_step(x, stacked)) {
+    auto y = proj_packed(x, torch::Tensor(), stacked);
+    int64_t at = 0;
+    for (const auto& p : parts) {
+      auto yi = y.narrow(-1, at, p.packed.rows);
+      at += p.packed.rows;
+      out.push_back(p.b.defined() ? yi + p.b : yi);
+    }
+    return out;
+  }
+  for (const auto& p : parts) out.push_back(proj_packed(x, p.w, p.packed, p.b));
+  return out;
 }
 
 /// Which keys each query may see. Undefined `allowed` with `causal` says SDPA's own causal
@@ -176,6 +238,7 @@ inline torch::Tensor project_head(const torch::Tensor& x, const torch::Tensor& w
     shape.back() = -1;
     return packed_matmul(x.reshape({rows, x.size(-1)}), packed).view(shape);
   }
+  if (bf16_decode_step(x, w)) return bf16_matmul(x, w).to(torch::kFloat);
   return torch::matmul(x, t.of(w)).to(torch::kFloat);
 }
 

@@ -21,6 +21,7 @@ struct GemmaLayer {
   torch::Tensor ln_in, ln_post_attn, ln_pre_ff, ln_post_ff, q_norm, k_norm;  // stored as 1 + w
   torch::Tensor q, k, v, o, gate, up, down;
   PackedWeight pq, pk, pv, po, pgate, pup, pdown;  // quantized copies for small-batch steps
+  PackedWeight pqkv, pgate_up;                      // q|k|v and gate|up stacked (decoder::stack_packed)
   bool sliding = false;
 };
 
@@ -96,6 +97,8 @@ class Gemma3Model : public CausalLM {
         L.pgate = src.packed(s + "mlp.gate_proj.weight");
         L.pup = src.packed(s + "mlp.up_proj.weight");
         L.pdown = src.packed(s + "mlp.down_proj.weight");
+        L.pqkv = decoder::stack_packed({&L.pq, &L.pk, &L.pv});
+        L.pgate_up = decoder::stack_packed({&L.pgate, &L.pup});
       }
     }
     if (embed_.scalar_type() == torch::kFloat) head_packed_ = src.packed(m + "embed_tokens.weight");
@@ -131,9 +134,11 @@ class Gemma3Model : public CausalLM {
       }
       {
         TANDEM_SPAN("qkv_proj");
-        q = decoder::proj_packed(h, L.q, L.pq).view({B, T, nh, D}).transpose(1, 2);
-        k = decoder::proj_packed(h, L.k, L.pk).view({B, T, nkv, D}).transpose(1, 2);
-        v = decoder::proj_packed(h, L.v, L.pv).view({B, T, nkv, D}).transpose(1, 2);
+        const torch::Tensor none;
+        auto qkv = decoder::proj_stacked(h, L.pqkv, {{L.q, L.pq, none}, {L.k, L.pk, none}, {L.v, L.pv, none}});
+        q = qkv[0].view({B, T, nh, D}).transpose(1, 2);
+        k = qkv[1].view({B, T, nkv, D}).transpose(1, 2);
+        v = qkv[2].view({B, T, nkv, D}).transpose(1, 2);
       }
       const auto& cs = L.sliding ? cs_local : cs_global;
       {
@@ -163,8 +168,9 @@ class Gemma3Model : public CausalLM {
       }
       {
         TANDEM_SPAN("mlp");
-        h = decoder::proj_packed(torch::gelu(decoder::proj_packed(h, L.gate, L.pgate), "tanh") * decoder::proj_packed(h, L.up, L.pup),
-                                 L.down, L.pdown);
+        const torch::Tensor none;
+        auto gate_up = decoder::proj_stacked(h, L.pgate_up, {{L.gate, L.pgate, none}, {L.up, L.pup, none}});
+        h = decoder::proj_packed(torch::gelu(gate_up[0], "tanh") * gate_up[1], L.down, L.pdown);
       }
       {
         TANDEM_SPAN("norm");

@@ -30,6 +30,7 @@ struct Layer {
   std::vector<Expert> experts;  // Mixtral
   bool sliding = false;
   PackedWeight pq, pk, pv, po, pgate, pup, pdown;  // quantized copies for small-batch steps
+  PackedWeight pqkv, pgate_up;                      // q|k|v and gate|up stacked (decoder::stack_packed)
 };
 
 using decoder::proj_packed;
@@ -179,6 +180,8 @@ class LlamaModel : public CausalLM {
         L.pgate = src.packed(s + "mlp.gate_proj.weight");
         L.pup = src.packed(s + "mlp.up_proj.weight");
         L.pdown = src.packed(s + "mlp.down_proj.weight");
+        L.pqkv = decoder::stack_packed({&L.pq, &L.pk, &L.pv});
+        L.pgate_up = decoder::stack_packed({&L.pgate, &L.pup});
       }
     }
     if (packed) head_packed_ = src.packed(lm_head_.defined() ? "lm_head.weight" : m + "embed_tokens.weight");
@@ -207,9 +210,10 @@ class LlamaModel : public CausalLM {
       }
       {
         TANDEM_SPAN("qkv_proj");
-        q = proj_packed(h, L.q, L.pq, L.qb).view({B, T, nh, D}).transpose(1, 2);
-        k = proj_packed(h, L.k, L.pk, L.kb).view({B, T, nkv, D}).transpose(1, 2);
-        v = proj_packed(h, L.v, L.pv, L.vb).view({B, T, nkv, D}).transpose(1, 2);
+        auto qkv = decoder::proj_stacked(h, L.pqkv, {{L.q, L.pq, L.qb}, {L.k, L.pk, L.kb}, {L.v, L.pv, L.vb}});
+        q = qkv[0].view({B, T, nh, D}).transpose(1, 2);
+        k = qkv[1].view({B, T, nkv, D}).transpose(1, 2);
+        v = qkv[2].view({B, T, nkv, D}).transpose(1, 2);
       }
       {
         TANDEM_SPAN("rope");
@@ -235,7 +239,12 @@ class LlamaModel : public CausalLM {
         h = rms_norm(x, L.ln2, cf.rms_norm_eps);
       }
       TANDEM_SPAN("mlp");
-      x = x + (L.router.defined() ? sparse_moe(h, L) : proj_packed(act_(proj_packed(h, L.gate, L.pgate, L.gate_b)) * proj_packed(h, L.up, L.pup, L.up_b), L.down, L.pdown, L.down_b));
+      if (L.router.defined()) {
+        x = x + sparse_moe(h, L);
+      } else {
+        auto gate_up = decoder::proj_stacked(h, L.pgate_up, {{L.gate, L.pgate, L.gate_b}, {L.up, L.pup, L.up_b}});
+        x = x + proj_packed(act_(gate_up[0]) * gate_up[1], L.down, L.pdown, L.down_b);
+      }
       if (output_hidden_states) out.hidden_states.push_back(x);
     }
     if (cache) cache->advance(T);

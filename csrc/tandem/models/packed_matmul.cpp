@@ -12,157 +12,18 @@
 #include <torch/torch.h>
 
 #include "tandem/core/runtime.h"
+#include "tandem/models/block_codes.h"
+#include "tandem/models/portable_kernels.h"
 
 namespace tandem {
 namespace {
 
-inline float half_to_float(const uint8_t* p) {
-  return static_cast<float>(c10::Half(static_cast<uint16_t>(p[0] | (p[1] << 8)), c10::Half::from_bits()));
-}
+using blocks::half_to_float;
+using blocks::scale_min_k4;
 
-// One output value: the dot product of row `w` (n_blocks quantized blocks) with x. Per block the
-// 32 weights are expanded to floats, then an elementwise product is summed; the compiler
-// vectorises both loops for each target in target_clones and picks the best at run time.
-__attribute__((target_clones("avx512f", "avx2", "default")))
-float dot_q4_1(const uint8_t* w, const float* x, int64_t n_blocks) {
-  float total = 0.f;
-  for (int64_t b = 0; b < n_blocks; ++b, w += 20, x += 32) {
-    const float d = half_to_float(w), m = half_to_float(w + 2);
-    const uint8_t* qs = w + 4;
-    float q[32];
-    for (int j = 0; j < 16; ++j) {
-      q[j] = static_cast<float>(qs[j] & 0x0F);
-      q[j + 16] = static_cast<float>(qs[j] >> 4);
-    }
-    float s = 0.f, sx = 0.f;
-#pragma omp simd reduction(+ : s, sx)
-    for (int j = 0; j < 32; ++j) {
-      s += q[j] * x[j];
-      sx += x[j];
-    }
-    total += d * s + m * sx;
-  }
-  return total;
-}
-
-__attribute__((target_clones("avx512f", "avx2", "default")))
-float dot_q4_0(const uint8_t* w, const float* x, int64_t n_blocks) {
-  float total = 0.f;
-  for (int64_t b = 0; b < n_blocks; ++b, w += 18, x += 32) {
-    const float d = half_to_float(w);
-    const uint8_t* qs = w + 2;
-    float q[32];
-    for (int j = 0; j < 16; ++j) {
-      q[j] = static_cast<float>(static_cast<int>(qs[j] & 0x0F) - 8);
-      q[j + 16] = static_cast<float>(static_cast<int>(qs[j] >> 4) - 8);
-    }
-    float s = 0.f;
-#pragma omp simd reduction(+ : s)
-    for (int j = 0; j < 32; ++j) s += q[j] * x[j];
-    total += d * s;
-  }
-  return total;
-}
-
-__attribute__((target_clones("avx512f", "avx2", "default")))
-float dot_q8_0(const uint8_t* w, const float* x, int64_t n_blocks) {
-  float total = 0.f;
-  for (int64_t b = 0; b < n_blocks; ++b, w += 34, x += 32) {
-    const float d = half_to_float(w);
-    const auto* qs = reinterpret_cast<const int8_t*>(w + 2);
-    float s = 0.f;
-#pragma omp simd reduction(+ : s)
-    for (int j = 0; j < 32; ++j) s += static_cast<float>(qs[j]) * x[j];
-    total += d * s;
-  }
-  return total;
-}
-
-// AVX-512 versions, chosen at run time when the CPU has AVX-512F/BW: 32 weights per block are
-// widened to two 16-lane float vectors and multiplied into a vector accumulator.
-__attribute__((target_clones("avx512f", "avx2", "default")))
-float dot_q5_0(const uint8_t* w, const float* x, int64_t n_blocks) {
-  float total = 0.f;
-  for (int64_t b = 0; b < n_blocks; ++b, w += 22, x += 32) {
-    const float d = half_to_float(w);
-    uint32_t qh;
-    std::memcpy(&qh, w + 2, 4);
-    const uint8_t* qs = w + 6;
-    float q[32];
-    for (int j = 0; j < 16; ++j) {  // the fifth bit of weight j is bit j of qh
-      q[j] = static_cast<float>(static_cast<int>((qs[j] & 0x0F) | (((qh >> j) << 4) & 0x10)) - 16);
-      q[j + 16] = static_cast<float>(static_cast<int>((qs[j] >> 4) | ((qh >> (j + 12)) & 0x10)) - 16);
-    }
-    float s = 0.f;
-#pragma omp simd reduction(+ : s)
-    for (int j = 0; j < 32; ++j) s += q[j] * x[j];
-    total += d * s;
-  }
-  return total;
-}
-
-// K-quants: super-blocks of 256 weights in eight 32-weight sub-blocks. Q4_K keeps a 6-bit scale
-// and min per sub-block (12 packed bytes) under two float16 factors; Q6_K a signed 8-bit scale per
-// 16 weights under one. n_blocks counts 32-weight sub-blocks, as for the other types.
-inline void scale_min_k4(int j, const uint8_t* q, uint8_t& sc, uint8_t& m) {
-  if (j < 4) {
-    sc = q[j] & 63;
-    m = q[j + 4] & 63;
-  } else {
-    sc = (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4);
-    m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
-  }
-}
-
-__attribute__((target_clones("avx512f", "avx2", "default")))
-float dot_q4_k(const uint8_t* w, const float* x, int64_t n_blocks) {
-  float total = 0.f;
-  for (int64_t s = 0; s < n_blocks / 8; ++s, w += 144, x += 256) {
-    const float d = half_to_float(w), dmin = half_to_float(w + 2);
-    for (int j = 0; j < 8; ++j) {
-      uint8_t sc, mn;
-      scale_min_k4(j, w + 4, sc, mn);
-      const uint8_t* q = w + 16 + (j / 2) * 32;
-      const int shift = (j & 1) * 4;
-      const float* xj = x + j * 32;
-      float acc = 0.f, sx = 0.f;
-#pragma omp simd reduction(+ : acc, sx)
-      for (int l = 0; l < 32; ++l) {
-        acc += static_cast<float>((q[l] >> shift) & 0xF) * xj[l];
-        sx += xj[l];
-      }
-      total += d * sc * acc - dmin * mn * sx;
-    }
-  }
-  return total;
-}
-
-__attribute__((target_clones("avx512f", "avx2", "default")))
-float dot_q6_k(const uint8_t* w, const float* x, int64_t n_blocks) {
-  float total = 0.f;
-  for (int64_t s = 0; s < n_blocks / 8; ++s, w += 210, x += 256) {
-    const float d = half_to_float(w + 208);
-    const auto* sc = reinterpret_cast<const int8_t*>(w + 192);
-    for (int sub = 0; sub < 8; ++sub) {
-      const int h = sub / 4, j = sub % 4;
-      const uint8_t* ql = w + 64 * h + (j & 1) * 32;
-      const uint8_t* qh = w + 128 + 32 * h;
-      const int lshift = j >= 2 ? 4 : 0, hshift = 2 * j;
-      const float* xj = x + sub * 32;
-      for (int half = 0; half < 2; ++half) {
-        float acc = 0.f;
-#pragma omp simd reduction(+ : acc)
-        for (int l = half * 16; l < half * 16 + 16; ++l) {
-          const int q = (((ql[l] >> lshift) & 0xF) | (((qh[l] >> hshift) & 3) << 4)) - 32;
-          acc += static_cast<float>(q) * xj[l];
-        }
-        total += d * static_cast<float>(sc[8 * h + 2 * j + half]) * acc;
-      }
-    }
-  }
-  return total;
-}
-
+// Single-row products for the 4- and 8-bit legacy types on AVX-512 (the tiled kernels below
+// serve every other case): 32 weights per block are widened to two 16-lane float vectors and
+// multiplied into a vector accumulator.
 __attribute__((target("avx512f,avx512bw"))) float dot_q4_1_avx512(const uint8_t* w, const float* x, int64_t n_blocks) {
   __m512 acc = _mm512_setzero_ps();
   const __m128i low = _mm_set1_epi8(0x0F);
@@ -387,23 +248,16 @@ RowsFn rows_for(gguf::GgmlType t) {
   }
 }
 
-// Types whose single-row products also go through the tiled kernels (no dedicated dot kernel).
-bool tiled_for_one_row(gguf::GgmlType t) {
-  return t == gguf::GgmlType::Q5_0 || t == gguf::GgmlType::Q4_K || t == gguf::GgmlType::Q6_K;
-}
-
 using DotFn = float (*)(const uint8_t*, const float*, int64_t);
 
-DotFn dot_for(gguf::GgmlType t, bool portable = false) {
+// The single-row AVX-512 kernel for `t`, or nullptr (no such CPU, or a type the tiled kernels serve).
+DotFn avx512_dot_for(gguf::GgmlType t) {
   static const bool has_avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw");
-  const bool avx512 = has_avx512 && !portable;
+  if (!has_avx512) return nullptr;
   switch (t) {
-    case gguf::GgmlType::Q4_0: return avx512 ? dot_q4_0_avx512 : dot_q4_0;
-    case gguf::GgmlType::Q4_1: return avx512 ? dot_q4_1_avx512 : dot_q4_1;
-    case gguf::GgmlType::Q8_0: return avx512 ? dot_q8_0_avx512 : dot_q8_0;
-    case gguf::GgmlType::Q5_0: return dot_q5_0;
-    case gguf::GgmlType::Q4_K: return dot_q4_k;
-    case gguf::GgmlType::Q6_K: return dot_q6_k;
+    case gguf::GgmlType::Q4_0: return dot_q4_0_avx512;
+    case gguf::GgmlType::Q4_1: return dot_q4_1_avx512;
+    case gguf::GgmlType::Q8_0: return dot_q8_0_avx512;
     default: return nullptr;
   }
 }
@@ -441,37 +295,20 @@ void quantize_q8(const float* x, int64_t n_blocks, Q8Row& r) {
   }
 }
 
-// Weight codes of one block as 32 unsigned bytes in weight order, plus the block's float terms:
-// w_j = scale * code_j + offset (Q4_0: offset = -8 * scale; Q4_1: the stored min).
+// The reference arithmetic of the 8-bit path, for any block layout: per half of 16 weights, an
+// integer dot product of codes and activation codes, then the half's scale and offset terms.
 template <gguf::GgmlType T>
-inline void int8_block_scalar(const uint8_t* w, uint8_t codes[32], float& scale, float& offset, bool& is_signed) {
-  is_signed = false;
-  if constexpr (T == gguf::GgmlType::Q4_0 || T == gguf::GgmlType::Q4_1) {
-    const uint8_t* qs = w + (T == gguf::GgmlType::Q4_0 ? 2 : 4);
-    for (int j = 0; j < 16; ++j) codes[j] = qs[j] & 0x0F, codes[j + 16] = qs[j] >> 4;
-    scale = half_to_float(w);
-    offset = T == gguf::GgmlType::Q4_0 ? -8.f * scale : half_to_float(w + 2);
-  } else {  // Q8_0: signed codes
-    std::memcpy(codes, w + 2, 32);
-    scale = half_to_float(w);
-    offset = 0.f;
-    is_signed = true;
-  }
-}
-
-template <gguf::GgmlType T>
-float dot_int8_scalar(const uint8_t* w, const Q8Row& x, int64_t n_blocks) {
-  constexpr int64_t kBytes = T == gguf::GgmlType::Q4_0 ? 18 : T == gguf::GgmlType::Q4_1 ? 20 : 34;
+float dot_int8_scalar(const uint8_t* row, const Q8Row& x, int64_t n_blocks) {
   float total = 0.f;
-  for (int64_t b = 0; b < n_blocks; ++b, w += kBytes) {
-    uint8_t codes[32];
-    float scale, offset;
-    bool is_signed;
-    int8_block_scalar<T>(w, codes, scale, offset, is_signed);
+  blocks::CodeBlock c;
+  for (int64_t b = 0; b < n_blocks; ++b) {
+    blocks::code_block<T>(row, b, c);
     const int8_t* xq = x.q.data() + b * 32;
-    int32_t isum = 0;
-    for (int j = 0; j < 32; ++j) isum += (is_signed ? static_cast<int>(static_cast<int8_t>(codes[j])) : codes[j]) * xq[j];
-    total += scale * x.d[static_cast<size_t>(b)] * static_cast<float>(isum) + offset * x.s[static_cast<size_t>(b)];
+    for (int h = 0; h < 2; ++h) {
+      int32_t isum = 0;
+      for (int l = 16 * h; l < 16 * h + 16; ++l) isum += c.codes[l] * xq[l];
+      total += c.scale[h] * x.d[static_cast<size_t>(b)] * static_cast<float>(isum) + c.offset[h] * x.s16[static_cast<size_t>(2 * b + h)];
+    }
   }
   return total;
 }
@@ -507,70 +344,11 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,f16c,fma"))) float d
   return hsum256(acc) + offsets;
 }
 
-// Q5_0, Q4_K and Q6_K: each 32-weight block b of a row as 32 unsigned codes and, per half of 16,
-// a scale and an offset: w = scale_h * code + offset_h (Q6_K's scale changes every 16 weights).
-struct CodeBlock {
-  uint8_t codes[32];
-  float scale[2], offset[2];
-};
-
-template <gguf::GgmlType T>
-inline void code_block(const uint8_t* row, int64_t b, CodeBlock& c) {
-  if constexpr (T == gguf::GgmlType::Q5_0) {
-    const uint8_t* w = row + b * 22;
-    uint32_t qh;
-    std::memcpy(&qh, w + 2, 4);
-    for (int j = 0; j < 16; ++j) {
-      c.codes[j] = static_cast<uint8_t>((w[6 + j] & 0x0F) | (((qh >> j) << 4) & 0x10));
-      c.codes[j + 16] = static_cast<uint8_t>((w[6 + j] >> 4) | ((qh >> (j + 12)) & 0x10));
-    }
-    const float d = half_to_float(w);
-    c.scale[0] = c.scale[1] = d;
-    c.offset[0] = c.offset[1] = -16.f * d;
-  } else if constexpr (T == gguf::GgmlType::Q4_K) {
-    const uint8_t* blk = row + (b >> 3) * 144;
-    const int j = static_cast<int>(b & 7);
-    uint8_t sc, mn;
-    scale_min_k4(j, blk + 4, sc, mn);
-    const uint8_t* q = blk + 16 + (j >> 1) * 32;
-    const int shift = (j & 1) * 4;
-    for (int l = 0; l < 32; ++l) c.codes[l] = (q[l] >> shift) & 0x0F;
-    c.scale[0] = c.scale[1] = half_to_float(blk) * sc;
-    c.offset[0] = c.offset[1] = -(half_to_float(blk + 2) * mn);
-  } else {  // Q6_K
-    const uint8_t* blk = row + (b >> 3) * 210;
-    const int sub = static_cast<int>(b & 7), h = sub >> 2, j = sub & 3;
-    const uint8_t* ql = blk + 64 * h + (j & 1) * 32;
-    const uint8_t* qh = blk + 128 + 32 * h;
-    const int lshift = j >= 2 ? 4 : 0;
-    for (int l = 0; l < 32; ++l) c.codes[l] = static_cast<uint8_t>(((ql[l] >> lshift) & 0xF) | (((qh[l] >> (2 * j)) & 3) << 4));
-    const auto* sc = reinterpret_cast<const int8_t*>(blk + 192) + 8 * h + 2 * j;
-    const float d = half_to_float(blk + 208);
-    for (int k = 0; k < 2; ++k) c.scale[k] = d * static_cast<float>(sc[k]), c.offset[k] = -32.f * c.scale[k];
-  }
-}
-
-template <gguf::GgmlType T>
-float dot_int8_codes_scalar(const uint8_t* row, const Q8Row& x, int64_t n_blocks) {
-  float total = 0.f;
-  CodeBlock c;
-  for (int64_t b = 0; b < n_blocks; ++b) {
-    code_block<T>(row, b, c);
-    const int8_t* xq = x.q.data() + b * 32;
-    for (int h = 0; h < 2; ++h) {
-      int32_t isum = 0;
-      for (int l = 16 * h; l < 16 * h + 16; ++l) isum += c.codes[l] * xq[l];
-      total += c.scale[h] * x.d[static_cast<size_t>(b)] * static_cast<float>(isum) + c.offset[h] * x.s16[static_cast<size_t>(2 * b + h)];
-    }
-  }
-  return total;
-}
-
 // The same codes and terms with SIMD byte operations (the scalar loops above cost more than the
 // integer dot product they feed).
 template <gguf::GgmlType T>
 __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,f16c,fma"))) inline __m256i code_vector(const uint8_t* row, int64_t b,
-                                                                                                   CodeBlock& c) {
+                                                                                                   blocks::CodeBlock& c) {
   const __m128i low = _mm_set1_epi8(0x0F);
   auto load = [](const uint8_t* p) { return _mm_loadu_si128(reinterpret_cast<const __m128i*>(p)); };
   if constexpr (T == gguf::GgmlType::Q5_0) {
@@ -621,7 +399,7 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,f16c,fma"))) float d
                                                                                                   int64_t n_blocks) {
   __m256 acc = _mm256_setzero_ps();
   float offsets = 0.f;
-  CodeBlock c;
+  blocks::CodeBlock c;
   for (int64_t b = 0; b < n_blocks; ++b) {
     const __m256i codes = code_vector<T>(row, b, c);
     const __m256i xq = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.q.data() + b * 32));
@@ -645,9 +423,9 @@ Int8DotFn int8_dot_for(gguf::GgmlType t, bool portable) {
     case gguf::GgmlType::Q4_0: return v ? dot_int8_vnni<gguf::GgmlType::Q4_0> : dot_int8_scalar<gguf::GgmlType::Q4_0>;
     case gguf::GgmlType::Q4_1: return v ? dot_int8_vnni<gguf::GgmlType::Q4_1> : dot_int8_scalar<gguf::GgmlType::Q4_1>;
     case gguf::GgmlType::Q8_0: return v ? dot_int8_vnni<gguf::GgmlType::Q8_0> : dot_int8_scalar<gguf::GgmlType::Q8_0>;
-    case gguf::GgmlType::Q5_0: return v ? dot_int8_codes_vnni<gguf::GgmlType::Q5_0> : dot_int8_codes_scalar<gguf::GgmlType::Q5_0>;
-    case gguf::GgmlType::Q4_K: return v ? dot_int8_codes_vnni<gguf::GgmlType::Q4_K> : dot_int8_codes_scalar<gguf::GgmlType::Q4_K>;
-    case gguf::GgmlType::Q6_K: return v ? dot_int8_codes_vnni<gguf::GgmlType::Q6_K> : dot_int8_codes_scalar<gguf::GgmlType::Q6_K>;
+    case gguf::GgmlType::Q5_0: return v ? dot_int8_codes_vnni<gguf::GgmlType::Q5_0> : dot_int8_scalar<gguf::GgmlType::Q5_0>;
+    case gguf::GgmlType::Q4_K: return v ? dot_int8_codes_vnni<gguf::GgmlType::Q4_K> : dot_int8_scalar<gguf::GgmlType::Q4_K>;
+    case gguf::GgmlType::Q6_K: return v ? dot_int8_codes_vnni<gguf::GgmlType::Q6_K> : dot_int8_scalar<gguf::GgmlType::Q6_K>;
     default: return nullptr;
   }
 }
@@ -668,7 +446,7 @@ at::Tensor int8_matmul(const at::Tensor& x, const PackedWeight& w, Int8DotFn dot
 
 }  // namespace
 
-bool packed_supported(gguf::GgmlType type) { return dot_for(type) != nullptr; }
+bool packed_supported(gguf::GgmlType type) { return portable::rows_for(type) != nullptr; }
 
 at::Tensor packed_matmul_int8(const at::Tensor& x_in, const PackedWeight& w, bool portable) {
   RECORD_FUNCTION("tandem::packed_matmul", c10::ArrayRef<const c10::IValue>{});
@@ -680,10 +458,10 @@ at::Tensor packed_matmul_int8(const at::Tensor& x_in, const PackedWeight& w, boo
 }
 
 at::Tensor packed_matmul(const at::Tensor& x_in, const PackedWeight& w, bool portable) {
+  portable = portable || cpu_kernels() == CpuKernels::kPortable;
   if (decode_kernels() == DecodeKernels::kInt8Activations && int8_dot_for(w.type, portable)) return packed_matmul_int8(x_in, w, portable);
   RECORD_FUNCTION("tandem::packed_matmul", c10::ArrayRef<const c10::IValue>{});
-  DotFn dot = dot_for(w.type, portable);
-  TORCH_CHECK(dot, "packed_matmul: unsupported type ", gguf::type_name(static_cast<uint32_t>(w.type)));
+  TORCH_CHECK(packed_supported(w.type), "packed_matmul: unsupported type ", gguf::type_name(static_cast<uint32_t>(w.type)));
   auto x = x_in.to(torch::kFloat).contiguous();
   TORCH_CHECK(x.dim() == 2 && x.size(1) == w.cols, "packed_matmul: x must be [M, ", w.cols, "]");
   TORCH_CHECK(w.cols % gguf::type_traits(static_cast<uint32_t>(w.type))->block_size == 0, "packed_matmul: rows of ", w.cols,
@@ -693,15 +471,20 @@ at::Tensor packed_matmul(const at::Tensor& x_in, const PackedWeight& w, bool por
   const uint8_t* base = w.raw.data_ptr<uint8_t>();
   const float* xp = x.data_ptr<float>();
   float* yp = y.data_ptr<float>();
-  // One activation row (decoding one sequence): the single-row dot kernels stream the weights
-  // fastest. Several rows: the tiled kernels expand each block once for all of them.
-  if (RowsFn rows = (portable || (M < 2 && !tiled_for_one_row(w.type))) ? nullptr : rows_for(w.type)) {
-    at::parallel_for(0, w.rows, 64, [&](int64_t r0, int64_t r1) { rows(base, row_bytes, xp, M, w.cols, yp, w.rows, r0, r1); });
+  // One activation row (decoding one sequence) of a legacy type: the single-row dot kernels
+  // stream the weights fastest. Otherwise the tiled kernels expand each block once for all rows:
+  // AVX-512 where the CPU has it, else (or when asked: cpu_kernels: portable) the Eigen build.
+  if (DotFn dot = (portable || M > 1) ? nullptr : avx512_dot_for(w.type)) {
+    at::parallel_for(0, w.rows, 64, [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r) yp[r] = dot(base + r * row_bytes, xp, n_blocks);
+    });
     return y;
   }
+  RowsFn rows = portable ? nullptr : rows_for(w.type);
+  portable::RowsFn fallback = portable::rows_for(w.type);
   at::parallel_for(0, w.rows, 64, [&](int64_t r0, int64_t r1) {
-    for (int64_t r = r0; r < r1; ++r)
-      for (int64_t m = 0; m < M; ++m) yp[m * w.rows + r] = dot(base + r * row_bytes, xp + m * w.cols, n_blocks);
+    if (rows) rows(base, row_bytes, xp, M, w.cols, yp, w.rows, r0, r1);
+    else fallback(base, row_bytes, xp, M, w.cols, yp, w.rows, r0, r1);
   });
   return y;
 }

@@ -1,7 +1,7 @@
 // Matrix-vector products straight from GGUF's quantized blocks (Q4_0, Q4_1, Q5_0, Q8_0, Q4_K, Q6_K): decoding a
 // token reads every weight once, so reading 4.5-8.5 bits per weight instead of 32 is what makes
 // small-batch decoding fast on CPU. The math is float32 on the exact dequantized values; only the
-// order of summation differs from a float32 matmul.
+// order of summation differs from a float32 matmul (block layouts: block_codes.h).
 #pragma once
 
 #include <cstdint>
@@ -29,12 +29,13 @@ constexpr int64_t kPackedMaxRows = 16;
 bool packed_supported(gguf::GgmlType type);
 
 /// y [M, rows] = x [M, cols] (float32, contiguous) times W^T, W given by its quantized blocks.
-/// `portable` forces the plain C++ kernels even where AVX-512 ones would run (for tests). Under
-/// decode_kernels() == int8_activations, Q4_0/Q4_1/Q8_0 weights take packed_matmul_int8.
+/// AVX-512 kernels where the CPU has them, else the portable Eigen kernels (portable_kernels.h);
+/// `portable` (or cpu_kernels: portable) forces the portable ones. Under decode_kernels() ==
+/// int8_activations, every supported type takes packed_matmul_int8.
 at::Tensor packed_matmul(const at::Tensor& x, const PackedWeight& w, bool portable = false);
 
 /// The same product with x quantized per 32 values to int8 (llama.cpp's arithmetic; integer dot
-/// products with AVX512-VNNI where the CPU has it). Q4_0, Q4_1 and Q8_0 weights.
+/// products with AVX512-VNNI where the CPU has it; `portable`: the scalar reference arithmetic).
 at::Tensor packed_matmul_int8(const at::Tensor& x, const PackedWeight& w, bool portable = false);
 
 }  // namespace tandem

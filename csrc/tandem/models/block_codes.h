@@ -41,9 +41,10 @@ constexpr int64_t kBlockBytes = T == gguf::GgmlType::Q4_0 ? 18 : T == gguf::Ggml
                                 : T == gguf::GgmlType::Q8_0 ? 34 : T == gguf::GgmlType::Q4_K ? 144 : 210;
 
 struct CodeBlock {
-  /// Weight order, as numbers (Q8_0's signed). 32-bit lanes, not bytes: the loops that fill
-  /// them then vectorise (widen, shift, mask), where byte lanes stayed scalar.
-  int32_t codes[32];
+  /// Weight order, as numbers (Q8_0's signed), held as floats (exact: at most 8 bits): the loops
+  /// that fill them vectorise (widen, shift, mask, convert), and the float kernels read them in
+  /// the width they were written (an int32 store read back by a wider load stalls).
+  float codes[32];
   float scale[2], offset[2];  ///< per half of 16 weights (they differ only for Q6_K)
 };
 
@@ -54,10 +55,14 @@ inline void code_block(const uint8_t* row, int64_t b, CodeBlock& c) {
   if constexpr (T == GgmlType::Q4_0 || T == GgmlType::Q4_1) {
     const uint8_t* w = row + b * kBlockBytes<T>;
     // The bytes are copied to a local first: a uint8_t source may alias the codes (char types alias
-    // everything), which keeps the compiler from vectorising; two plain loops then vectorise.
+    // everything), which keeps the compiler from vectorising; two plain loops then vectorise. The
+// `omp simd` pragmas (built with -fopenmp-simd, no OpenMP runtime) ask for vector code where
+// GCC would unroll these short loops into scalar byte operations.
     uint8_t qs[16];
     std::memcpy(qs, w + (T == GgmlType::Q4_0 ? 2 : 4), 16);
+#pragma omp simd
     for (int j = 0; j < 16; ++j) c.codes[j] = qs[j] & 0x0F;
+#pragma omp simd
     for (int j = 0; j < 16; ++j) c.codes[j + 16] = qs[j] >> 4;
     const float d = half_to_float(w);
     c.scale[0] = c.scale[1] = d;
@@ -66,6 +71,7 @@ inline void code_block(const uint8_t* row, int64_t b, CodeBlock& c) {
     const uint8_t* w = row + b * kBlockBytes<T>;
     int8_t qs[32];
     std::memcpy(qs, w + 2, 32);
+#pragma omp simd
     for (int j = 0; j < 32; ++j) c.codes[j] = qs[j];
     c.scale[0] = c.scale[1] = half_to_float(w);
     c.offset[0] = c.offset[1] = 0.f;
@@ -76,7 +82,9 @@ inline void code_block(const uint8_t* row, int64_t b, CodeBlock& c) {
     uint8_t qs[16];  // local copy: see Q4_0
     std::memcpy(qs, w + 6, 16);
     // The fifth bit of weight j is bit j of qh.
+#pragma omp simd
     for (int j = 0; j < 16; ++j) c.codes[j] = (qs[j] & 0x0F) | (((qh >> j) << 4) & 0x10);
+#pragma omp simd
     for (int j = 0; j < 16; ++j) c.codes[j + 16] = (qs[j] >> 4) | ((qh >> (j + 12)) & 0x10);
     const float d = half_to_float(w);
     c.scale[0] = c.scale[1] = d;
@@ -89,6 +97,7 @@ inline void code_block(const uint8_t* row, int64_t b, CodeBlock& c) {
     uint8_t q[32];  // local copy: see Q4_0
     std::memcpy(q, blk + 16 + (j >> 1) * 32, 32);
     const int shift = (j & 1) * 4;
+#pragma omp simd
     for (int l = 0; l < 32; ++l) c.codes[l] = (q[l] >> shift) & 0x0F;
     c.scale[0] = c.scale[1] = half_to_float(blk) * sc;
     c.offset[0] = c.offset[1] = -(half_to_float(blk + 2) * mn);
@@ -100,6 +109,7 @@ inline void code_block(const uint8_t* row, int64_t b, CodeBlock& c) {
     std::memcpy(ql, blk + 64 * h + (j & 1) * 32, 32);
     std::memcpy(qh, blk + 128 + 32 * h, 32);
     const int lshift = j >= 2 ? 4 : 0;
+#pragma omp simd
     for (int l = 0; l < 32; ++l) c.codes[l] = ((ql[l] >> lshift) & 0xF) | (((qh[l] >> (2 * j)) & 3) << 4);
     const auto* sc = reinterpret_cast<const int8_t*>(blk + 192) + 8 * h + 2 * j;
     const float d = half_to_float(blk + 208);

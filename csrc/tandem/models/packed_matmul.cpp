@@ -306,7 +306,7 @@ float dot_int8_scalar(const uint8_t* row, const Q8Row& x, int64_t n_blocks) {
     const int8_t* xq = x.q.data() + b * 32;
     for (int h = 0; h < 2; ++h) {
       int32_t isum = 0;
-      for (int l = 16 * h; l < 16 * h + 16; ++l) isum += c.codes[l] * xq[l];
+      for (int l = 16 * h; l < 16 * h + 16; ++l) isum += static_cast<int32_t>(c.codes[l]) * xq[l];
       total += c.scale[h] * x.d[static_cast<size_t>(b)] * static_cast<float>(isum) + c.offset[h] * x.s16[static_cast<size_t>(2 * b + h)];
     }
   }

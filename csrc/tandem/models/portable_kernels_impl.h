@@ -2,8 +2,6 @@
 // naming the namespace (portable_kernels_baseline.cpp, portable_kernels_avx2.cpp). Each block
 // is expanded to 32 floats with plain C++ (blocks::code_block, which the compiler vectorises for
 // the build's target) and multiplied into Eigen arrays of 32 lanes, one per activation row.
-#include <cstring>
-
 #include <Eigen/Core>
 
 #include "tandem/models/block_codes.h"
@@ -15,17 +13,18 @@ namespace {
 using Lanes = Eigen::Array<float, 32, 1>;
 using gguf::GgmlType;
 
-// The 32 weights of block b: scale * code + offset per half (the exact dequantized values).
+// The 32 weights of block b: scale * code + offset per half (the exact dequantized values),
+// written straight into the caller's aligned buffer (a store of one width then a load of
+// another would stall on store forwarding).
 template <GgmlType T>
-inline void expand(const uint8_t* row, int64_t b, float* w) {
+inline void expand(const uint8_t* row, int64_t b, float* __restrict w) {
   blocks::CodeBlock c;
   blocks::code_block<T>(row, b, c);
-  float v[32];  // a local result (w may alias nothing, but the compiler cannot know): then one copy
-  for (int h = 0; h < 2; ++h) {  // per half: one scale and offset, a loop the compiler vectorises
+  for (int h = 0; h < 2; ++h) {  // per half: one scale and offset
     const float s = c.scale[h], o = c.offset[h];
-    for (int l = 16 * h; l < 16 * h + 16; ++l) v[l] = s * static_cast<float>(c.codes[l]) + o;
+#pragma omp simd
+    for (int l = 16 * h; l < 16 * h + 16; ++l) w[l] = s * c.codes[l] + o;
   }
-  std::memcpy(w, v, sizeof v);
 }
 
 // One weight row times MT activation rows: each expanded block feeds MT multiply-adds.

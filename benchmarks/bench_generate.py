@@ -26,6 +26,8 @@ from pathlib import Path
 
 import torch
 
+from bench_decode_models import bandwidth_gbs  # one measurement for every speed table
+
 ROOT = Path(__file__).resolve().parents[1]
 PROMPT, NEW = 512, 128
 
@@ -37,16 +39,6 @@ def timed(fn, repeat=1):
         fn()
         best = min(best, time.perf_counter() - t)
     return best
-
-
-def bandwidth_gbs() -> float:
-    """Read bandwidth seen by fp32 matrix-vector products over 400+ MB of cold weights."""
-    ws = [torch.randn(1536, 576) for _ in range(120)]
-    x = torch.randn(576)
-    for w in ws:
-        torch.mv(w, x)
-    t = timed(lambda: [torch.mv(w, x) for w in ws], repeat=3)
-    return sum(w.numel() * 4 for w in ws) / t / 1e9
 
 
 def bench_tandem(path, dtype, batch, rows):

@@ -86,11 +86,12 @@ def main() -> int:
         mm = sum(r[s] for s in ("qkv_proj", "o_proj", "mlp", "lm_head"))
         md.append(f"- {r['model']}: {100 * mm / r['ms_per_token']:.0f}% ({mm:.2f} of {r['ms_per_token']:.2f} ms)")
     before = out / "decode_profile_before.csv"
-    if before.exists():  # the profile taken before the fused steps (commit 874eb61), kept for comparison
+    if before.exists():  # the profile of commit 874eb61, kept for comparison
         with open(before) as f:
             old = {r["model"]: r for r in csv.DictReader(f)}
-        md += ["", "Against the profile before stacked q|k|v and gate|up products and the Eigen/BF16 kernels "
-               "(decode_profile_before.md):", ""]
+        md += ["", "Against the profile before the packed products used both cores (they ran serially: built "
+               "without OpenMP, at::parallel_for did not split) and before q|k|v and gate|up were read as one stacked "
+               "product (decode_profile_before.md):", ""]
         for r in rows:
             if r["model"] in old:
                 o = old[r["model"]]

@@ -149,3 +149,22 @@ def test_int8_activation_matmul_equals_its_arithmetic(fixture_file, qtype, porta
         assert torch.allclose(got, ref, rtol=1e-5, atol=1e-4), (rows, (got - ref).abs().max().item())
         exact = (x.double() @ w.T).float()
         assert (got - exact).abs().max().item() > 1e-6  # it is a different arithmetic, not the exact path
+
+
+def test_cpu_kernels_setting_picks_the_portable_build(fixture_file):
+    """`cpu_kernels: portable` (process-wide, set from a run's config) routes every packed product
+    through the Eigen kernels: bit for bit what the forced-portable call gives, and not what the
+    AVX-512 kernels give (their summation orders differ, so the check can tell them apart)."""
+    path, tensors = fixture_file
+    f = _C.GgufFile(str(path))
+    x = torch.randn(3, tensors["t.Q4_K"][2][1], generator=torch.Generator().manual_seed(5))
+    native, portable = f.packed_matmul("t.Q4_K", x, False), f.packed_matmul("t.Q4_K", x, True)
+    assert not torch.equal(native, portable)
+    _C.set_cpu_kernels("portable")
+    try:
+        assert _C.cpu_kernels() == "portable"
+        assert torch.equal(f.packed_matmul("t.Q4_K", x), portable)
+    finally:
+        _C.set_cpu_kernels("auto")
+    assert torch.equal(f.packed_matmul("t.Q4_K", x), native)
+    assert _C.portable_kernels_build().startswith(("avx2 build", "baseline build"))

@@ -122,6 +122,23 @@ def test_router_features_and_labels_by_hand():
     assert _C.router_labels(lb.repeat(2, 1), la.repeat(2, 1), torch.tensor([0, 1])).tolist() == [1.0, 0.0]
 
 
+def test_router_features_equal_their_definitions_on_random_logits():
+    """The features are computed from sums over shifted logits (few passes per decode step): they
+    must equal the definitions written with log-softmax, over a real vocabulary's width."""
+    import torch
+
+    g = torch.Generator().manual_seed(0)
+    b, a = torch.randn(3, 5000, generator=g) * 4, torch.randn(3, 5000, generator=g) * 4
+    a[1] = b[1] + 0.01 * torch.randn(5000, generator=g)  # a near-identical pair: KL near 0
+    lb, la = torch.log_softmax(b.double(), -1), torch.log_softmax(a.double(), -1)
+    pb, pa = lb.exp(), la.exp()
+    ref = torch.stack([-(pb * lb).sum(-1), -(pa * la).sum(-1), pb.max(-1).values, pa.max(-1).values, (pa * (la - lb)).sum(-1),
+                       (pa.argmax(-1) == pb.argmax(-1)).double(), pb.gather(-1, pa.argmax(-1, keepdim=True)).squeeze(-1),
+                       pa.gather(-1, pb.argmax(-1, keepdim=True)).squeeze(-1)], -1)
+    got = _C.router_distribution_features(b, a).double()
+    assert torch.allclose(got, ref, rtol=1e-4, atol=2e-5), (got - ref).abs().max().item()
+
+
 def cli(cfg: Path, results: Path, cache: Path, ckpt: Path, **extra) -> list[str]:
     ov = {**SMALL, "model.path": str(ckpt), "state_cache.dir": str(cache), **extra}
     return [sys.executable, "-m", "tandem", "run", str(cfg), *[f"{k}={v}" for k, v in ov.items()], f"run.results_dir={results}", "--no-plot"]

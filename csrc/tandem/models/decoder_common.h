@@ -8,6 +8,7 @@
 
 #include <limits>
 
+#include "tandem/core/runtime.h"
 #include "tandem/models/bf16_matmul.h"
 #include "tandem/models/causal_lm.h"
 
@@ -30,11 +31,13 @@ inline torch::Tensor rms_norm_scaled(const torch::Tensor& x, const torch::Tensor
 }
 
 /// Whether a product of `x` by weight `w` should take the bfloat16 decode kernel: a few rows on an
-/// AVX512-BF16 CPU, both bfloat16, nothing to differentiate.
+/// AVX512-BF16 CPU, both bfloat16, nothing to differentiate, and not `cpu_kernels: portable`
+/// (which stands for a CPU without AVX-512: torch's bfloat16 linear then).
 inline bool bf16_decode_step(const torch::Tensor& x, const torch::Tensor& w) {
   return x.scalar_type() == torch::kBFloat16 && w.scalar_type() == torch::kBFloat16 && x.device().is_cpu() &&
          x.numel() / x.size(-1) <= kPackedMaxRows && w.is_contiguous() &&
-         !(torch::GradMode::is_enabled() && (x.requires_grad() || w.requires_grad())) && bf16_kernels_available();
+         !(torch::GradMode::is_enabled() && (x.requires_grad() || w.requires_grad())) && bf16_kernels_available() &&
+         cpu_kernels() == CpuKernels::kAuto;
 }
 
 inline torch::Tensor proj(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& b = {}) {

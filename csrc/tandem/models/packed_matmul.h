@@ -5,10 +5,12 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 
 #include <ATen/core/Tensor.h>
 
 #include "tandem/core/formats/gguf_quants.h"
+#include "tandem/models/int8_tiles.h"
 
 namespace tandem {
 
@@ -16,6 +18,8 @@ struct PackedWeight {
   gguf::GgmlType type = gguf::GgmlType::F32;
   at::Tensor raw;  ///< uint8 [rows, row_bytes], rows in output order
   int64_t rows = 0, cols = 0;
+  /// The rows re-laid for the tiled 8-bit-activation kernel, made on its first use (int8_tiles.h).
+  std::shared_ptr<LazyInt8Tiles> int8_tiles = std::make_shared<LazyInt8Tiles>();
   bool defined() const { return raw.defined(); }
 };
 

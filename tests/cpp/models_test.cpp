@@ -7,6 +7,7 @@
 #include "tandem/collab/json_constraint.h"
 #include "tandem/models/batching.h"
 #include "tandem/models/bf16_matmul.h"
+#include "tandem/models/decode_step_ops.h"
 #include "tandem/models/generation.h"
 #include "test_helpers.h"
 #include "tiny_models.h"
@@ -39,6 +40,35 @@ TEST(Bf16Matmul, EqualsTheFloat32ProductOfTheSameValues) {
       EXPECT_EQ(bf16_matmul(x.view({1, M, K}), w).sizes(), (std::vector<int64_t>{1, M, 9}));
     }
   }
+}
+
+// The decode-step loops against the torch compositions they replace (written out here). RoPE:
+// the same three roundings per value, so equal bit for bit, on a transposed (strided) x, with
+// partial rotation and tables shared across the batch. RMSNorm: the mean is summed in another
+// order (double here), so equal to float32 rounding of the result.
+TEST(DecodeStepOps, RotaryRowsEqualTheTorchComposition) {
+  torch::manual_seed(4);
+  for (int64_t rd : {8, 16}) {
+    for (int64_t tb : {1, 2}) {
+      auto x = torch::randn({2, 3, 5, 16}).transpose(1, 2);  // [B=2, H=5, T=3, D=16], strided
+      auto cos = torch::randn({tb, 1, 3, rd}), sin = torch::randn({tb, 1, 3, rd});
+      auto r = x.narrow(-1, 0, rd);
+      auto rot = torch::cat({-r.narrow(-1, rd / 2, rd / 2), r.narrow(-1, 0, rd / 2)}, -1);
+      auto ref = torch::cat({r * cos + rot * sin, x.narrow(-1, rd, 16 - rd)}, -1);
+      EXPECT_TRUE(torch::equal(decoder::rotary_rows(x, cos, sin), ref)) << "rd " << rd << " table batch " << tb;
+    }
+  }
+}
+
+TEST(DecodeStepOps, RmsNormRowsEqualTheTorchComposition) {
+  torch::manual_seed(5);
+  auto x = torch::randn({2, 3, 576}) * 4, w = torch::randn({576});
+  auto ref = w * (x * torch::rsqrt(x.pow(2).mean(-1, true) + 1e-5));
+  auto got = decoder::rms_norm_rows(x, w, 1e-5);
+  EXPECT_LE((got - ref).abs().max().item<double>(), 4 * 1.19e-7 * ref.abs().max().item<double>());
+  EXPECT_TRUE(decoder::decode_sized(x, 16));
+  EXPECT_FALSE(decoder::decode_sized(torch::randn({17, 8}), 16));
+  EXPECT_FALSE(decoder::decode_sized(x.to(torch::kBFloat16), 16));
 }
 
 TEST(Batching, PadsLeftOrRightByHand) {

@@ -11,6 +11,7 @@
 #include "tandem/core/runtime.h"
 #include "tandem/models/bf16_matmul.h"
 #include "tandem/models/causal_lm.h"
+#include "tandem/models/decode_step_ops.h"
 
 // A named span of a decode step for torch's profiler (benchmarks/profile_decode.py groups the
 // step by these names); a flag check when no profiler runs.
@@ -18,14 +19,22 @@
 
 namespace tandem::decoder {
 
+/// Whether a norm of `x` by float32 weight `w` takes the single-loop kernel (decode_step_ops.h).
+inline bool norm_in_one_loop(const torch::Tensor& x, const torch::Tensor& w) {
+  return decode_sized(x, kPackedMaxRows) && w.scalar_type() == torch::kFloat && w.device().is_cpu() &&
+         w.numel() == x.size(-1);
+}
+
 /// HF RMSNorm: normalise in float32; `w` multiplies after the cast back (Llama convention).
 inline torch::Tensor rms_norm(const torch::Tensor& x, const torch::Tensor& w, double eps) {
+  if (norm_in_one_loop(x, w)) return rms_norm_rows(x, w, eps);
   auto xf = x.to(torch::kFloat);
   return w * (xf * torch::rsqrt(xf.pow(2).mean(-1, true) + eps)).to(x.scalar_type());
 }
 
 /// Gemma RMSNorm: `scale` (= 1 + w, float32) multiplies in float32, then the cast (Gemma convention).
 inline torch::Tensor rms_norm_scaled(const torch::Tensor& x, const torch::Tensor& scale, double eps) {
+  if (norm_in_one_loop(x, scale)) return rms_norm_rows(x, scale, eps);
   auto xf = x.to(torch::kFloat);
   return (xf * torch::rsqrt(xf.pow(2).mean(-1, true) + eps) * scale).to(x.scalar_type());
 }

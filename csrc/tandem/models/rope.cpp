@@ -1,5 +1,7 @@
 #include "tandem/models/rope.h"
 
+#include "tandem/models/decode_step_ops.h"
+
 #include <cmath>
 
 namespace tandem::decoder {
@@ -111,6 +113,8 @@ std::pair<torch::Tensor, torch::Tensor> RotaryEmbedding::tables(const torch::Ten
 
 torch::Tensor apply_rotary(const torch::Tensor& x, const std::pair<torch::Tensor, torch::Tensor>& cs) {
   const int64_t rd = cs.first.size(-1), D = x.size(-1);
+  // A decode step's few rows: one loop, the same roundings (decode_step_ops.h).
+  if (x.dim() == 4 && decode_sized(x, 16 * x.size(1)) && cs.first.scalar_type() == torch::kFloat) return rotary_rows(x, cs.first, cs.second);
   if (rd == D) return x * cs.first + rotate_half(x) * cs.second;
   auto r = x.narrow(-1, 0, rd);
   return torch::cat({r * cs.first + rotate_half(r) * cs.second, x.narrow(-1, rd, D - rd)}, -1);

@@ -1,0 +1,25 @@
+// The small per-layer operations of a decode step as single loops: RMSNorm and rotary position
+// embedding of a few float32 rows on the CPU. Composed from torch operations they cost 6-9
+// dispatches and temporaries each (SmolLM2-135M, batch 1: 0.69 ms of norms and 0.55 ms of RoPE
+// in a 7.9 ms step; results/bench/decode_profile_before.md), for a few hundred multiply-adds.
+// Callers fall back to the torch composition for anything else (prefill, other dtypes, devices,
+// gradients), which stays the reference (tests/cpp/models_test.cpp checks these against it).
+#pragma once
+
+#include <torch/torch.h>
+
+namespace tandem::decoder {
+
+/// Whether `x` is a decode-sized float32 CPU tensor these loops serve (at most `max_rows` rows of
+/// its last dimension, contiguous, no gradient needed).
+bool decode_sized(const torch::Tensor& x, int64_t max_rows);
+
+/// (x * rsqrt(mean(x^2) + eps)) * w over the last dimension; `w` float32 [n].
+torch::Tensor rms_norm_rows(const torch::Tensor& x, const torch::Tensor& w, double eps);
+
+/// x * cos + rotate_half(x) * sin on the first cos.size(-1) features of x [B, H, T, D] (any
+/// strides), the rest copied; cos/sin [B or 1, 1, T, rd] float32. The same three roundings per
+/// value as the torch composition (this file is built without contraction into FMAs).
+torch::Tensor rotary_rows(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin);
+
+}  // namespace tandem::decoder

@@ -71,6 +71,28 @@ TEST(DecodeStepOps, RmsNormRowsEqualTheTorchComposition) {
   EXPECT_FALSE(decoder::decode_sized(x.to(torch::kBFloat16), 16));
 }
 
+// One query's attention against torch's SDPA: grouped-query heads (6 over 2), keys and values as
+// the cache holds them (views of a longer buffer), with and without a mask hiding some keys
+// (padding, a sliding window). Equal to float32 rounding.
+TEST(DecodeStepOps, OneQueryAttentionEqualsSdpa) {
+  torch::manual_seed(6);
+  auto q = torch::randn({3, 1, 6, 16}).transpose(1, 2);  // [B, H, 1, D], strided as in the decoders
+  auto kbuf = torch::randn({3, 2, 40, 16}), vbuf = torch::randn({3, 2, 40, 16});
+  auto k = kbuf.narrow(2, 0, 29), v = vbuf.narrow(2, 0, 29);
+  auto allowed = torch::rand({3, 1, 1, 29}) > 0.3;
+  allowed.index_put_({torch::indexing::Slice(), 0, 0, 28}, true);  // the query's own key
+  auto kr = k.repeat_interleave(3, 1), vr = v.repeat_interleave(3, 1);
+  for (bool masked : {false, true}) {
+    auto m = masked ? allowed : torch::Tensor();
+    ASSERT_TRUE(decoder::one_query_attention(q, k, v, m));
+    auto got = decoder::attend_one_query(q, k, v, m, 0.25);
+    auto ref = at::scaled_dot_product_attention(q, kr, vr, m.defined() ? c10::optional<at::Tensor>(m) : c10::nullopt, 0.0,
+                                                false, 0.25);
+    EXPECT_TRUE(torch::allclose(got, ref, 1e-5, 1e-6)) << "masked " << masked << " max diff " << (got - ref).abs().max().item<double>();
+  }
+  EXPECT_FALSE(decoder::one_query_attention(torch::randn({1, 6, 2, 16}), k.narrow(0, 0, 1), v.narrow(0, 0, 1), {}));  // two queries
+}
+
 TEST(Batching, PadsLeftOrRightByHand) {
   const std::vector<std::vector<int64_t>> seqs{{1, 2, 3}, {4}};
   auto l = pad_batch(seqs, 9, PadSide::kLeft);

@@ -1,6 +1,9 @@
 #include "tandem/models/decode_step_ops.h"
 
+#include <algorithm>
 #include <cmath>
+#include <limits>
+#include <vector>
 
 namespace tandem::decoder {
 
@@ -51,6 +54,63 @@ torch::Tensor rotary_rows(const torch::Tensor& x, const torch::Tensor& cos_in, c
         for (int64_t i = rd; i < D; ++i) yr[i] = xr[i];
       }
   return y;
+}
+
+bool one_query_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, const torch::Tensor& allowed) {
+  if (q.dim() != 4 || k.dim() != 4 || v.dim() != 4 || q.size(2) != 1 || !decode_sized(q, 16 * q.size(1))) return false;
+  if (k.scalar_type() != torch::kFloat || v.scalar_type() != torch::kFloat || !k.device().is_cpu() || !v.device().is_cpu())
+    return false;
+  if (k.stride(3) != 1 || v.stride(3) != 1 || k.size(3) != q.size(3) || v.size(3) != q.size(3)) return false;
+  if (k.size(0) != q.size(0) || k.size(1) == 0 || q.size(1) % k.size(1) != 0 || v.sizes() != k.sizes()) return false;
+  if ((torch::GradMode::is_enabled() && (k.requires_grad() || v.requires_grad()))) return false;
+  return !allowed.defined() || (allowed.scalar_type() == torch::kBool && allowed.dim() == 4 && allowed.size(0) == q.size(0) &&
+                                allowed.size(1) == 1 && allowed.size(2) == 1 && allowed.size(3) == k.size(2));
+}
+
+torch::Tensor attend_one_query(const torch::Tensor& q_in, const torch::Tensor& k, const torch::Tensor& v,
+                               const torch::Tensor& allowed_in, double scale) {
+  TORCH_CHECK(one_query_attention(q_in, k, v, allowed_in), "attend_one_query: operands it does not serve");
+  const auto q = q_in.contiguous();
+  const auto allowed = allowed_in.defined() ? allowed_in.contiguous() : allowed_in;
+  const int64_t B = q.size(0), H = q.size(1), D = q.size(3), Hkv = k.size(1), S = k.size(2), group = H / Hkv;
+  auto out = torch::empty({B, H, 1, D}, q.options());
+  std::vector<float> p(static_cast<size_t>(S));
+  const float sc = static_cast<float>(scale);
+  for (int64_t b = 0; b < B; ++b) {
+    const bool* vis = allowed.defined() ? allowed.data_ptr<bool>() + b * S : nullptr;
+    for (int64_t h = 0; h < H; ++h) {
+      const float* qh = q.data_ptr<float>() + (b * H + h) * D;
+      const float* kh = k.data_ptr<float>() + b * k.stride(0) + (h / group) * k.stride(1);
+      const float* vh = v.data_ptr<float>() + b * v.stride(0) + (h / group) * v.stride(1);
+      float mx = -std::numeric_limits<float>::infinity();
+      for (int64_t s = 0; s < S; ++s) {
+        if (vis && !vis[s]) {
+          p[static_cast<size_t>(s)] = -std::numeric_limits<float>::infinity();
+          continue;
+        }
+        const float* ks = kh + s * k.stride(2);
+        float dot = 0.f;
+#pragma omp simd reduction(+ : dot)
+        for (int64_t i = 0; i < D; ++i) dot += qh[i] * ks[i];
+        p[static_cast<size_t>(s)] = dot * sc;
+        mx = std::max(mx, p[static_cast<size_t>(s)]);
+      }
+      float* o = out.data_ptr<float>() + (b * H + h) * D;
+      std::fill(o, o + D, 0.f);
+      float total = 0.f;
+      for (int64_t s = 0; s < S; ++s) {
+        const float e = std::exp(p[static_cast<size_t>(s)] - mx);  // exp(-inf) = 0 for the hidden
+        if (e == 0.f) continue;
+        total += e;
+        const float* vs = vh + s * v.stride(2);
+#pragma omp simd
+        for (int64_t i = 0; i < D; ++i) o[i] += e * vs[i];
+      }
+      const float inv = 1.f / total;  // nothing visible: 0 * inf = NaN, as SDPA
+      for (int64_t i = 0; i < D; ++i) o[i] *= inv;
+    }
+  }
+  return out;
 }
 
 }  // namespace tandem::decoder

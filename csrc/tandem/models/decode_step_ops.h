@@ -1,5 +1,5 @@
-// The small per-layer operations of a decode step as single loops: RMSNorm and rotary position
-// embedding of a few float32 rows on the CPU. Composed from torch operations they cost 6-9
+// The small per-layer operations of a decode step as single loops: RMSNorm, rotary position
+// embedding and one query's attention, for a few float32 rows on the CPU. Composed from torch operations they cost 6-9
 // dispatches and temporaries each (SmolLM2-135M, batch 1: 0.69 ms of norms and 0.55 ms of RoPE
 // in a 7.9 ms step; results/bench/decode_profile_before.md), for a few hundred multiply-adds.
 // Callers fall back to the torch composition for anything else (prefill, other dtypes, devices,
@@ -21,5 +21,16 @@ torch::Tensor rms_norm_rows(const torch::Tensor& x, const torch::Tensor& w, doub
 /// strides), the rest copied; cos/sin [B or 1, 1, T, rd] float32. The same three roundings per
 /// value as the torch composition (this file is built without contraction into FMAs).
 torch::Tensor rotary_rows(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin);
+
+/// softmax(q k^T * scale, masked) v for ONE query per sequence (a decode step): q [B, H, 1, D],
+/// k and v [B, Hkv, S, D] with unit stride along D (the cache's views), H a multiple of Hkv
+/// (grouped-query heads share theirs); `allowed` bool [B, 1, 1, S] or undefined (all visible).
+/// Float32 throughout, the softmax from its maximum, as SDPA's CPU kernel; a row with nothing
+/// visible is NaN, as SDPA's.
+torch::Tensor attend_one_query(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                               const torch::Tensor& allowed, double scale);
+
+/// Whether attend_one_query serves these operands.
+bool one_query_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, const torch::Tensor& allowed);
 
 }  // namespace tandem::decoder

@@ -159,6 +159,8 @@ inline AttentionMask attention_mask(const torch::Tensor& mask, bool has_padding,
 inline torch::Tensor attend(const torch::Tensor& q, torch::Tensor k, torch::Tensor v, const AttentionMask& m,
                             double scale) {
   const int64_t nh = q.size(1), nkv = k.size(1);
+  // A decode step's one query per sequence: one loop (decode_step_ops.h) instead of SDPA's setup.
+  if (!m.causal && one_query_attention(q, k, v, m.allowed)) return attend_one_query(q, k, v, m.allowed, scale);
 #if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 5)
   const bool gqa = nh != nkv;
   return m.allowed.defined() ? at::scaled_dot_product_attention(q, k, v, m.allowed, 0.0, false, scale, gqa)

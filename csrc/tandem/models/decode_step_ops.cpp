@@ -5,6 +5,8 @@
 #include <limits>
 #include <vector>
 
+#include <ATen/Parallel.h>
+
 namespace tandem::decoder {
 
 bool decode_sized(const torch::Tensor& x, int64_t max_rows) {
@@ -74,11 +76,13 @@ torch::Tensor attend_one_query(const torch::Tensor& q_in, const torch::Tensor& k
   const auto allowed = allowed_in.defined() ? allowed_in.contiguous() : allowed_in;
   const int64_t B = q.size(0), H = q.size(1), D = q.size(3), Hkv = k.size(1), S = k.size(2), group = H / Hkv;
   auto out = torch::empty({B, H, 1, D}, q.options());
-  std::vector<float> p(static_cast<size_t>(S));
   const float sc = static_cast<float>(scale);
-  for (int64_t b = 0; b < B; ++b) {
-    const bool* vis = allowed.defined() ? allowed.data_ptr<bool>() + b * S : nullptr;
-    for (int64_t h = 0; h < H; ++h) {
+  // (sequence, head) pairs split across the intra-op threads; each pair's work is independent.
+  at::parallel_for(0, B * H, 4, [&](int64_t p0, int64_t p1) {
+    std::vector<float> p(static_cast<size_t>(S));
+    for (int64_t bh = p0; bh < p1; ++bh) {
+      const int64_t b = bh / H, h = bh % H;
+      const bool* vis = allowed.defined() ? allowed.data_ptr<bool>() + b * S : nullptr;
       const float* qh = q.data_ptr<float>() + (b * H + h) * D;
       const float* kh = k.data_ptr<float>() + b * k.stride(0) + (h / group) * k.stride(1);
       const float* vh = v.data_ptr<float>() + b * v.stride(0) + (h / group) * v.stride(1);
@@ -109,7 +113,7 @@ torch::Tensor attend_one_query(const torch::Tensor& q_in, const torch::Tensor& k
       const float inv = 1.f / total;  // nothing visible: 0 * inf = NaN, as SDPA
       for (int64_t i = 0; i < D; ++i) o[i] *= inv;
     }
-  }
+  });
   return out;
 }
 

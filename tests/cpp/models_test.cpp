@@ -7,7 +7,9 @@
 #include "tandem/collab/json_constraint.h"
 #include "tandem/models/batching.h"
 #include "tandem/models/bf16_matmul.h"
+#include "tandem/core/formats/gguf_quants.h"
 #include "tandem/models/decode_step_ops.h"
+#include "tandem/models/portable_kernels.h"
 #include "tandem/models/generation.h"
 #include "test_helpers.h"
 #include "tiny_models.h"
@@ -91,6 +93,49 @@ TEST(DecodeStepOps, OneQueryAttentionEqualsSdpa) {
     EXPECT_TRUE(torch::allclose(got, ref, 1e-5, 1e-6)) << "masked " << masked << " max diff " << (got - ref).abs().max().item<double>();
   }
   EXPECT_FALSE(decoder::one_query_attention(torch::randn({1, 6, 2, 16}), k.narrow(0, 0, 1), v.narrow(0, 0, 1), {}));  // two queries
+}
+
+// Every build of the portable kernels (the SSE2/plain-C++ baseline, which no run here picks, and
+// the AVX2 one) against the product with the weights dequantized by the GGUF reader (itself
+// tested against the gguf package): random blocks with valid float16 scales, 5 weight rows of 512,
+// 3 activation rows, error within the float32 dot-product bound n * u * sum |x w|.
+TEST(PortableKernels, EveryBuildEqualsTheDequantizedProduct) {
+  using gguf::GgmlType;
+  struct Layout {
+    GgmlType type;
+    int64_t block, bytes;
+    std::vector<int64_t> halves;  // offsets of float16 fields in a block
+  };
+  const std::vector<Layout> layouts = {{GgmlType::Q4_0, 32, 18, {0}},  {GgmlType::Q4_1, 32, 20, {0, 2}},
+                                       {GgmlType::Q5_0, 32, 22, {0}},  {GgmlType::Q8_0, 32, 34, {0}},
+                                       {GgmlType::Q4_K, 256, 144, {0, 2}}, {GgmlType::Q6_K, 256, 210, {208}}};
+  const int64_t rows = 5, cols = 512, M = 3;
+  torch::manual_seed(7);
+  auto x = torch::randn({M, cols});
+  for (const auto& l : layouts) {
+    const int64_t row_bytes = cols / l.block * l.bytes;
+    auto raw = torch::randint(0, 256, {rows * row_bytes}, torch::kUInt8);
+    uint8_t* p = raw.data_ptr<uint8_t>();
+    for (int64_t blk = 0; blk < rows * cols / l.block; ++blk)
+      for (int64_t off : l.halves) {  // 0x2C00-0x2FFF: float16 values in [1/16, 1/8)
+        p[blk * l.bytes + off + 1] = static_cast<uint8_t>(0x2C | (p[blk * l.bytes + off + 1] & 3));
+      }
+    auto w = torch::empty({rows, cols});
+    gguf::dequantize(l.type, p, rows * cols, w.data_ptr<float>());
+    auto ref = torch::matmul(x.to(torch::kDouble), w.to(torch::kDouble).t());
+    auto bound = torch::matmul(x.abs().to(torch::kDouble), w.abs().to(torch::kDouble).t()) * (cols * std::ldexp(1.0, -24));
+    std::vector<std::pair<const char*, portable::RowsFn>> builds = {{"baseline", portable::baseline::rows_for(l.type)}};
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c"))
+      builds.push_back({"avx2", portable::avx2::rows_for(l.type)});
+    for (const auto& [name, fn] : builds) {
+      ASSERT_NE(fn, nullptr) << name << " " << gguf::type_name(static_cast<uint32_t>(l.type));
+      auto y = torch::zeros({M, rows});
+      fn(p, row_bytes, x.data_ptr<float>(), M, cols, y.data_ptr<float>(), rows, 0, rows);
+      auto err = (y.to(torch::kDouble) - ref).abs();
+      EXPECT_TRUE((err <= bound + 1e-6).all().item<bool>())
+          << name << " " << gguf::type_name(static_cast<uint32_t>(l.type)) << " max error " << err.max().item<double>();
+    }
+  }
 }
 
 TEST(Batching, PadsLeftOrRightByHand) {

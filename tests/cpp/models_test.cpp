@@ -9,6 +9,7 @@
 #include "tandem/models/bf16_matmul.h"
 #include "tandem/core/formats/gguf_quants.h"
 #include "tandem/models/decode_step_ops.h"
+#include "tandem/models/decoder_common.h"
 #include "tandem/models/portable_kernels.h"
 #include "tandem/models/generation.h"
 #include "test_helpers.h"
@@ -69,6 +70,10 @@ TEST(DecodeStepOps, RmsNormRowsEqualTheTorchComposition) {
   auto got = decoder::rms_norm_rows(x, w, 1e-5);
   EXPECT_LE((got - ref).abs().max().item<double>(), 4 * 1.19e-7 * ref.abs().max().item<double>());
   EXPECT_TRUE(decoder::decode_sized(x, 16));
+  // A norm whose weight is being trained keeps the torch composition (and so its gradient).
+  auto trained = torch::randn({576}).requires_grad_();
+  EXPECT_TRUE(decoder::rms_norm(x, trained, 1e-5).requires_grad());
+  EXPECT_TRUE(decoder::rms_norm(x, w, 1e-5).equal(got));  // a frozen one takes the loop
   EXPECT_FALSE(decoder::decode_sized(torch::randn({17, 8}), 16));
   EXPECT_FALSE(decoder::decode_sized(x.to(torch::kBFloat16), 16));
 }

@@ -22,7 +22,7 @@ namespace tandem::decoder {
 /// Whether a norm of `x` by float32 weight `w` takes the single-loop kernel (decode_step_ops.h).
 inline bool norm_in_one_loop(const torch::Tensor& x, const torch::Tensor& w) {
   return decode_sized(x, kPackedMaxRows) && w.scalar_type() == torch::kFloat && w.device().is_cpu() &&
-         w.numel() == x.size(-1);
+         w.numel() == x.size(-1) && !(torch::GradMode::is_enabled() && w.requires_grad());  // a trained norm keeps autograd
 }
 
 /// HF RMSNorm: normalise in float32; `w` multiplies after the cast back (Llama convention).

@@ -173,11 +173,13 @@ def test_cpu_kernels_setting_picks_the_portable_build(fixture_file):
     f = _C.GgufFile(str(path))
     x = torch.randn(3, tensors["t.Q4_K"][2][1], generator=torch.Generator().manual_seed(5))
     native, portable = f.packed_matmul("t.Q4_K", x, False), f.packed_matmul("t.Q4_K", x, True)
-    assert not torch.equal(native, portable)
+    native8, portable8 = f.packed_matmul_int8("t.Q4_K", x, False), f.packed_matmul_int8("t.Q4_K", x, True)
+    assert not torch.equal(native, portable) and not torch.equal(native8, portable8)
     _C.set_cpu_kernels("portable")
     try:
         assert _C.cpu_kernels() == "portable"
         assert torch.equal(f.packed_matmul("t.Q4_K", x), portable)
+        assert torch.equal(f.packed_matmul_int8("t.Q4_K", x), portable8)  # the 8-bit path too
     finally:
         _C.set_cpu_kernels("auto")
     assert torch.equal(f.packed_matmul("t.Q4_K", x), native)

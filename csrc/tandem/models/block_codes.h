@@ -1,7 +1,9 @@
 // One 32-weight block of a GGUF row as plain integer codes and per-half scale/offset: w = scale * code +
-// offset. Every packed kernel that does not read the bytes with its own SIMD (the scalar
-// reference of the 8-bit-activation path, the portable Eigen path) reads blocks through this, so
-// the bit layouts of Q4_0, Q4_1, Q5_0, Q8_0, Q4_K and Q6_K are written once here.
+// offset. The code that does not read the bytes with its own SIMD (the scalar reference of the
+// 8-bit-activation path, the re-laying of weights into int8 tiles) reads blocks through this.
+// The bit layouts of Q4_0, Q4_1, Q5_0, Q8_0, Q4_K and Q6_K stand here as the reference; the SIMD
+// kernels (packed_matmul.cpp, the portable kernels' integer lanes) state them again in their
+// instructions, for speed, and every one of them is tested against the dequantizer.
 #pragma once
 
 #include <cstdint>
@@ -42,8 +44,7 @@ constexpr int64_t kBlockBytes = T == gguf::GgmlType::Q4_0 ? 18 : T == gguf::Ggml
 
 struct CodeBlock {
   /// Weight order, as numbers (Q8_0's signed), held as floats (exact: at most 8 bits): the loops
-  /// that fill them vectorise (widen, shift, mask, convert), and the float kernels read them in
-  /// the width they were written (an int32 store read back by a wider load stalls).
+  /// that fill them vectorise (widen, shift, mask, convert).
   float codes[32];
   float scale[2], offset[2];  ///< per half of 16 weights (they differ only for Q6_K)
 };

@@ -438,6 +438,7 @@ bool packed_supported(gguf::GgmlType type) { return portable::rows_for(type) != 
 
 at::Tensor packed_matmul_int8(const at::Tensor& x_in, const PackedWeight& w, bool portable) {
   RECORD_FUNCTION("tandem::packed_matmul", c10::ArrayRef<const c10::IValue>{});
+  portable = portable || cpu_kernels() == CpuKernels::kPortable;  // a direct call honours the setting too
   Int8DotFn dot = int8_dot_for(w.type, portable);
   TORCH_CHECK(dot, "packed_matmul_int8: no 8-bit-activation kernel for ", gguf::type_name(static_cast<uint32_t>(w.type)));
   auto x = x_in.to(torch::kFloat).contiguous();

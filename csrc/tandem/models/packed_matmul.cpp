@@ -277,12 +277,11 @@ DotFn avx512_dot_for(gguf::GgmlType t) {
 // ---- 8-bit activations (decode_kernels: int8_activations) ----
 // Each activation row is quantized per 32 values to int8 (quantize_q8, int8_tiles.h), as
 // llama.cpp's q8 blocks; a weight block then costs one integer dot product and one scale.
-using Q8Row = Q8Activations;
 
 // The reference arithmetic of the 8-bit path, for any block layout: per half of 16 weights, an
 // integer dot product of codes and activation codes, then the half's scale and offset terms.
 template <gguf::GgmlType T>
-float dot_int8_scalar(const uint8_t* row, const Q8Row& x, int64_t n_blocks) {
+float dot_int8_scalar(const uint8_t* row, const Q8Activations& x, int64_t n_blocks) {
   float total = 0.f;
   blocks::CodeBlock c;
   for (int64_t b = 0; b < n_blocks; ++b) {
@@ -304,7 +303,7 @@ __attribute__((target("avx2"))) inline float hsum256(__m256 acc) {
 }
 
 template <gguf::GgmlType T>
-__attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,f16c,fma"))) float dot_int8_vnni(const uint8_t* w, const Q8Row& x,
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,f16c,fma"))) float dot_int8_vnni(const uint8_t* w, const Q8Activations& x,
                                                                                             int64_t n_blocks) {
   constexpr int64_t kBytes = T == gguf::GgmlType::Q4_0 ? 18 : T == gguf::GgmlType::Q4_1 ? 20 : 34;
   __m256 acc = _mm256_setzero_ps();
@@ -379,7 +378,7 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,f16c,fma"))) inline 
 }
 
 template <gguf::GgmlType T>
-__attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,f16c,fma"))) float dot_int8_codes_vnni(const uint8_t* row, const Q8Row& x,
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,f16c,fma"))) float dot_int8_codes_vnni(const uint8_t* row, const Q8Activations& x,
                                                                                                   int64_t n_blocks) {
   __m256 acc = _mm256_setzero_ps();
   float offsets = 0.f;
@@ -396,7 +395,7 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,f16c,fma"))) float d
   return hsum256(acc) + offsets;
 }
 
-using Int8DotFn = float (*)(const uint8_t*, const Q8Row&, int64_t);
+using Int8DotFn = float (*)(const uint8_t*, const Q8Activations&, int64_t);
 
 Int8DotFn int8_dot_for(gguf::GgmlType t, bool portable) {
   static const bool vnni = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
@@ -416,7 +415,7 @@ Int8DotFn int8_dot_for(gguf::GgmlType t, bool portable) {
 
 at::Tensor int8_matmul(const at::Tensor& x, const PackedWeight& w, Int8DotFn dot, bool tiled) {
   const int64_t M = x.size(0), n_blocks = w.cols / 32, row_bytes = w.raw.size(1);
-  std::vector<Q8Row> xq(static_cast<size_t>(M));
+  std::vector<Q8Activations> xq(static_cast<size_t>(M));
   for (int64_t m = 0; m < M; ++m) quantize_q8(x.data_ptr<float>() + m * w.cols, n_blocks, xq[static_cast<size_t>(m)]);
   auto y = torch::empty({M, w.rows}, torch::kFloat);
   if (tiled) {  // the re-laid weights (int8_tiles.h)

@@ -179,7 +179,6 @@ std::shared_ptr<const Int8Tiles> make_int8_tiles(const PackedWeight& w) {
   TORCH_CHECK(w.cols % 32 == 0, "make_int8_tiles: rows of ", w.cols, " weights are not whole 32-weight blocks");
   auto t = std::make_shared<Int8Tiles>();
   t->rows = w.rows;
-  t->cols = w.cols;
   t->groups = (w.rows + 15) / 16;
   t->blocks = w.cols / 32;
   t->nibbles = nibble_type(w.type);

@@ -37,7 +37,7 @@ struct Q8Activations {
 void quantize_q8(const float* x, int64_t n_blocks, Q8Activations& r);
 
 struct Int8Tiles {
-  int64_t rows = 0, cols = 0, groups = 0, blocks = 0;  ///< groups of 16 rows, 32-weight blocks per row
+  int64_t rows = 0, groups = 0, blocks = 0;  ///< groups of 16 rows, 32-weight blocks per row
   bool nibbles = false;  ///< two 4-bit codes per byte (Q4_0, Q4_1, Q4_K)
   bool halves = false;   ///< a scale and offset per half of 16 weights (Q6_K), else per block
   at::Tensor codes;      ///< uint8 [groups, blocks, 512 or 256 bytes]

@@ -7,11 +7,15 @@ tandem's rows: `exact` (float32 math on the exact dequantized weights, AVX-512 k
 default), `int8_activations` (llama.cpp's arithmetic), `portable` (the Eigen kernels a CPU
 without AVX-512 runs; exact math). Every engine/setting is measured --repeats times, interleaved
 (a load swing on this noisy machine hits all alike); medians, every run and every ratio are
-reported. Decode rate = batch * (NEW - 1) / (time to make NEW tokens - time to make 1).
+reported. Decode rate = batch * (NEW - 1) / the time of the NEW - 1 decode steps after the prefill
+(each engine times its own loop: tandem's generate reports it, and the llama.cpp loop here starts
+its clock after the prompt's llama_decode). An earlier version subtracted the time of a 1-token
+run from a NEW-token run; a slow prefill in one of the two then moved the rate by up to 40%.
 
 The bandwidth bound: bytes of weights one decode step reads (every matrix once; a tied embedding
 once, as the head) / the machine's read bandwidth, measured here as the median of five 2-thread
-streaming sums over 1 GiB.
+streaming sums over 1 GiB, in every round beside the engines (it moves on this shared machine);
+the bound uses the median over rounds.
 
     python benchmarks/bench_decode_models.py [--threads 2] [--repeats 3] [--quick]
 
@@ -44,7 +48,9 @@ def timed(fn) -> float:
 def bandwidth_gbs(repeats: int = 5) -> float:
     """Read bandwidth (GB/s): the median of `repeats` 2-thread streaming sums over 1 GiB of
     random floats (fp32 matrix-vector products, the old measure, are compute-bound here and
-    read 7x lower)."""
+    read 7x lower). On this shared machine it moves between runs (41 to 62 GB/s within an hour,
+    with torch.amax and torch.dot moving alike), so the decode benchmark measures it in every
+    round, between the engines."""
     big = torch.randn(256 * 1024 * 1024)  # 1 GiB float32
     big.sum()
     rates = [big.numel() * 4 / timed(lambda: big.sum()) / 1e9 for _ in range(repeats)]
@@ -85,7 +91,7 @@ def tandem_decoder(path, batch, kernels="exact", dtype="float32"):
             _C.set_cpu_kernels("auto")
 
     gen(2)
-    return lambda: batch * (NEW - 1) / (timed(lambda: gen(NEW)) - timed(lambda: gen(1))), gen
+    return lambda: batch * (NEW - 1) / gen(NEW)["decode_seconds"], gen
 
 
 _LOG_CALLBACK = []
@@ -128,18 +134,21 @@ class LlamaCppBatch:
         if self.L.llama_decode(self.ctx, b) != 0:
             raise RuntimeError("llama_decode failed")
 
-    def run(self, n):
+    def run(self, n) -> float:
+        """Prefill, then n - 1 decode steps; returns the seconds of the decode steps."""
         L, B = self.L, self.B
         L.llama_memory_clear(L.llama_get_memory(self.ctx), True)
         self._decode([(self.prompts[s, p], p, s, p == PROMPT - 1) for s in range(B) for p in range(PROMPT)])
+        t = time.perf_counter()
         rows = [s * PROMPT + PROMPT - 1 for s in range(B)]
         for step in range(n - 1):
             nxt = [int(np.ctypeslib.as_array(L.llama_get_logits_ith(self.ctx, r), shape=(self.n_vocab,)).argmax()) for r in rows]
             self._decode([(nxt[s], PROMPT + step, s, True) for s in range(B)])
             rows = list(range(B))
+        return time.perf_counter() - t
 
     def rate(self):
-        return self.B * (NEW - 1) / (timed(lambda: self.run(NEW)) - timed(lambda: self.run(1)))
+        return self.B * (NEW - 1) / self.run(NEW)
 
 
 def main() -> int:
@@ -169,14 +178,17 @@ def main() -> int:
             cells[(name, "tandem", "exact", "bfloat16", 1)] = tandem_decoder(path, 1, dtype="bfloat16")[0]
     rates = {k: [] for k in cells}
     start = time.time()
+    bws = []
     for r in range(args.repeats):  # interleaved: a load swing hits every engine alike
+        bws.append(bandwidth_gbs())
+        print(f"[decode round {r + 1}] read bandwidth {bws[-1]:.1f} GB/s", file=sys.stderr, flush=True)
         for i, (k, fn) in enumerate(cells.items()):
             rates[k].append(fn())
             done = r * len(cells) + i + 1
             eta = (time.time() - start) / done * (args.repeats * len(cells) - done)
             print(f"[decode {done}/{args.repeats * len(cells)}] {' '.join(map(str, k))}: {rates[k][-1]:.1f} tok/s "
                   f"(ETA {eta:.0f} s)", file=sys.stderr, flush=True)
-    bw = bandwidth_gbs()
+    bw = statistics.median(bws)
     med = {k: statistics.median(v) for k, v in rates.items()}
     bound = {}
     for name in models:
@@ -203,7 +215,7 @@ def main() -> int:
     md = ["# Decode: tandem vs llama.cpp on the same GGUF", "",
           f"{args.threads} threads, prompt {PROMPT}, {NEW} new tokens, greedy, {args.repeats} interleaved rounds; "
           f"torch {torch.__version__}; portable kernels here: {_C.portable_kernels_build()}. Read bandwidth measured "
-          f"{bw:.1f} GB/s; bound = weight bytes per step / bandwidth (batch 1). "
+          f"{bw:.1f} GB/s (median of the rounds: {' '.join(f'{b:.1f}' for b in bws)}); bound = weight bytes per step / bandwidth (batch 1). "
           f"`python benchmarks/bench_decode_models.py --threads {args.threads} --repeats {args.repeats}`", "",
           "| model | engine | kernels | weights | batch | median tok/s | runs | bound tok/s | share of bound |",
           "| --- | --- | --- | --- | ---: | ---: | --- | ---: | ---: |"]

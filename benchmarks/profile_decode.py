@@ -6,6 +6,9 @@ masks, dispatch, allocation) is reported as the remainder.
 
     python benchmarks/profile_decode.py [--threads 2] [--tokens 64]
 
+Each model is profiled with both decode kernel paths (decode_kernels: exact, the default, and
+int8_activations).
+
 Writes results/bench/decode_profile.{csv,md}.
 """
 from __future__ import annotations
@@ -23,9 +26,18 @@ ROOT = Path(__file__).resolve().parents[1]
 SPANS = ["qkv_proj", "o_proj", "mlp", "lm_head", "attention", "norm", "rope", "choose_token"]
 
 
-def profile_model(name: str, tokens: int) -> dict:
+def profile_model(name: str, tokens: int, kernels: str) -> dict:
     import tandem
-    lm = tandem.models.load(name)
+    from tandem import _C
+
+    _C.set_decode_kernels(kernels)
+    try:
+        return _profile(tandem.models.load(name), name, tokens, kernels)
+    finally:
+        _C.set_decode_kernels("exact")
+
+
+def _profile(lm, name: str, tokens: int, kernels: str) -> dict:
     prompt = [torch.randint(100, 20000, (64,)).tolist()]
     gen = lambda n: lm.model.generate(prompt, max_new_tokens=n, pad_id=0, stop_token_ids=[])  # noqa: E731
     gen(4)
@@ -48,7 +60,7 @@ def profile_model(name: str, tokens: int) -> dict:
     # Spans measured over the whole call include the prefill's share: scale them by the decode
     # fraction of the forward work (prefill is one of `tokens` forwards but a 64-token one).
     steps = tokens - 1
-    row = {"model": name, "tokens_per_s": steps / decode_s, "ms_per_token": 1000 * decode_s / steps}
+    row = {"model": name, "kernels": kernels, "tokens_per_s": steps / decode_s, "ms_per_token": 1000 * decode_s / steps}
     prefill_share = t1 / wall
     for s in SPANS:
         row[s] = 1000 * totals[s] * (1 - prefill_share) / steps
@@ -64,10 +76,10 @@ def main() -> int:
     ap.add_argument("--out", default=str(ROOT / "results" / "bench"))
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    rows = [profile_model(n, args.tokens) for n in ("smollm2-135m", "gemma3-270m")]
+    rows = [profile_model(n, args.tokens, k) for n in ("smollm2-135m", "gemma3-270m") for k in ("exact", "int8_activations")]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    fields = ["model", "tokens_per_s", "ms_per_token", *SPANS, "other", "packed_matmul_total"]
+    fields = ["model", "kernels", "tokens_per_s", "ms_per_token", *SPANS, "other", "packed_matmul_total"]
     with open(out / "decode_profile.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fields)
         w.writeheader()
@@ -76,15 +88,15 @@ def main() -> int:
           f"`python benchmarks/profile_decode.py` ({args.threads} threads, prompt 64, {args.tokens} new tokens, torch "
           f"{torch.__version__}; the profiler itself adds some time). Spans are tandem's own (decoder_common.h "
           "TANDEM_SPAN); `other` is what no span covers: the loop's step setup, masks, dispatch and allocation.", "",
-          "| model | tok/s | ms/token | " + " | ".join(SPANS) + " | other | (packed matmuls within) |",
-          "| --- | ---: | ---: | " + " | ".join("---:" for _ in SPANS) + " | ---: | ---: |"]
+          "| model | kernels | tok/s | ms/token | " + " | ".join(SPANS) + " | other | (packed matmuls within) |",
+          "| --- | --- | ---: | ---: | " + " | ".join("---:" for _ in SPANS) + " | ---: | ---: |"]
     for r in rows:
-        md.append(f"| {r['model']} | {r['tokens_per_s']:.1f} | {r['ms_per_token']:.2f} | " +
+        md.append(f"| {r['model']} | {r['kernels']} | {r['tokens_per_s']:.1f} | {r['ms_per_token']:.2f} | " +
                   " | ".join(f"{r[s]:.2f}" for s in SPANS) + f" | {r['other']:.2f} | {r['packed_matmul_total']:.2f} |")
     md += ["", "Share of the step in matrix products (qkv_proj + o_proj + mlp + lm_head):", ""]
     for r in rows:
         mm = sum(r[s] for s in ("qkv_proj", "o_proj", "mlp", "lm_head"))
-        md.append(f"- {r['model']}: {100 * mm / r['ms_per_token']:.0f}% ({mm:.2f} of {r['ms_per_token']:.2f} ms)")
+        md.append(f"- {r['model']} ({r['kernels']}): {100 * mm / r['ms_per_token']:.0f}% ({mm:.2f} of {r['ms_per_token']:.2f} ms)")
     before = out / "decode_profile_before.csv"
     if before.exists():  # the profile of commit 874eb61, kept for comparison
         with open(before) as f:
@@ -93,7 +105,7 @@ def main() -> int:
                "without OpenMP, at::parallel_for did not split) and before q|k|v and gate|up were read as one stacked "
                "product (decode_profile_before.md):", ""]
         for r in rows:
-            if r["model"] in old:
+            if r["model"] in old and r["kernels"] == "exact":
                 o = old[r["model"]]
                 md.append(f"- {r['model']}: {float(o['ms_per_token']):.2f} -> {r['ms_per_token']:.2f} ms/token "
                           f"(qkv_proj {float(o['qkv_proj']):.2f} -> {r['qkv_proj']:.2f}, mlp {float(o['mlp']):.2f} -> "

@@ -149,9 +149,10 @@ def test_int8_activation_matmul_equals_its_arithmetic(fixture_file, qtype, porta
     path, tensors = fixture_file
     data, _, shape = tensors[f"t.{qtype.name}"]
     w = torch.from_numpy(gguf.quants.dequantize(data, qtype).astype(np.float32).reshape(shape)).double()
-    # 1 row: the row-by-row kernels; 3, 8 and 11: the weights re-laid in groups of 16 rows
-    # (int8_tiles.h; the fixture's 23 rows make one full group and one partial one).
-    for rows in (1, 3, 8, 11):
+    # Every row count takes the weights re-laid in groups of 16 rows on a VNNI CPU (int8_tiles.h;
+    # the fixture's 23 rows make one full group and one partial one); 1, 2 and 8 rows run the
+    # kernel's three accumulator arrangements (4, 2 and 1 integer chains), 11 a tile of 8 and one of 3.
+    for rows in (1, 2, 3, 8, 11):
         x = torch.randn(rows, shape[1], generator=torch.Generator().manual_seed(10 + rows))
         blocks = x.view(rows, -1, 32)
         d = blocks.abs().amax(-1, keepdim=True) / 127

@@ -296,134 +296,35 @@ float dot_int8_scalar(const uint8_t* row, const Q8Activations& x, int64_t n_bloc
   return total;
 }
 
-__attribute__((target("avx2"))) inline float hsum256(__m256 acc) {
-  const __m128 h = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
-  const __m128 q = _mm_add_ps(h, _mm_movehl_ps(h, h));
-  return _mm_cvtss_f32(_mm_add_ss(q, _mm_shuffle_ps(q, q, 1)));
-}
-
-template <gguf::GgmlType T>
-__attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,f16c,fma"))) float dot_int8_vnni(const uint8_t* w, const Q8Activations& x,
-                                                                                            int64_t n_blocks) {
-  constexpr int64_t kBytes = T == gguf::GgmlType::Q4_0 ? 18 : T == gguf::GgmlType::Q4_1 ? 20 : 34;
-  __m256 acc = _mm256_setzero_ps();
-  float offsets = 0.f;
-  const __m128i low = _mm_set1_epi8(0x0F);
-  for (int64_t b = 0; b < n_blocks; ++b, w += kBytes) {
-    const __m256i xq = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.q.data() + b * 32));
-    __m256i dot;
-    float scale = f16_at(w);
-    if constexpr (T == gguf::GgmlType::Q8_0) {  // signed x signed: |w| times x with w's sign
-      const __m256i wq = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + 2));
-      dot = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_abs_epi8(wq), _mm256_sign_epi8(xq, wq));
-    } else {
-      const __m128i qs = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w + (T == gguf::GgmlType::Q4_0 ? 2 : 4)));
-      const __m256i codes = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(qs, 4), low), _mm_and_si128(qs, low));
-      dot = _mm256_dpbusd_epi32(_mm256_setzero_si256(), codes, xq);
-      offsets += (T == gguf::GgmlType::Q4_0 ? -8.f * scale : f16_at(w + 2)) * x.s[static_cast<size_t>(b)];
-    }
-    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_set1_ps(scale * x.d[static_cast<size_t>(b)]), acc);
-  }
-  return hsum256(acc) + offsets;
-}
-
-// The same codes and terms with SIMD byte operations (the scalar loops above cost more than the
-// integer dot product they feed).
-template <gguf::GgmlType T>
-__attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,f16c,fma"))) inline __m256i code_vector(const uint8_t* row, int64_t b,
-                                                                                                   blocks::CodeBlock& c) {
-  const __m128i low = _mm_set1_epi8(0x0F);
-  auto load = [](const uint8_t* p) { return _mm_loadu_si128(reinterpret_cast<const __m128i*>(p)); };
-  if constexpr (T == gguf::GgmlType::Q5_0) {
-    const uint8_t* w = row + b * 22;
-    uint32_t qh;
-    std::memcpy(&qh, w + 2, 4);
-    const __m128i qs = load(w + 6), five = _mm_set1_epi8(0x10);
-    const __m128i lo = _mm_or_si128(_mm_and_si128(qs, low), _mm_and_si128(_mm_movm_epi8(static_cast<__mmask16>(qh & 0xFFFF)), five));
-    const __m128i hi = _mm_or_si128(_mm_and_si128(_mm_srli_epi16(qs, 4), low),
-                                    _mm_and_si128(_mm_movm_epi8(static_cast<__mmask16>(qh >> 16)), five));
-    const float d = f16_at(w);
-    c.scale[0] = c.scale[1] = d;
-    c.offset[0] = c.offset[1] = -16.f * d;
-    return _mm256_set_m128i(hi, lo);
-  } else if constexpr (T == gguf::GgmlType::Q4_K) {
-    const uint8_t* blk = row + (b >> 3) * 144;
-    const int j = static_cast<int>(b & 7);
-    uint8_t sc, mn;
-    scale_min_k4(j, blk + 4, sc, mn);
-    const uint8_t* q = blk + 16 + (j >> 1) * 32;
-    __m128i a = load(q), e = load(q + 16);
-    if (j & 1) a = _mm_srli_epi16(a, 4), e = _mm_srli_epi16(e, 4);
-    c.scale[0] = c.scale[1] = f16_at(blk) * sc;
-    c.offset[0] = c.offset[1] = -(f16_at(blk + 2) * mn);
-    return _mm256_set_m128i(_mm_and_si128(e, low), _mm_and_si128(a, low));
-  } else {  // Q6_K
-    const uint8_t* blk = row + (b >> 3) * 210;
-    const int sub = static_cast<int>(b & 7), h = sub >> 2, j = sub & 3;
-    const uint8_t* ql = blk + 64 * h + (j & 1) * 32;
-    const uint8_t* qh = blk + 128 + 32 * h;
-    const __m128i three = _mm_set1_epi8(3), hs = _mm_cvtsi32_si128(2 * j);
-    __m128i half[2];
-    for (int k = 0; k < 2; ++k) {
-      __m128i l = load(ql + 16 * k);
-      if (j >= 2) l = _mm_srli_epi16(l, 4);
-      const __m128i hi = _mm_and_si128(_mm_srl_epi16(load(qh + 16 * k), hs), three);
-      half[k] = _mm_or_si128(_mm_and_si128(l, low), _mm_slli_epi16(hi, 4));
-    }
-    const auto* sc = reinterpret_cast<const int8_t*>(blk + 192) + 8 * h + 2 * j;
-    const float d = f16_at(blk + 208);
-    for (int k = 0; k < 2; ++k) c.scale[k] = d * static_cast<float>(sc[k]), c.offset[k] = -32.f * c.scale[k];
-    return _mm256_set_m128i(half[1], half[0]);
-  }
-}
-
-template <gguf::GgmlType T>
-__attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,f16c,fma"))) float dot_int8_codes_vnni(const uint8_t* row, const Q8Activations& x,
-                                                                                                  int64_t n_blocks) {
-  __m256 acc = _mm256_setzero_ps();
-  float offsets = 0.f;
-  blocks::CodeBlock c;
-  for (int64_t b = 0; b < n_blocks; ++b) {
-    const __m256i codes = code_vector<T>(row, b, c);
-    const __m256i xq = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.q.data() + b * 32));
-    const __m256i dot = _mm256_dpbusd_epi32(_mm256_setzero_si256(), codes, xq);  // lanes 0-3: weights 0-15
-    const float dx = x.d[static_cast<size_t>(b)];
-    const __m256 scale = _mm256_set_m128(_mm_set1_ps(c.scale[1] * dx), _mm_set1_ps(c.scale[0] * dx));
-    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), scale, acc);
-    offsets += c.offset[0] * x.s16[static_cast<size_t>(2 * b)] + c.offset[1] * x.s16[static_cast<size_t>(2 * b + 1)];
-  }
-  return hsum256(acc) + offsets;
-}
-
 using Int8DotFn = float (*)(const uint8_t*, const Q8Activations&, int64_t);
 
-Int8DotFn int8_dot_for(gguf::GgmlType t, bool portable) {
-  static const bool vnni = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-                           __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni") &&
-                           __builtin_cpu_supports("f16c") && __builtin_cpu_supports("fma");
-  const bool v = vnni && !portable;
+// The scalar reference arithmetic: what a CPU without AVX512-VNNI (or cpu_kernels: portable) runs.
+Int8DotFn int8_dot_for(gguf::GgmlType t) {
   switch (t) {
-    case gguf::GgmlType::Q4_0: return v ? dot_int8_vnni<gguf::GgmlType::Q4_0> : dot_int8_scalar<gguf::GgmlType::Q4_0>;
-    case gguf::GgmlType::Q4_1: return v ? dot_int8_vnni<gguf::GgmlType::Q4_1> : dot_int8_scalar<gguf::GgmlType::Q4_1>;
-    case gguf::GgmlType::Q8_0: return v ? dot_int8_vnni<gguf::GgmlType::Q8_0> : dot_int8_scalar<gguf::GgmlType::Q8_0>;
-    case gguf::GgmlType::Q5_0: return v ? dot_int8_codes_vnni<gguf::GgmlType::Q5_0> : dot_int8_scalar<gguf::GgmlType::Q5_0>;
-    case gguf::GgmlType::Q4_K: return v ? dot_int8_codes_vnni<gguf::GgmlType::Q4_K> : dot_int8_scalar<gguf::GgmlType::Q4_K>;
-    case gguf::GgmlType::Q6_K: return v ? dot_int8_codes_vnni<gguf::GgmlType::Q6_K> : dot_int8_scalar<gguf::GgmlType::Q6_K>;
+    case gguf::GgmlType::Q4_0: return dot_int8_scalar<gguf::GgmlType::Q4_0>;
+    case gguf::GgmlType::Q4_1: return dot_int8_scalar<gguf::GgmlType::Q4_1>;
+    case gguf::GgmlType::Q8_0: return dot_int8_scalar<gguf::GgmlType::Q8_0>;
+    case gguf::GgmlType::Q5_0: return dot_int8_scalar<gguf::GgmlType::Q5_0>;
+    case gguf::GgmlType::Q4_K: return dot_int8_scalar<gguf::GgmlType::Q4_K>;
+    case gguf::GgmlType::Q6_K: return dot_int8_scalar<gguf::GgmlType::Q6_K>;
     default: return nullptr;
   }
 }
 
-at::Tensor int8_matmul(const at::Tensor& x, const PackedWeight& w, Int8DotFn dot, bool tiled) {
+at::Tensor int8_matmul(const at::Tensor& x, const PackedWeight& w, bool tiled) {
   const int64_t M = x.size(0), n_blocks = w.cols / 32, row_bytes = w.raw.size(1);
-  std::vector<Q8Activations> xq(static_cast<size_t>(M));
+  // Reused per thread: a decode step makes ~120 of these products, each a few microseconds.
+  thread_local std::vector<Q8Activations> xq;
+  if (static_cast<int64_t>(xq.size()) < M) xq.resize(static_cast<size_t>(M));
   for (int64_t m = 0; m < M; ++m) quantize_q8(x.data_ptr<float>() + m * w.cols, n_blocks, xq[static_cast<size_t>(m)]);
   auto y = torch::empty({M, w.rows}, torch::kFloat);
+  float* yp = y.data_ptr<float>();
   if (tiled) {  // the re-laid weights (int8_tiles.h)
-    int8_tiles_matmul(w.int8_tiles->get(w), xq, y.data_ptr<float>(), w.rows);
+    int8_tiles_matmul(w.int8_tiles->get(w), xq.data(), M, yp, w.rows);
     return y;
   }
+  const Int8DotFn dot = int8_dot_for(w.type);
   const uint8_t* base = w.raw.data_ptr<uint8_t>();
-  float* yp = y.data_ptr<float>();
   at::parallel_for(0, w.rows, 64, [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r)
       for (int64_t m = 0; m < M; ++m) yp[m * w.rows + r] = dot(base + r * row_bytes, xq[static_cast<size_t>(m)], n_blocks);
@@ -438,21 +339,18 @@ bool packed_supported(gguf::GgmlType type) { return portable::rows_for(type) != 
 at::Tensor packed_matmul_int8(const at::Tensor& x_in, const PackedWeight& w, bool portable) {
   RECORD_FUNCTION("tandem::packed_matmul", c10::ArrayRef<const c10::IValue>{});
   portable = portable || cpu_kernels() == CpuKernels::kPortable;  // a direct call honours the setting too
-  Int8DotFn dot = int8_dot_for(w.type, portable);
-  TORCH_CHECK(dot, "packed_matmul_int8: no 8-bit-activation kernel for ", gguf::type_name(static_cast<uint32_t>(w.type)));
+  TORCH_CHECK(int8_dot_for(w.type), "packed_matmul_int8: no 8-bit-activation kernel for ", gguf::type_name(static_cast<uint32_t>(w.type)));
   auto x = x_in.to(torch::kFloat).contiguous();
   TORCH_CHECK(x.dim() == 2 && x.size(1) == w.cols, "packed_matmul_int8: x must be [M, ", w.cols, "]");
-  // Several activation rows (batched decoding) take the re-laid weights, made on first use: at
-  // batch 8 they decode SmolLM2 / Gemma 3 2.2x / 2.9x faster than row-by-row products. One row
-  // keeps the row kernels, no slower there and reading fewer bytes (Gemma 3's Q8_0 head, memory-
-  // bound at batch 1: 3.9 ms row by row, 4.7 ms from its larger tiles), and no second copy.
-  const bool tiled = !portable && x.size(0) > 1 && int8_tiles_supported(w.type);
-  return int8_matmul(x, w, dot, tiled);
+  // The re-laid weights (int8_tiles.h) at any batch: made on first use, they keep GGUF's bytes
+  // per weight and cost fewer instructions per weight than a row-by-row product.
+  const bool tiled = !portable && int8_tiles_supported(w.type);
+  return int8_matmul(x, w, tiled);
 }
 
 at::Tensor packed_matmul(const at::Tensor& x_in, const PackedWeight& w, bool portable) {
   portable = portable || cpu_kernels() == CpuKernels::kPortable;
-  if (decode_kernels() == DecodeKernels::kInt8Activations && int8_dot_for(w.type, portable)) return packed_matmul_int8(x_in, w, portable);
+  if (decode_kernels() == DecodeKernels::kInt8Activations && int8_dot_for(w.type)) return packed_matmul_int8(x_in, w, portable);
   RECORD_FUNCTION("tandem::packed_matmul", c10::ArrayRef<const c10::IValue>{});
   TORCH_CHECK(packed_supported(w.type), "packed_matmul: unsupported type ", gguf::type_name(static_cast<uint32_t>(w.type)));
   auto x = x_in.to(torch::kFloat).contiguous();

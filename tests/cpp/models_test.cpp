@@ -80,24 +80,40 @@ TEST(DecodeStepOps, RmsNormRowsEqualTheTorchComposition) {
 
 // One query's attention against torch's SDPA: grouped-query heads (6 over 2), keys and values as
 // the cache holds them (views of a longer buffer), with and without a mask hiding some keys
-// (padding, a sliding window). Equal to float32 rounding.
+// (padding, a sliding window). Equal to float32 rounding. Both loops: the AVX-512 one (where the
+// CPU has it; head sizes of one and several 16-lane vectors, key counts past a multiple of 16)
+// and the plain one (cpu_kernels: portable); and a sequence with every key hidden is NaN in both.
 TEST(DecodeStepOps, OneQueryAttentionEqualsSdpa) {
   torch::manual_seed(6);
-  auto q = torch::randn({3, 1, 6, 16}).transpose(1, 2);  // [B, H, 1, D], strided as in the decoders
-  auto kbuf = torch::randn({3, 2, 40, 16}), vbuf = torch::randn({3, 2, 40, 16});
-  auto k = kbuf.narrow(2, 0, 29), v = vbuf.narrow(2, 0, 29);
-  auto allowed = torch::rand({3, 1, 1, 29}) > 0.3;
-  allowed.index_put_({torch::indexing::Slice(), 0, 0, 28}, true);  // the query's own key
-  auto kr = k.repeat_interleave(3, 1), vr = v.repeat_interleave(3, 1);
-  for (bool masked : {false, true}) {
-    auto m = masked ? allowed : torch::Tensor();
-    ASSERT_TRUE(decoder::one_query_attention(q, k, v, m));
-    auto got = decoder::attend_one_query(q, k, v, m, 0.25);
-    auto ref = at::scaled_dot_product_attention(q, kr, vr, m.defined() ? c10::optional<at::Tensor>(m) : c10::nullopt, 0.0,
-                                                false, 0.25);
-    EXPECT_TRUE(torch::allclose(got, ref, 1e-5, 1e-6)) << "masked " << masked << " max diff " << (got - ref).abs().max().item<double>();
+  for (int64_t D : {16, 64}) {
+    auto q = torch::randn({3, 1, 6, D}).transpose(1, 2);  // [B, H, 1, D], strided as in the decoders
+    auto kbuf = torch::randn({3, 2, 40, D}), vbuf = torch::randn({3, 2, 40, D});
+    auto k = kbuf.narrow(2, 0, 37), v = vbuf.narrow(2, 0, 37);
+    auto allowed = torch::rand({3, 1, 1, 37}) > 0.3;
+    allowed.index_put_({torch::indexing::Slice(), 0, 0, 36}, true);  // the query's own key
+    auto kr = k.repeat_interleave(3, 1), vr = v.repeat_interleave(3, 1);
+    for (auto kernels : {CpuKernels::kAuto, CpuKernels::kPortable}) {
+      set_cpu_kernels(kernels);
+      for (bool masked : {false, true}) {
+        auto m = masked ? allowed : torch::Tensor();
+        ASSERT_TRUE(decoder::one_query_attention(q, k, v, m));
+        auto got = decoder::attend_one_query(q, k, v, m, 0.25);
+        auto ref = at::scaled_dot_product_attention(q, kr, vr, m.defined() ? c10::optional<at::Tensor>(m) : c10::nullopt, 0.0,
+                                                    false, 0.25);
+        EXPECT_TRUE(torch::allclose(got, ref, 1e-5, 1e-6))
+            << "D " << D << " portable " << (kernels == CpuKernels::kPortable) << " masked " << masked << " max diff "
+            << (got - ref).abs().max().item<double>();
+      }
+      auto none = allowed.clone();
+      none.index_put_({1}, false);  // sequence 1 sees nothing
+      auto got = decoder::attend_one_query(q, k, v, none, 0.25);
+      EXPECT_TRUE(got.select(0, 1).isnan().all().item<bool>());
+      EXPECT_FALSE(got.select(0, 0).isnan().any().item<bool>());
+    }
+    set_cpu_kernels(CpuKernels::kAuto);
   }
-  EXPECT_FALSE(decoder::one_query_attention(torch::randn({1, 6, 2, 16}), k.narrow(0, 0, 1), v.narrow(0, 0, 1), {}));  // two queries
+  auto k = torch::randn({1, 2, 29, 16}), v = torch::randn({1, 2, 29, 16});
+  EXPECT_FALSE(decoder::one_query_attention(torch::randn({1, 6, 2, 16}), k, v, {}));  // two queries
 }
 
 // Every build of the portable kernels (the SSE2/plain-C++ baseline, which no run here picks, and

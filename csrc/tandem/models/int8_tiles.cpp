@@ -4,7 +4,10 @@
 #include <cmath>
 #include <cstring>
 
+#include <cstdlib>  // aligned_alloc
+
 #include <immintrin.h>
+#include <sys/mman.h>
 
 #include <ATen/Parallel.h>
 #include <torch/torch.h>
@@ -328,6 +331,19 @@ const TileOps* tile_ops(GgmlType type) {
   }
 }
 
+// Zeroed bytes for the tiles, in 2 MiB pages where the kernel grants them (transparent huge
+// pages in `madvise` mode, the usual default, only back memory that asks): a batch-1 step streams
+// every tile once, and in 4 KiB pages Gemma 3's 178 MB head alone spans 45,000 of them.
+at::Tensor tile_storage(int64_t n) {
+  constexpr size_t kHuge = size_t{2} << 20;
+  const size_t size = (static_cast<size_t>(n) + kHuge - 1) / kHuge * kHuge;
+  void* p = std::aligned_alloc(kHuge, size);
+  if (!p) return torch::zeros({n}, torch::kUInt8);
+  madvise(p, size, MADV_HUGEPAGE);  // a hint: without it the pages are 4 KiB, nothing else changes
+  std::memset(p, 0, static_cast<size_t>(n));
+  return torch::from_blob(p, {n}, [](void* q) { std::free(q); }, torch::kUInt8);
+}
+
 }  // namespace
 
 bool int8_tiles_supported(gguf::GgmlType type) { return tile_ops(type) != nullptr && cpu_has_vnni(); }
@@ -345,7 +361,7 @@ std::shared_ptr<const Int8Tiles> make_int8_tiles(const PackedWeight& w) {
   t->blocks = w.cols / 32;
   t->units = t->blocks / ops.blocks_per_unit;
   t->unit_bytes = ops.unit_bytes;
-  t->bytes = torch::zeros({t->groups, t->units, t->unit_bytes}, torch::kUInt8);  // zeros: the fillers OR bits in
+  t->bytes = tile_storage(t->groups * t->units * t->unit_bytes).view({t->groups, t->units, t->unit_bytes});  // zeroed: the fillers OR bits in
   ops.fill(w, *t);
   return t;
 }

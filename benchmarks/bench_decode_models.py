@@ -190,11 +190,11 @@ def main() -> int:
                   f"(ETA {eta:.0f} s)", file=sys.stderr, flush=True)
     bw = statistics.median(bws)
     med = {k: statistics.median(v) for k, v in rates.items()}
-    bound = {}
+    nbytes = {}
     for name in models:
         path = tandem.models.resolve(name).resolve()
         for w in ("GGUF blocks", "bfloat16"):
-            bound[(name, w)] = bw * 1e9 / weight_bytes(path, w)
+            nbytes[(name, w)] = weight_bytes(path, w)
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -202,9 +202,11 @@ def main() -> int:
     rows = []
     for k, v in rates.items():
         name, engine, kernels, weights, b = k
-        bd = bound[(name, weights)]
+        # Each run against the bandwidth measured in its own round (the bound moves with the
+        # machine's load); the median of those shares.
+        share = statistics.median(x * nbytes[(name, weights)] / (g * 1e9) for x, g in zip(v, bws))
         rows.append(dict(zip(fields, [name, engine, kernels, weights, b, f"{med[k]:.1f}", " ".join(f"{x:.1f}" for x in v),
-                                      f"{bd:.1f}", f"{med[k] / bd:.2f}" if b == 1 else ""])))
+                                      f"{bw * 1e9 / nbytes[(name, weights)]:.1f}", f"{share:.2f}" if b == 1 else ""])))
     tmp = out / f".decode_models.csv.tmp-{os.getpid()}"
     with open(tmp, "w", newline="") as f:
         w = csv.DictWriter(f, fields)
@@ -215,7 +217,8 @@ def main() -> int:
     md = ["# Decode: tandem vs llama.cpp on the same GGUF", "",
           f"{args.threads} threads, prompt {PROMPT}, {NEW} new tokens, greedy, {args.repeats} interleaved rounds; "
           f"torch {torch.__version__}; portable kernels here: {_C.portable_kernels_build()}. Read bandwidth measured "
-          f"{bw:.1f} GB/s (median of the rounds: {' '.join(f'{b:.1f}' for b in bws)}); bound = weight bytes per step / bandwidth (batch 1). "
+          f"{bw:.1f} GB/s (median of the rounds: {' '.join(f'{b:.1f}' for b in bws)}); bound = weight bytes per step / bandwidth (batch 1; the table's bound at the median bandwidth, each "
+          f"share the median over rounds of a run's rate against its own round's bound). "
           f"`python benchmarks/bench_decode_models.py --threads {args.threads} --repeats {args.repeats}`", "",
           "| model | engine | kernels | weights | batch | median tok/s | runs | bound tok/s | share of bound |",
           "| --- | --- | --- | --- | ---: | ---: | --- | ---: | ---: |"]

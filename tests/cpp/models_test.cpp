@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <torch/torch.h>
+#include <ATen/record_function.h>
 
 #include "tandem/collab/json_constraint.h"
 #include "tandem/models/batching.h"
@@ -184,6 +185,55 @@ std::vector<std::vector<int64_t>> prompts_with_shared_prefix() {
   }
   ps.push_back({3, 1, 4});  // and one unrelated short prompt
   return ps;
+}
+
+// Names of the operations the calling thread runs while `watch` is set (a RecordFunction hook).
+std::vector<std::string>& seen_operations() {
+  static std::vector<std::string> names;
+  return names;
+}
+
+// A Llama decode step of one sequence takes the fused step (llama_model.cpp): its logits equal
+// the layer loop's bit for bit, step after step (past the cache's first 64 extra positions, so
+// its buffers grow), in the plain family and with every option the fused step handles (q/k/v, o
+// and MLP biases, Qwen3's per-head q/k norms, partial rotation). Asking for hidden states takes
+// the layer loop, which is how the two are compared (the fused step marks itself for the profiler).
+TEST(FusedDecodeStep, EqualsTheLayerLoop) {
+  for (int variant = 0; variant < 2; ++variant) {
+    auto c = tiny_llama_config();
+    if (variant == 1) c.attention_bias = c.o_bias = c.mlp_bias = c.qk_norm = true, c.partial_rotary_factor = 0.5;
+    std::shared_ptr<CausalLM> m(create_named<CausalLM>("llama", c).release());
+    torch::manual_seed(3);
+    {
+      torch::NoGradGuard ng;
+      for (auto& p : m->parameters()) p.normal_(0.0, 0.5);
+    }
+    m->eval();
+    KVCache fused, loop;
+    auto prompt = torch::tensor(std::vector<int64_t>{5, 9, 2, 30, 11}, torch::kLong).view({1, 5});
+    m->forward(prompt, {}, {}, &fused, false, 1);
+    m->forward(prompt, {}, {}, &loop, false, 1);
+    int64_t token = 7;
+    for (int step = 0; step < 70; ++step) {
+      auto ids = torch::full({1, 1}, token, torch::kLong);
+      seen_operations().clear();
+      auto handle = at::addThreadLocalCallback(at::RecordFunctionCallback(
+          [](const at::RecordFunction& fn) -> std::unique_ptr<at::ObserverContext> {
+            seen_operations().emplace_back(fn.name());
+            return nullptr;
+          }));
+      const auto a = m->forward(ids, {}, {}, &fused, false, 1);
+      at::removeCallback(handle);
+      const bool took_fused = std::count(seen_operations().begin(), seen_operations().end(), "tandem::fused_step") == 1;
+      const auto b = m->forward(ids, {}, {}, &loop, true, 1);
+      ASSERT_TRUE(a.hidden_states.empty() && !b.hidden_states.empty());
+      ASSERT_TRUE(took_fused) << "variant " << variant << ": the step did not take the fused path";
+      ASSERT_TRUE(torch::equal(a.logits, b.logits)) << "variant " << variant << " step " << step << " max diff "
+                                                    << (a.logits - b.logits).abs().max().item<double>();
+      token = a.logits.argmax(-1).item<int64_t>();
+    }
+    EXPECT_EQ(fused.length(), 75);
+  }
 }
 
 TEST(Generate, GreedyPolicyMatchesDecodingByHand) {

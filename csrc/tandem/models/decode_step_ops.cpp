@@ -18,6 +18,14 @@ bool decode_sized(const torch::Tensor& x, int64_t max_rows) {
          x.numel() / x.size(-1) <= max_rows && !(torch::GradMode::is_enabled() && x.requires_grad());
 }
 
+void rms_norm_row(const float* x, const float* w, int64_t n, float eps, float* y) {
+  double ss = 0;  // a double sum: at least as accurate as torch's float32 reduction
+  for (int64_t i = 0; i < n; ++i) ss += static_cast<double>(x[i]) * x[i];
+  const float mean = static_cast<float>(ss / static_cast<double>(n));
+  const float inv = 1.f / std::sqrt(mean + eps);
+  for (int64_t i = 0; i < n; ++i) y[i] = (x[i] * inv) * w[i];
+}
+
 torch::Tensor rms_norm_rows(const torch::Tensor& x_in, const torch::Tensor& w_in, double eps) {
   const auto x = x_in.contiguous();
   const auto w = w_in.to(torch::kFloat).contiguous();
@@ -25,22 +33,27 @@ torch::Tensor rms_norm_rows(const torch::Tensor& x_in, const torch::Tensor& w_in
   TORCH_CHECK(w.numel() == n, "rms_norm_rows: weight of ", w.numel(), " for rows of ", n);
   auto y = torch::empty_like(x);
   const float* xp = x.data_ptr<float>();
-  const float* wp = w.data_ptr<float>();
   float* yp = y.data_ptr<float>();
-  for (int64_t r = 0; r < rows; ++r, xp += n, yp += n) {
-    double ss = 0;  // a double sum: at least as accurate as torch's float32 reduction
-    for (int64_t i = 0; i < n; ++i) ss += static_cast<double>(xp[i]) * xp[i];
-    const float mean = static_cast<float>(ss / static_cast<double>(n));
-    const float inv = 1.f / std::sqrt(mean + static_cast<float>(eps));
-    for (int64_t i = 0; i < n; ++i) yp[i] = (xp[i] * inv) * wp[i];
-  }
+  for (int64_t r = 0; r < rows; ++r) rms_norm_row(xp + r * n, w.data_ptr<float>(), n, static_cast<float>(eps), yp + r * n);
   return y;
+}
+
+void rotary_head(float* x, const float* c, const float* s, int64_t rd) {
+  const int64_t half = rd / 2;
+  // rotate_half(x) = (-x2, x1): the product by sin of (-x2) is exactly minus x2's. Each value is
+  // two products and a sum, rounded as the torch composition rounds them (no FMA: this file is
+  // built without contraction).
+  for (int64_t i = 0; i < half; ++i) {
+    const float a = x[i], b = x[i + half];
+    x[i] = a * c[i] + (-b) * s[i];
+    x[i + half] = b * c[i + half] + a * s[i + half];
+  }
 }
 
 torch::Tensor rotary_rows(const torch::Tensor& x, const torch::Tensor& cos_in, const torch::Tensor& sin_in) {
   TORCH_CHECK(x.dim() == 4 && cos_in.dim() == 4, "rotary_rows: x [B, H, T, D] and tables [B, 1, T, rd]");
   const auto c = cos_in.to(torch::kFloat).contiguous(), s = sin_in.to(torch::kFloat).contiguous();
-  const int64_t B = x.size(0), H = x.size(1), T = x.size(2), D = x.size(3), rd = c.size(-1), half = rd / 2;
+  const int64_t B = x.size(0), H = x.size(1), T = x.size(2), D = x.size(3), rd = c.size(-1);
   TORCH_CHECK(c.size(2) == T && rd <= D && rd % 2 == 0 && (c.size(0) == B || c.size(0) == 1),
               "rotary_rows: tables ", c.sizes(), " do not fit x ", x.sizes());
   auto y = torch::empty({B, H, T, D}, x.options());
@@ -54,10 +67,8 @@ torch::Tensor rotary_rows(const torch::Tensor& x, const torch::Tensor& cos_in, c
         const float* sr = s.data_ptr<float>() + (tb * T + t) * rd;
         const auto xr = xa[b][h][t];
         float* yr = yp + ((b * H + h) * T + t) * D;
-        // rotate_half(x) = (-x2, x1): the product by sin of (-x2) is exactly minus x2's
-        for (int64_t i = 0; i < half; ++i) yr[i] = xr[i] * cr[i] + (-xr[i + half]) * sr[i];
-        for (int64_t i = half; i < rd; ++i) yr[i] = xr[i] * cr[i] + xr[i - half] * sr[i];
-        for (int64_t i = rd; i < D; ++i) yr[i] = xr[i];
+        for (int64_t i = 0; i < D; ++i) yr[i] = xr[i];
+        rotary_head(yr, cr, sr, rd);
       }
   return y;
 }
@@ -142,14 +153,9 @@ bool avx512_attention(int64_t D) {
 
 }  // namespace
 
-torch::Tensor attend_one_query(const torch::Tensor& q_in, const torch::Tensor& k, const torch::Tensor& v,
-                               const torch::Tensor& allowed_in, double scale) {
-  TORCH_CHECK(one_query_attention(q_in, k, v, allowed_in), "attend_one_query: operands it does not serve");
-  const auto q = q_in.contiguous();
-  const auto allowed = allowed_in.defined() ? allowed_in.contiguous() : allowed_in;
-  const int64_t B = q.size(0), H = q.size(1), D = q.size(3), Hkv = k.size(1), S = k.size(2), group = H / Hkv;
-  auto out = torch::empty({B, H, 1, D}, q.options());
-  const float sc = static_cast<float>(scale);
+void attend_rows(const float* q, int64_t B, int64_t H, int64_t D, KvView k, KvView v, int64_t Hkv, int64_t S, const bool* visible,
+                 float scale, float* out) {
+  const int64_t group = H / Hkv;
   const bool vector = avx512_attention(D);
   // (sequence, head) pairs split across the intra-op threads; each pair's work is independent
   // (grain 1: Gemma 3 has 4 query heads, which a grain of 4 left to one thread).
@@ -157,12 +163,13 @@ torch::Tensor attend_one_query(const torch::Tensor& q_in, const torch::Tensor& k
     std::vector<float> p(static_cast<size_t>(S + 16));
     for (int64_t bh = p0; bh < p1; ++bh) {
       const int64_t b = bh / H, h = bh % H;
-      const bool* vis = allowed.defined() ? allowed.data_ptr<bool>() + b * S : nullptr;
-      const float* qh = q.data_ptr<float>() + (b * H + h) * D;
-      const float* kh = k.data_ptr<float>() + b * k.stride(0) + (h / group) * k.stride(1);
-      const float* vh = v.data_ptr<float>() + b * v.stride(0) + (h / group) * v.stride(1);
+      const bool* vis = visible ? visible + b * S : nullptr;
+      const float* qh = q + (b * H + h) * D;
+      const float* kh = k.data + b * k.batch_stride + (h / group) * k.head_stride;
+      const float* vh = v.data + b * v.batch_stride + (h / group) * v.head_stride;
+      float* o = out + (b * H + h) * D;
       if (vector) {
-        attend_head_avx512(qh, kh, k.stride(2), vh, v.stride(2), vis, S, D, sc, p.data(), out.data_ptr<float>() + (b * H + h) * D);
+        attend_head_avx512(qh, kh, k.pos_stride, vh, v.pos_stride, vis, S, D, scale, p.data(), o);
         continue;
       }
       float mx = -std::numeric_limits<float>::infinity();
@@ -171,21 +178,20 @@ torch::Tensor attend_one_query(const torch::Tensor& q_in, const torch::Tensor& k
           p[static_cast<size_t>(s)] = -std::numeric_limits<float>::infinity();
           continue;
         }
-        const float* ks = kh + s * k.stride(2);
+        const float* ks = kh + s * k.pos_stride;
         float dot = 0.f;
 #pragma omp simd reduction(+ : dot)
         for (int64_t i = 0; i < D; ++i) dot += qh[i] * ks[i];
-        p[static_cast<size_t>(s)] = dot * sc;
+        p[static_cast<size_t>(s)] = dot * scale;
         mx = std::max(mx, p[static_cast<size_t>(s)]);
       }
-      float* o = out.data_ptr<float>() + (b * H + h) * D;
       std::fill(o, o + D, 0.f);
       float total = 0.f;
       for (int64_t s = 0; s < S; ++s) {
         const float e = std::exp(p[static_cast<size_t>(s)] - mx);  // exp(-inf) = 0 for the hidden
         if (e == 0.f) continue;
         total += e;
-        const float* vs = vh + s * v.stride(2);
+        const float* vs = vh + s * v.pos_stride;
 #pragma omp simd
         for (int64_t i = 0; i < D; ++i) o[i] += e * vs[i];
       }
@@ -193,6 +199,18 @@ torch::Tensor attend_one_query(const torch::Tensor& q_in, const torch::Tensor& k
       for (int64_t i = 0; i < D; ++i) o[i] *= inv;
     }
   });
+}
+
+torch::Tensor attend_one_query(const torch::Tensor& q_in, const torch::Tensor& k, const torch::Tensor& v,
+                               const torch::Tensor& allowed_in, double scale) {
+  TORCH_CHECK(one_query_attention(q_in, k, v, allowed_in), "attend_one_query: operands it does not serve");
+  const auto q = q_in.contiguous();
+  const auto allowed = allowed_in.defined() ? allowed_in.contiguous() : allowed_in;
+  const int64_t B = q.size(0), H = q.size(1), D = q.size(3);
+  auto out = torch::empty({B, H, 1, D}, q.options());
+  attend_rows(q.data_ptr<float>(), B, H, D, {k.data_ptr<float>(), k.stride(0), k.stride(1), k.stride(2)},
+              {v.data_ptr<float>(), v.stride(0), v.stride(1), v.stride(2)}, k.size(1), k.size(2),
+              allowed.defined() ? allowed.data_ptr<bool>() : nullptr, static_cast<float>(scale), out.data_ptr<float>());
   return out;
 }
 

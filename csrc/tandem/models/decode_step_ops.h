@@ -33,4 +33,25 @@ torch::Tensor attend_one_query(const torch::Tensor& q, const torch::Tensor& k, c
 /// Whether attend_one_query serves these operands.
 bool one_query_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, const torch::Tensor& allowed);
 
+// The same loops on raw float32 buffers, for a decode step that keeps its state in its own
+// buffers (llama_model.cpp's fused step); the tensor forms above are written with them, so both
+// give the same values bit for bit.
+
+/// One row: y = (x * rsqrt(mean(x^2) + eps)) * w over n values (y may be x).
+void rms_norm_row(const float* x, const float* w, int64_t n, float eps, float* y);
+
+/// One head, in place: x * cos + rotate_half(x) * sin on its first rd features (cos, sin: rd values).
+void rotary_head(float* x, const float* cos, const float* sin, int64_t rd);
+
+/// Keys or values in a cache buffer: element (b, head, position, i) at
+/// data[b * batch_stride + head * head_stride + position * pos_stride + i].
+struct KvView {
+  const float* data;
+  int64_t batch_stride, head_stride, pos_stride;
+};
+
+/// attend_one_query on buffers: q [B, H, D] contiguous, S keys, `visible` [B, S] or null, out [B, H, D].
+void attend_rows(const float* q, int64_t B, int64_t H, int64_t D, KvView k, KvView v, int64_t Hkv, int64_t S, const bool* visible,
+                 float scale, float* out);
+
 }  // namespace tandem::decoder

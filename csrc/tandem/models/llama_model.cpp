@@ -99,6 +99,7 @@ class LlamaModel : public CausalLM {
           L.down_b = p(s + "down_proj_bias", {H});
         }
       }
+      has_experts_ = has_experts_ || L.router.defined();
       L.sliding = cf.sliding_window > 0 && (cf.sliding_layers.empty() || (i < static_cast<int64_t>(cf.sliding_layers.size()) && cf.sliding_layers[i]));
       layers_.push_back(L);
     }
@@ -201,6 +202,12 @@ class LlamaModel : public CausalLM {
     LMOutput out;
     torch::Tensor x = F::embedding(input_ids.to(dev), embed_);
     if (output_hidden_states) out.hidden_states.push_back(x);
+    if (cache && fused_step_applies(in, output_hidden_states, am_full, am_window)) {
+      x = fused_step(x, cs, *cache);
+      cache->advance(T);
+      if (logits_to_keep >= 0) out.logits = project_vocab(final_norm(x));
+      return out;
+    }
     for (size_t i = 0; i < layers_.size(); ++i) {
       const Layer& L = layers_[i];
       torch::Tensor h, q, k, v, a;
@@ -263,6 +270,90 @@ class LlamaModel : public CausalLM {
 
 
  private:
+  // ---- One sequence's decode step on its own buffers ----
+  // The layer loop above costs ~40 torch dispatches and temporaries per layer (views, transposes,
+  // the cache's narrows and copies, residual adds) for one token's few thousand values: on
+  // SmolLM2-135M ~1 ms of a ~3 ms step once the products ran at memory speed. This step keeps the
+  // hidden state, q/k/v and the attention output in float32 buffers and runs the norms, RoPE, the
+  // cache write, attention and residual adds as the loops of decode_step_ops on them; only the
+  // products (and the gate activation) remain torch calls, the very functions the loop above
+  // calls. The values are those of the loop above, bit for bit (tests/cpp/models_test.cpp), where
+  // that loop takes the decode_step_ops loops too (its per-head q/k norms do up to 16 heads).
+
+  /// One token of one sequence, float32 on the CPU, no padding or window mask to apply, no hidden
+  /// states asked for, and no mixture-of-experts layer.
+  bool fused_step_applies(const decoder::StepInputs& in, bool hidden, const decoder::AttentionMask& full,
+                          const decoder::AttentionMask& window) const {
+    return in.B == 1 && in.T == 1 && !hidden && !full.allowed.defined() && !full.causal && !window.allowed.defined() &&
+           !window.causal && embed_.scalar_type() == torch::kFloat && embed_.device().is_cpu() && !has_experts_ &&
+           !torch::GradMode::is_enabled();
+  }
+
+  /// x [1, 1, hidden] (the token's embedding) through every layer; returns the last layer's output.
+  torch::Tensor fused_step(const torch::Tensor& x_in, const std::pair<torch::Tensor, torch::Tensor>& cs, KVCache& cache) {
+    TANDEM_SPAN("fused_step");  // which path a step took, for the profiler (and the test)
+    const auto& cf = config_;
+    const int64_t H = cf.hidden_size, D = cf.head_dim, nh = cf.num_heads, nkv = cf.num_kv_heads;
+    const float eps = static_cast<float>(cf.rms_norm_eps), scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(D)));
+    auto x = x_in.contiguous().clone();  // the residual stream, updated in place
+    auto h = torch::empty({1, H}, x.options()), a = torch::empty({1, nh * D}, x.options());
+    float* xp = x.data_ptr<float>();
+    const auto cos = cs.first.to(torch::kFloat).contiguous(), sin = cs.second.to(torch::kFloat).contiguous();
+    const int64_t rd = cos.size(-1), pos = cache.length();
+    auto add_into = [](float* y, const torch::Tensor& t) {  // y += t, as the loop's `x + t`
+      const float* tp = t.data_ptr<float>();
+      for (int64_t j = 0, n = t.numel(); j < n; ++j) y[j] = y[j] + tp[j];
+    };
+    for (size_t i = 0; i < layers_.size(); ++i) {
+      const Layer& L = layers_[i];
+      // 1. Attention: norm, q|k|v, per-head q/k norms (Qwen3), RoPE, cache write, attention.
+      {
+        TANDEM_SPAN("norm");
+        decoder::rms_norm_row(xp, L.ln1.data_ptr<float>(), H, eps, h.data_ptr<float>());
+      }
+      std::vector<torch::Tensor> qkv;
+      {
+        TANDEM_SPAN("qkv_proj");
+        qkv = decoder::proj_stacked(h, L.pqkv, {{L.q, L.pq, L.qb}, {L.k, L.pk, L.kb}, {L.v, L.pv, L.vb}});
+      }
+      float* q = qkv[0].data_ptr<float>();
+      float* k = qkv[1].data_ptr<float>();
+      const float* v = qkv[2].data_ptr<float>();
+      {
+        TANDEM_SPAN("rope");
+        for (int64_t j = 0; j < nh + nkv; ++j) {
+          float* head = j < nh ? q + j * D : k + (j - nh) * D;
+          if (L.q_norm.defined()) decoder::rms_norm_row(head, (j < nh ? L.q_norm : L.k_norm).data_ptr<float>(), D, eps, head);
+          decoder::rotary_head(head, cos.data_ptr<float>(), sin.data_ptr<float>(), rd);
+        }
+      }
+      {
+        TANDEM_SPAN("attention");
+        auto [K, V] = cache.reserve(static_cast<int64_t>(i), {1, nkv, 1, D}, x.options());
+        for (int64_t g = 0; g < nkv; ++g) {
+          std::copy(k + g * D, k + (g + 1) * D, K.data_ptr<float>() + g * K.stride(1) + pos * K.stride(2));
+          std::copy(v + g * D, v + (g + 1) * D, V.data_ptr<float>() + g * V.stride(1) + pos * V.stride(2));
+        }
+        decoder::attend_rows(q, 1, nh, D, {K.data_ptr<float>(), K.stride(0), K.stride(1), K.stride(2)},
+                             {V.data_ptr<float>(), V.stride(0), V.stride(1), V.stride(2)}, nkv, pos + 1, nullptr, scale,
+                             a.data_ptr<float>());
+      }
+      {
+        TANDEM_SPAN("o_proj");
+        add_into(xp, proj_packed(a, L.o, L.po, L.ob));
+      }
+      // 2. MLP: norm, gate|up, activation times up, down.
+      {
+        TANDEM_SPAN("norm");
+        decoder::rms_norm_row(xp, L.ln2.data_ptr<float>(), H, eps, h.data_ptr<float>());
+      }
+      TANDEM_SPAN("mlp");
+      auto gate_up = decoder::proj_stacked(h, L.pgate_up, {{L.gate, L.pgate, L.gate_b}, {L.up, L.pup, L.up_b}});
+      add_into(xp, proj_packed(act_(gate_up[0]) * gate_up[1], L.down, L.pdown, L.down_b));
+    }
+    return x;
+  }
+
   // Mixtral's MLP: softmax router over experts (float32), the top k renormalised, each token's
   // output the weighted sum of its experts' SwiGLU outputs.
   torch::Tensor sparse_moe(const torch::Tensor& h, const Layer& L) const {
@@ -291,6 +382,7 @@ class LlamaModel : public CausalLM {
   decoder::TransposedHead head_t_;
   PackedWeight head_packed_;
   std::vector<Layer> layers_;
+  bool has_experts_ = false;
 };
 
 }  // namespace

@@ -193,16 +193,25 @@ std::vector<std::string>& seen_operations() {
   return names;
 }
 
-// A Llama decode step of one sequence takes the fused step (llama_model.cpp): its logits equal
-// the layer loop's bit for bit, step after step (past the cache's first 64 extra positions, so
-// its buffers grow), in the plain family and with every option the fused step handles (q/k/v, o
-// and MLP biases, Qwen3's per-head q/k norms, partial rotation). Asking for hidden states takes
-// the layer loop, which is how the two are compared (the fused step marks itself for the profiler).
+// A decode step of one sequence takes the fused step (llama_model.cpp, gemma3_model.cpp): its
+// logits equal the layer loop's bit for bit, step after step (past the cache's first 64 extra
+// positions, so its buffers grow): the plain Llama family; with every option its fused step
+// handles (q/k/v, o and MLP biases, Qwen3's per-head q/k norms, partial rotation); and Gemma 3
+// (sandwich norms, q/k norms, local and global layers), whose sliding layers' window, once the
+// sequence is longer, hands the step back to the layer loop. Asking for hidden states takes the
+// layer loop, which is how the two are compared (the fused step marks itself for the profiler).
 TEST(FusedDecodeStep, EqualsTheLayerLoop) {
-  for (int variant = 0; variant < 2; ++variant) {
+  for (int variant = 0; variant < 3; ++variant) {
     auto c = tiny_llama_config();
     if (variant == 1) c.attention_bias = c.o_bias = c.mlp_bias = c.qk_norm = true, c.partial_rotary_factor = 0.5;
-    std::shared_ptr<CausalLM> m(create_named<CausalLM>("llama", c).release());
+    if (variant == 2) {
+      c.architecture = "gemma3_text";
+      c.qk_norm = true;
+      c.sliding_window = 40;
+      c.sliding_layers = {true, false, true};
+      c.rope_local_theta = 100.0;
+    }
+    std::shared_ptr<CausalLM> m(create_named<CausalLM>(c.architecture, c).release());
     torch::manual_seed(3);
     {
       torch::NoGradGuard ng;
@@ -227,7 +236,8 @@ TEST(FusedDecodeStep, EqualsTheLayerLoop) {
       const bool took_fused = std::count(seen_operations().begin(), seen_operations().end(), "tandem::fused_step") == 1;
       const auto b = m->forward(ids, {}, {}, &loop, true, 1);
       ASSERT_TRUE(a.hidden_states.empty() && !b.hidden_states.empty());
-      ASSERT_TRUE(took_fused) << "variant " << variant << ": the step did not take the fused path";
+      const bool windowed = c.sliding_window > 0 && 5 + step + 1 > c.sliding_window;
+      ASSERT_EQ(took_fused, !windowed) << "variant " << variant << " step " << step;
       ASSERT_TRUE(torch::equal(a.logits, b.logits)) << "variant " << variant << " step " << step << " max diff "
                                                     << (a.logits - b.logits).abs().max().item<double>();
       token = a.logits.argmax(-1).item<int64_t>();

@@ -10,6 +10,7 @@
 #include <ATen/Parallel.h>
 
 #include "tandem/core/runtime.h"
+#include "tandem/models/kv_cache.h"
 
 namespace tandem::decoder {
 
@@ -212,6 +213,28 @@ torch::Tensor attend_one_query(const torch::Tensor& q_in, const torch::Tensor& k
               {v.data_ptr<float>(), v.stride(0), v.stride(1), v.stride(2)}, k.size(1), k.size(2),
               allowed.defined() ? allowed.data_ptr<bool>() : nullptr, static_cast<float>(scale), out.data_ptr<float>());
   return out;
+}
+
+void add_row(float* y, const float* t, int64_t n) {
+  for (int64_t j = 0; j < n; ++j) y[j] = y[j] + t[j];
+}
+
+void attend_new_token(const TokenAttention& a, float* q, float* k, const float* v, KVCache& cache, int64_t layer, float* out) {
+  for (int64_t j = 0; j < a.nh + a.nkv; ++j) {
+    float* head = j < a.nh ? q + j * a.D : k + (j - a.nh) * a.D;
+    if (a.q_norm) rms_norm_row(head, j < a.nh ? a.q_norm : a.k_norm, a.D, a.eps, head);
+    rotary_head(head, a.cos, a.sin, a.rd);
+  }
+  const int64_t pos = cache.length();
+  auto [K, V] = cache.reserve(layer, {1, a.nkv, 1, a.D}, torch::TensorOptions().dtype(torch::kFloat));
+  float* kp = K.data_ptr<float>();
+  float* vp = V.data_ptr<float>();
+  for (int64_t g = 0; g < a.nkv; ++g) {
+    std::copy(k + g * a.D, k + (g + 1) * a.D, kp + g * K.stride(1) + pos * K.stride(2));
+    std::copy(v + g * a.D, v + (g + 1) * a.D, vp + g * V.stride(1) + pos * V.stride(2));
+  }
+  attend_rows(q, 1, a.nh, a.D, {kp, K.stride(0), K.stride(1), K.stride(2)}, {vp, V.stride(0), V.stride(1), V.stride(2)}, a.nkv,
+              pos + 1, nullptr, a.scale, out);
 }
 
 }  // namespace tandem::decoder

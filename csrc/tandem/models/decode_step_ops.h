@@ -8,6 +8,10 @@
 
 #include <torch/torch.h>
 
+namespace tandem {
+class KVCache;
+}
+
 namespace tandem::decoder {
 
 /// Whether `x` is a decode-sized float32 CPU tensor these loops serve (at most `max_rows` rows of
@@ -53,5 +57,25 @@ struct KvView {
 /// attend_one_query on buffers: q [B, H, D] contiguous, S keys, `visible` [B, S] or null, out [B, H, D].
 void attend_rows(const float* q, int64_t B, int64_t H, int64_t D, KvView k, KvView v, int64_t Hkv, int64_t S, const bool* visible,
                  float scale, float* out);
+
+/// y[j] = y[j] + t[j]: a residual add, rounded as torch's `y + t`.
+void add_row(float* y, const float* t, int64_t n);
+
+/// The shape and settings of one layer's attention for attend_new_token.
+struct TokenAttention {
+  int64_t nh, nkv, D;
+  const float* q_norm = nullptr;  ///< per-head RMSNorm weights of D values (Qwen3, Gemma 3), or null
+  const float* k_norm = nullptr;
+  float eps = 0.f;
+  const float* cos = nullptr;  ///< RoPE tables of rd values for this position
+  const float* sin = nullptr;
+  int64_t rd = 0;
+  float scale = 1.f;
+};
+
+/// One new token of one sequence, in a fused decode step: q [nh, D] and k [nkv, D] get their
+/// per-head norms and RoPE in place, k and v [nkv, D] are written at position cache.length()
+/// of `layer`, and out [nh, D] is the attention over every cached position including it.
+void attend_new_token(const TokenAttention& a, float* q, float* k, const float* v, KVCache& cache, int64_t layer, float* out);
 
 }  // namespace tandem::decoder

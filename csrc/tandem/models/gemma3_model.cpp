@@ -125,6 +125,12 @@ class Gemma3Model : public CausalLM {
     torch::Tensor x = F::embedding(input_ids.to(dev), embed_) * embed_scale.to(dev);
     if (output_hidden_states) out.hidden_states.push_back(x);
     const double eps = cf.rms_norm_eps;
+    if (cache && fused_step_applies(in, output_hidden_states, m_global, m_local)) {
+      x = fused_step(x, cs_global, cs_local, *cache);
+      cache->advance(T);
+      if (logits_to_keep >= 0) out.logits = cap_logits(project_vocab(final_norm(x)));
+      return out;
+    }
     for (size_t i = 0; i < layers_.size(); ++i) {
       const GemmaLayer& L = layers_[i];
       torch::Tensor h, q, k, v, a;
@@ -191,6 +197,75 @@ class Gemma3Model : public CausalLM {
 
 
  private:
+  // ---- One sequence's decode step on its own buffers (as LlamaModel's: see there) ----
+  // Same values as the layer loop above, bit for bit (tests/cpp/models_test.cpp); Gemma 2's
+  // soft-capped attention keeps the loop.
+  bool fused_step_applies(const decoder::StepInputs& in, bool hidden, const decoder::AttentionMask& global,
+                          const decoder::AttentionMask& local) const {
+    return in.B == 1 && in.T == 1 && !hidden && !global.allowed.defined() && !global.causal && !local.allowed.defined() &&
+           !local.causal && config_.attn_logit_softcapping <= 0 && embed_.scalar_type() == torch::kFloat &&
+           embed_.device().is_cpu() && !torch::GradMode::is_enabled();
+  }
+
+  torch::Tensor fused_step(const torch::Tensor& x_in, const std::pair<torch::Tensor, torch::Tensor>& cs_global,
+                           const std::pair<torch::Tensor, torch::Tensor>& cs_local, KVCache& cache) {
+    TANDEM_SPAN("fused_step");  // which path a step took, for the profiler (and the test)
+    const auto& cf = config_;
+    const int64_t H = cf.hidden_size, D = cf.head_dim, nh = cf.num_heads;
+    const float eps = static_cast<float>(cf.rms_norm_eps);
+    auto x = x_in.contiguous().clone();  // the residual stream, updated in place
+    auto h = torch::empty({1, H}, x.options()), a = torch::empty({1, nh * D}, x.options());
+    float* xp = x.data_ptr<float>();
+    const auto table = [](const torch::Tensor& t) { return t.to(torch::kFloat).contiguous(); };
+    const torch::Tensor cos_g = table(cs_global.first), sin_g = table(cs_global.second), cos_l = table(cs_local.first),
+                        sin_l = table(cs_local.second);
+    decoder::TokenAttention ta{nh, cf.num_kv_heads, D};
+    ta.eps = eps;
+    ta.scale = static_cast<float>(scale_);
+    const torch::Tensor none;
+    for (size_t i = 0; i < layers_.size(); ++i) {
+      const GemmaLayer& L = layers_[i];
+      // 1. Attention: norm, q|k|v, then per-head q/k norms, RoPE (local or global), cache write,
+      // attention; o, its own norm, the residual add.
+      {
+        TANDEM_SPAN("norm");
+        decoder::rms_norm_row(xp, L.ln_in.data_ptr<float>(), H, eps, h.data_ptr<float>());
+      }
+      std::vector<torch::Tensor> qkv;
+      {
+        TANDEM_SPAN("qkv_proj");
+        qkv = decoder::proj_stacked(h, L.pqkv, {{L.q, L.pq, none}, {L.k, L.pk, none}, {L.v, L.pv, none}});
+      }
+      {
+        TANDEM_SPAN("attention");
+        ta.q_norm = L.q_norm.defined() ? L.q_norm.data_ptr<float>() : nullptr;
+        ta.k_norm = L.k_norm.defined() ? L.k_norm.data_ptr<float>() : nullptr;
+        ta.cos = (L.sliding ? cos_l : cos_g).data_ptr<float>();
+        ta.sin = (L.sliding ? sin_l : sin_g).data_ptr<float>();
+        ta.rd = (L.sliding ? cos_l : cos_g).size(-1);
+        decoder::attend_new_token(ta, qkv[0].data_ptr<float>(), qkv[1].data_ptr<float>(), qkv[2].data_ptr<float>(), cache,
+                                  static_cast<int64_t>(i), a.data_ptr<float>());
+      }
+      {
+        TANDEM_SPAN("o_proj");
+        auto o = decoder::proj_packed(a, L.o, L.po).contiguous();
+        decoder::rms_norm_row(o.data_ptr<float>(), L.ln_post_attn.data_ptr<float>(), H, eps, o.data_ptr<float>());
+        decoder::add_row(xp, o.data_ptr<float>(), H);
+      }
+      // 2. MLP: norm, gate|up, GELU-tanh times up, down, its own norm, the residual add.
+      {
+        TANDEM_SPAN("norm");
+        decoder::rms_norm_row(xp, L.ln_pre_ff.data_ptr<float>(), H, eps, h.data_ptr<float>());
+      }
+      TANDEM_SPAN("mlp");
+      auto gate_up = decoder::proj_stacked(h, L.pgate_up, {{L.gate, L.pgate, none}, {L.up, L.pup, none}});
+      auto d = decoder::proj_packed(torch::gelu(gate_up[0], "tanh") * gate_up[1], L.down, L.pdown).contiguous();
+      decoder::rms_norm_row(d.data_ptr<float>(), L.ln_post_ff.data_ptr<float>(), H, eps, d.data_ptr<float>());
+      decoder::add_row(xp, d.data_ptr<float>(), H);
+    }
+    return x;
+  }
+
   torch::Tensor embed_, norm_;
   decoder::RotaryEmbedding rope_global_, rope_local_;
   std::vector<GemmaLayer> layers_;

@@ -293,20 +293,21 @@ class LlamaModel : public CausalLM {
   torch::Tensor fused_step(const torch::Tensor& x_in, const std::pair<torch::Tensor, torch::Tensor>& cs, KVCache& cache) {
     TANDEM_SPAN("fused_step");  // which path a step took, for the profiler (and the test)
     const auto& cf = config_;
-    const int64_t H = cf.hidden_size, D = cf.head_dim, nh = cf.num_heads, nkv = cf.num_kv_heads;
-    const float eps = static_cast<float>(cf.rms_norm_eps), scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(D)));
+    const int64_t H = cf.hidden_size, D = cf.head_dim, nh = cf.num_heads;
+    const float eps = static_cast<float>(cf.rms_norm_eps);
     auto x = x_in.contiguous().clone();  // the residual stream, updated in place
     auto h = torch::empty({1, H}, x.options()), a = torch::empty({1, nh * D}, x.options());
     float* xp = x.data_ptr<float>();
     const auto cos = cs.first.to(torch::kFloat).contiguous(), sin = cs.second.to(torch::kFloat).contiguous();
-    const int64_t rd = cos.size(-1), pos = cache.length();
-    auto add_into = [](float* y, const torch::Tensor& t) {  // y += t, as the loop's `x + t`
-      const float* tp = t.data_ptr<float>();
-      for (int64_t j = 0, n = t.numel(); j < n; ++j) y[j] = y[j] + tp[j];
-    };
+    decoder::TokenAttention ta{nh, cf.num_kv_heads, D};
+    ta.eps = eps;
+    ta.cos = cos.data_ptr<float>();
+    ta.sin = sin.data_ptr<float>();
+    ta.rd = cos.size(-1);
+    ta.scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(D)));
     for (size_t i = 0; i < layers_.size(); ++i) {
       const Layer& L = layers_[i];
-      // 1. Attention: norm, q|k|v, per-head q/k norms (Qwen3), RoPE, cache write, attention.
+      // 1. Attention: norm, q|k|v, then per-head q/k norms (Qwen3), RoPE, cache write, attention.
       {
         TANDEM_SPAN("norm");
         decoder::rms_norm_row(xp, L.ln1.data_ptr<float>(), H, eps, h.data_ptr<float>());
@@ -316,31 +317,16 @@ class LlamaModel : public CausalLM {
         TANDEM_SPAN("qkv_proj");
         qkv = decoder::proj_stacked(h, L.pqkv, {{L.q, L.pq, L.qb}, {L.k, L.pk, L.kb}, {L.v, L.pv, L.vb}});
       }
-      float* q = qkv[0].data_ptr<float>();
-      float* k = qkv[1].data_ptr<float>();
-      const float* v = qkv[2].data_ptr<float>();
-      {
-        TANDEM_SPAN("rope");
-        for (int64_t j = 0; j < nh + nkv; ++j) {
-          float* head = j < nh ? q + j * D : k + (j - nh) * D;
-          if (L.q_norm.defined()) decoder::rms_norm_row(head, (j < nh ? L.q_norm : L.k_norm).data_ptr<float>(), D, eps, head);
-          decoder::rotary_head(head, cos.data_ptr<float>(), sin.data_ptr<float>(), rd);
-        }
-      }
       {
         TANDEM_SPAN("attention");
-        auto [K, V] = cache.reserve(static_cast<int64_t>(i), {1, nkv, 1, D}, x.options());
-        for (int64_t g = 0; g < nkv; ++g) {
-          std::copy(k + g * D, k + (g + 1) * D, K.data_ptr<float>() + g * K.stride(1) + pos * K.stride(2));
-          std::copy(v + g * D, v + (g + 1) * D, V.data_ptr<float>() + g * V.stride(1) + pos * V.stride(2));
-        }
-        decoder::attend_rows(q, 1, nh, D, {K.data_ptr<float>(), K.stride(0), K.stride(1), K.stride(2)},
-                             {V.data_ptr<float>(), V.stride(0), V.stride(1), V.stride(2)}, nkv, pos + 1, nullptr, scale,
-                             a.data_ptr<float>());
+        ta.q_norm = L.q_norm.defined() ? L.q_norm.data_ptr<float>() : nullptr;
+        ta.k_norm = L.k_norm.defined() ? L.k_norm.data_ptr<float>() : nullptr;
+        decoder::attend_new_token(ta, qkv[0].data_ptr<float>(), qkv[1].data_ptr<float>(), qkv[2].data_ptr<float>(), cache,
+                                  static_cast<int64_t>(i), a.data_ptr<float>());
       }
       {
         TANDEM_SPAN("o_proj");
-        add_into(xp, proj_packed(a, L.o, L.po, L.ob));
+        decoder::add_row(xp, proj_packed(a, L.o, L.po, L.ob).data_ptr<float>(), H);
       }
       // 2. MLP: norm, gate|up, activation times up, down.
       {
@@ -349,7 +335,7 @@ class LlamaModel : public CausalLM {
       }
       TANDEM_SPAN("mlp");
       auto gate_up = decoder::proj_stacked(h, L.pgate_up, {{L.gate, L.pgate, L.gate_b}, {L.up, L.pup, L.up_b}});
-      add_into(xp, proj_packed(act_(gate_up[0]) * gate_up[1], L.down, L.pdown, L.down_b));
+      decoder::add_row(xp, proj_packed(act_(gate_up[0]) * gate_up[1], L.down, L.pdown, L.down_b).data_ptr<float>(), H);
     }
     return x;
   }

@@ -37,18 +37,12 @@ def profile_model(name: str, tokens: int, kernels: str) -> dict:
         _C.set_decode_kernels("exact")
 
 
-def _profile(lm, name: str, tokens: int, kernels: str) -> dict:
-    prompt = [torch.randint(100, 20000, (64,)).tolist()]
-    gen = lambda n: lm.model.generate(prompt, max_new_tokens=n, pad_id=0, stop_token_ids=[])  # noqa: E731
-    gen(4)
-    t = time.perf_counter()
-    gen(1)
-    t1 = time.perf_counter() - t
+def _profiled(gen, n: int) -> tuple[float, dict, float]:
+    """Wall seconds of gen(n) under the profiler, its span totals and its packed-product total."""
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         t = time.perf_counter()
-        gen(tokens)
+        gen(n)
         wall = time.perf_counter() - t
-    decode_s = wall - t1  # the prefill and first token are timed apart and removed
     totals = {s: 0.0 for s in SPANS}
     packed = 0.0
     for e in prof.key_averages():
@@ -57,14 +51,23 @@ def _profile(lm, name: str, tokens: int, kernels: str) -> dict:
             totals[key] += e.cpu_time_total / 1e6
         if e.key == "tandem::packed_matmul":
             packed = e.cpu_time_total / 1e6
-    # Spans measured over the whole call include the prefill's share: scale them by the decode
-    # fraction of the forward work (prefill is one of `tokens` forwards but a 64-token one).
+    return wall, totals, packed
+
+
+def _profile(lm, name: str, tokens: int, kernels: str) -> dict:
+    prompt = [torch.randint(100, 20000, (64,)).tolist()]
+    gen = lambda n: lm.model.generate(prompt, max_new_tokens=n, pad_id=0, stop_token_ids=[])  # noqa: E731
+    gen(4)
+    # The decode steps alone: a 1-token call (the prefill and first choice) profiled too, and its
+    # wall time and span totals subtracted from the `tokens` call's.
+    wall1, totals1, packed1 = _profiled(gen, 1)
+    wall, totals, packed = _profiled(gen, tokens)
     steps = tokens - 1
+    decode_s = wall - wall1
     row = {"model": name, "kernels": kernels, "tokens_per_s": steps / decode_s, "ms_per_token": 1000 * decode_s / steps}
-    prefill_share = t1 / wall
     for s in SPANS:
-        row[s] = 1000 * totals[s] * (1 - prefill_share) / steps
-    row["packed_matmul_total"] = 1000 * packed * (1 - prefill_share) / steps
+        row[s] = 1000 * (totals[s] - totals1[s]) / steps
+    row["packed_matmul_total"] = 1000 * (packed - packed1) / steps
     row["other"] = row["ms_per_token"] - sum(row[s] for s in SPANS)
     return row
 
@@ -87,7 +90,9 @@ def main() -> int:
     md = ["# Where a batch-1 decode step goes (ms per token)", "",
           f"`python benchmarks/profile_decode.py` ({args.threads} threads, prompt 64, {args.tokens} new tokens, torch "
           f"{torch.__version__}; the profiler itself adds some time). Spans are tandem's own (decoder_common.h "
-          "TANDEM_SPAN); `other` is what no span covers: the loop's step setup, masks, dispatch and allocation.", "",
+          "TANDEM_SPAN); `other` is what no span covers: the loop's step setup, masks, dispatch and allocation. "
+          "Batch-1 steps take the fused decode step (llama_model.cpp, gemma3_model.cpp), whose `attention` span "
+          "holds RoPE and the cache write too (`rope` then reads 0).", "",
           "| model | kernels | tok/s | ms/token | " + " | ".join(SPANS) + " | other | (packed matmuls within) |",
           "| --- | --- | ---: | ---: | " + " | ".join("---:" for _ in SPANS) + " | ---: | ---: |"]
     for r in rows:

@@ -128,7 +128,9 @@ class Gemma3Model : public CausalLM {
     if (cache && fused_step_applies(in, output_hidden_states, m_global, m_local)) {
       x = fused_step(x, cs_global, cs_local, *cache);
       cache->advance(T);
-      if (logits_to_keep >= 0) out.logits = cap_logits(project_vocab(final_norm(x)));
+      if (logits_to_keep < 0) return out;
+      TANDEM_SPAN("lm_head");
+      out.logits = cap_logits(project_vocab(final_norm(x)));
       return out;
     }
     for (size_t i = 0; i < layers_.size(); ++i) {

@@ -205,7 +205,9 @@ class LlamaModel : public CausalLM {
     if (cache && fused_step_applies(in, output_hidden_states, am_full, am_window)) {
       x = fused_step(x, cs, *cache);
       cache->advance(T);
-      if (logits_to_keep >= 0) out.logits = project_vocab(final_norm(x));
+      if (logits_to_keep < 0) return out;
+      TANDEM_SPAN("lm_head");
+      out.logits = project_vocab(final_norm(x));
       return out;
     }
     for (size_t i = 0; i < layers_.size(); ++i) {

@@ -121,6 +121,48 @@ inline std::vector<torch::Tensor> proj_stacked(const torch::Tensor& x, const Pac
   return out;
 }
 
+/// A fused decode step's state (llama_model.cpp, gemma3_model.cpp: one sequence's token through
+/// every layer on its own buffers): the residual stream x [1, 1, hidden], updated in place, the
+/// normed input h [1, hidden] of the next products, the attention output a [1, heads * head_dim],
+/// and the attention settings every layer shares (each layer sets its norms and RoPE tables).
+struct FusedStep {
+  torch::Tensor x, h, a;
+  TokenAttention attention;
+  FusedStep(const torch::Tensor& embedded, const ModelConfig& cf, double scale)
+      : x(embedded.contiguous().clone()),
+        h(torch::empty({1, cf.hidden_size}, x.options())),
+        a(torch::empty({1, cf.num_heads * cf.head_dim}, x.options())),
+        attention{cf.num_heads, cf.num_kv_heads, cf.head_dim} {
+    attention.eps = static_cast<float>(cf.rms_norm_eps);
+    attention.scale = static_cast<float>(scale);
+  }
+  float* stream() { return x.data_ptr<float>(); }
+
+  /// The attention half of layer `layer`: x normed by `ln` into h, q|k|v (stacked or per part,
+  /// as the layer loop computes them), then attend_new_token into a.
+  void attend(const torch::Tensor& ln, const PackedWeight& stacked, std::initializer_list<StackedPart> parts, KVCache& cache,
+              int64_t layer) {
+    {
+      TANDEM_SPAN("norm");
+      rms_norm_row(stream(), ln.data_ptr<float>(), x.size(-1), attention.eps, h.data_ptr<float>());
+    }
+    std::vector<torch::Tensor> qkv;
+    {
+      TANDEM_SPAN("qkv_proj");
+      qkv = proj_stacked(h, stacked, parts);
+    }
+    TANDEM_SPAN("attention");
+    attend_new_token(attention, qkv[0].data_ptr<float>(), qkv[1].data_ptr<float>(), qkv[2].data_ptr<float>(), cache, layer,
+                     a.data_ptr<float>());
+  }
+
+  /// x normed by `ln` into h (the MLP's input).
+  void norm_into_h(const torch::Tensor& ln) {
+    TANDEM_SPAN("norm");
+    rms_norm_row(stream(), ln.data_ptr<float>(), x.size(-1), attention.eps, h.data_ptr<float>());
+  }
+};
+
 /// Which keys each query may see. Undefined `allowed` with `causal` says SDPA's own causal
 /// (or, for one query, unmasked) path suffices, the fast case without padding or window.
 struct AttentionMask {

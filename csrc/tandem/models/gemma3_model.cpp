@@ -213,59 +213,39 @@ class Gemma3Model : public CausalLM {
                            const std::pair<torch::Tensor, torch::Tensor>& cs_local, KVCache& cache) {
     TANDEM_SPAN("fused_step");  // which path a step took, for the profiler (and the test)
     const auto& cf = config_;
-    const int64_t H = cf.hidden_size, D = cf.head_dim, nh = cf.num_heads;
-    const float eps = static_cast<float>(cf.rms_norm_eps);
-    auto x = x_in.contiguous().clone();  // the residual stream, updated in place
-    auto h = torch::empty({1, H}, x.options()), a = torch::empty({1, nh * D}, x.options());
-    float* xp = x.data_ptr<float>();
+    const int64_t H = cf.hidden_size;
+    decoder::FusedStep st(x_in, cf, scale_);
     const auto table = [](const torch::Tensor& t) { return t.to(torch::kFloat).contiguous(); };
     const torch::Tensor cos_g = table(cs_global.first), sin_g = table(cs_global.second), cos_l = table(cs_local.first),
                         sin_l = table(cs_local.second);
-    decoder::TokenAttention ta{nh, cf.num_kv_heads, D};
-    ta.eps = eps;
-    ta.scale = static_cast<float>(scale_);
+    // The post-attention and post-MLP norms: in place on a product's output, then the residual add.
+    const auto add_normed = [&](torch::Tensor y, const torch::Tensor& ln) {
+      y = y.contiguous();
+      decoder::rms_norm_row(y.data_ptr<float>(), ln.data_ptr<float>(), H, st.attention.eps, y.data_ptr<float>());
+      decoder::add_row(st.stream(), y.data_ptr<float>(), H);
+    };
     const torch::Tensor none;
     for (size_t i = 0; i < layers_.size(); ++i) {
       const GemmaLayer& L = layers_[i];
-      // 1. Attention: norm, q|k|v, then per-head q/k norms, RoPE (local or global), cache write,
+      // 1. Attention: norm, q|k|v, per-head q/k norms, RoPE (local or global), cache write,
       // attention; o, its own norm, the residual add.
-      {
-        TANDEM_SPAN("norm");
-        decoder::rms_norm_row(xp, L.ln_in.data_ptr<float>(), H, eps, h.data_ptr<float>());
-      }
-      std::vector<torch::Tensor> qkv;
-      {
-        TANDEM_SPAN("qkv_proj");
-        qkv = decoder::proj_stacked(h, L.pqkv, {{L.q, L.pq, none}, {L.k, L.pk, none}, {L.v, L.pv, none}});
-      }
-      {
-        TANDEM_SPAN("attention");
-        ta.q_norm = L.q_norm.defined() ? L.q_norm.data_ptr<float>() : nullptr;
-        ta.k_norm = L.k_norm.defined() ? L.k_norm.data_ptr<float>() : nullptr;
-        ta.cos = (L.sliding ? cos_l : cos_g).data_ptr<float>();
-        ta.sin = (L.sliding ? sin_l : sin_g).data_ptr<float>();
-        ta.rd = (L.sliding ? cos_l : cos_g).size(-1);
-        decoder::attend_new_token(ta, qkv[0].data_ptr<float>(), qkv[1].data_ptr<float>(), qkv[2].data_ptr<float>(), cache,
-                                  static_cast<int64_t>(i), a.data_ptr<float>());
-      }
+      st.attention.q_norm = L.q_norm.defined() ? L.q_norm.data_ptr<float>() : nullptr;
+      st.attention.k_norm = L.k_norm.defined() ? L.k_norm.data_ptr<float>() : nullptr;
+      st.attention.cos = (L.sliding ? cos_l : cos_g).data_ptr<float>();
+      st.attention.sin = (L.sliding ? sin_l : sin_g).data_ptr<float>();
+      st.attention.rd = (L.sliding ? cos_l : cos_g).size(-1);
+      st.attend(L.ln_in, L.pqkv, {{L.q, L.pq, none}, {L.k, L.pk, none}, {L.v, L.pv, none}}, cache, static_cast<int64_t>(i));
       {
         TANDEM_SPAN("o_proj");
-        auto o = decoder::proj_packed(a, L.o, L.po).contiguous();
-        decoder::rms_norm_row(o.data_ptr<float>(), L.ln_post_attn.data_ptr<float>(), H, eps, o.data_ptr<float>());
-        decoder::add_row(xp, o.data_ptr<float>(), H);
+        add_normed(decoder::proj_packed(st.a, L.o, L.po), L.ln_post_attn);
       }
       // 2. MLP: norm, gate|up, GELU-tanh times up, down, its own norm, the residual add.
-      {
-        TANDEM_SPAN("norm");
-        decoder::rms_norm_row(xp, L.ln_pre_ff.data_ptr<float>(), H, eps, h.data_ptr<float>());
-      }
+      st.norm_into_h(L.ln_pre_ff);
       TANDEM_SPAN("mlp");
-      auto gate_up = decoder::proj_stacked(h, L.pgate_up, {{L.gate, L.pgate, none}, {L.up, L.pup, none}});
-      auto d = decoder::proj_packed(torch::gelu(gate_up[0], "tanh") * gate_up[1], L.down, L.pdown).contiguous();
-      decoder::rms_norm_row(d.data_ptr<float>(), L.ln_post_ff.data_ptr<float>(), H, eps, d.data_ptr<float>());
-      decoder::add_row(xp, d.data_ptr<float>(), H);
+      auto gate_up = decoder::proj_stacked(st.h, L.pgate_up, {{L.gate, L.pgate, none}, {L.up, L.pup, none}});
+      add_normed(decoder::proj_packed(torch::gelu(gate_up[0], "tanh") * gate_up[1], L.down, L.pdown), L.ln_post_ff);
     }
-    return x;
+    return st.x;
   }
 
   torch::Tensor embed_, norm_;

@@ -295,51 +295,30 @@ class LlamaModel : public CausalLM {
   torch::Tensor fused_step(const torch::Tensor& x_in, const std::pair<torch::Tensor, torch::Tensor>& cs, KVCache& cache) {
     TANDEM_SPAN("fused_step");  // which path a step took, for the profiler (and the test)
     const auto& cf = config_;
-    const int64_t H = cf.hidden_size, D = cf.head_dim, nh = cf.num_heads;
-    const float eps = static_cast<float>(cf.rms_norm_eps);
-    auto x = x_in.contiguous().clone();  // the residual stream, updated in place
-    auto h = torch::empty({1, H}, x.options()), a = torch::empty({1, nh * D}, x.options());
-    float* xp = x.data_ptr<float>();
+    decoder::FusedStep st(x_in, cf, 1.0 / std::sqrt(static_cast<double>(cf.head_dim)));
     const auto cos = cs.first.to(torch::kFloat).contiguous(), sin = cs.second.to(torch::kFloat).contiguous();
-    decoder::TokenAttention ta{nh, cf.num_kv_heads, D};
-    ta.eps = eps;
-    ta.cos = cos.data_ptr<float>();
-    ta.sin = sin.data_ptr<float>();
-    ta.rd = cos.size(-1);
-    ta.scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(D)));
+    st.attention.cos = cos.data_ptr<float>();
+    st.attention.sin = sin.data_ptr<float>();
+    st.attention.rd = cos.size(-1);
     for (size_t i = 0; i < layers_.size(); ++i) {
       const Layer& L = layers_[i];
-      // 1. Attention: norm, q|k|v, then per-head q/k norms (Qwen3), RoPE, cache write, attention.
-      {
-        TANDEM_SPAN("norm");
-        decoder::rms_norm_row(xp, L.ln1.data_ptr<float>(), H, eps, h.data_ptr<float>());
-      }
-      std::vector<torch::Tensor> qkv;
-      {
-        TANDEM_SPAN("qkv_proj");
-        qkv = decoder::proj_stacked(h, L.pqkv, {{L.q, L.pq, L.qb}, {L.k, L.pk, L.kb}, {L.v, L.pv, L.vb}});
-      }
-      {
-        TANDEM_SPAN("attention");
-        ta.q_norm = L.q_norm.defined() ? L.q_norm.data_ptr<float>() : nullptr;
-        ta.k_norm = L.k_norm.defined() ? L.k_norm.data_ptr<float>() : nullptr;
-        decoder::attend_new_token(ta, qkv[0].data_ptr<float>(), qkv[1].data_ptr<float>(), qkv[2].data_ptr<float>(), cache,
-                                  static_cast<int64_t>(i), a.data_ptr<float>());
-      }
+      // 1. Attention: norm, q|k|v, per-head q/k norms (Qwen3), RoPE, cache write, attention; o
+      // and the residual add.
+      st.attention.q_norm = L.q_norm.defined() ? L.q_norm.data_ptr<float>() : nullptr;
+      st.attention.k_norm = L.k_norm.defined() ? L.k_norm.data_ptr<float>() : nullptr;
+      st.attend(L.ln1, L.pqkv, {{L.q, L.pq, L.qb}, {L.k, L.pk, L.kb}, {L.v, L.pv, L.vb}}, cache, static_cast<int64_t>(i));
       {
         TANDEM_SPAN("o_proj");
-        decoder::add_row(xp, proj_packed(a, L.o, L.po, L.ob).data_ptr<float>(), H);
+        decoder::add_row(st.stream(), proj_packed(st.a, L.o, L.po, L.ob).data_ptr<float>(), cf.hidden_size);
       }
-      // 2. MLP: norm, gate|up, activation times up, down.
-      {
-        TANDEM_SPAN("norm");
-        decoder::rms_norm_row(xp, L.ln2.data_ptr<float>(), H, eps, h.data_ptr<float>());
-      }
+      // 2. MLP: norm, gate|up, activation times up, down, the residual add.
+      st.norm_into_h(L.ln2);
       TANDEM_SPAN("mlp");
-      auto gate_up = decoder::proj_stacked(h, L.pgate_up, {{L.gate, L.pgate, L.gate_b}, {L.up, L.pup, L.up_b}});
-      decoder::add_row(xp, proj_packed(act_(gate_up[0]) * gate_up[1], L.down, L.pdown, L.down_b).data_ptr<float>(), H);
+      auto gate_up = decoder::proj_stacked(st.h, L.pgate_up, {{L.gate, L.pgate, L.gate_b}, {L.up, L.pup, L.up_b}});
+      decoder::add_row(st.stream(), proj_packed(act_(gate_up[0]) * gate_up[1], L.down, L.pdown, L.down_b).data_ptr<float>(),
+                       cf.hidden_size);
     }
-    return x;
+    return st.x;
   }
 
   // Mixtral's MLP: softmax router over experts (float32), the top k renormalised, each token's

@@ -65,10 +65,14 @@ inline bool packed_step(const torch::Tensor& x, const PackedWeight& pw) {
 inline torch::Tensor proj_packed(const torch::Tensor& x, const torch::Tensor& w, const PackedWeight& pw,
                                  const torch::Tensor& b = {}) {
   if (packed_step(x, pw)) {
-    const int64_t rows = x.numel() / x.size(-1);
-    auto sizes = x.sizes().vec();
-    sizes.back() = pw.rows;
-    auto y = packed_matmul(x.reshape({rows, x.size(-1)}), pw).view(sizes);
+    torch::Tensor y;
+    if (x.dim() == 2) {  // already [rows, cols] (a fused step's buffers): no reshapes to dispatch
+      y = packed_matmul(x, pw);
+    } else {
+      auto sizes = x.sizes().vec();
+      sizes.back() = pw.rows;
+      y = packed_matmul(x.reshape({-1, x.size(-1)}), pw).view(sizes);
+    }
     return b.defined() ? y + b : y;
   }
   return proj(x, w, b);
@@ -109,11 +113,13 @@ inline std::vector<torch::Tensor> proj_stacked(const torch::Tensor& x, const Pac
   std::vector<torch::Tensor> out;
   if (packed_step(x, stacked)) {
     auto y = proj_packed(x, torch::Tensor(), stacked);
-    int64_t at = 0;
+    std::vector<int64_t> rows;
+    for (const auto& p : parts) rows.push_back(p.packed.rows);
+    auto views = y.split_with_sizes(rows, -1);  // one call for every part's view
+    size_t i = 0;
     for (const auto& p : parts) {
-      auto yi = y.narrow(-1, at, p.packed.rows);
-      at += p.packed.rows;
-      out.push_back(p.b.defined() ? yi + p.b : yi);
+      out.push_back(p.b.defined() ? views[i] + p.b : views[i]);
+      ++i;
     }
     return out;
   }

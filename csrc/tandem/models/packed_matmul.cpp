@@ -332,6 +332,11 @@ at::Tensor int8_matmul(const at::Tensor& x, const PackedWeight& w, bool tiled) {
   return y;
 }
 
+// x as contiguous float32, without a dispatch when it already is (a decode step's activations).
+at::Tensor as_float_rows(const at::Tensor& x) {
+  return x.scalar_type() == torch::kFloat && x.is_contiguous() ? x : x.to(torch::kFloat).contiguous();
+}
+
 }  // namespace
 
 bool packed_supported(gguf::GgmlType type) { return portable::rows_for(type) != nullptr; }
@@ -340,7 +345,7 @@ at::Tensor packed_matmul_int8(const at::Tensor& x_in, const PackedWeight& w, boo
   RECORD_FUNCTION("tandem::packed_matmul", c10::ArrayRef<const c10::IValue>{});
   portable = portable || cpu_kernels() == CpuKernels::kPortable;  // a direct call honours the setting too
   TORCH_CHECK(int8_dot_for(w.type), "packed_matmul_int8: no 8-bit-activation kernel for ", gguf::type_name(static_cast<uint32_t>(w.type)));
-  auto x = x_in.to(torch::kFloat).contiguous();
+  const auto x = as_float_rows(x_in);
   TORCH_CHECK(x.dim() == 2 && x.size(1) == w.cols, "packed_matmul_int8: x must be [M, ", w.cols, "]");
   // The re-laid weights (int8_tiles.h) at any batch: made on first use, they keep GGUF's bytes
   // per weight and cost fewer instructions per weight than a row-by-row product.
@@ -353,7 +358,7 @@ at::Tensor packed_matmul(const at::Tensor& x_in, const PackedWeight& w, bool por
   if (decode_kernels() == DecodeKernels::kInt8Activations && int8_dot_for(w.type)) return packed_matmul_int8(x_in, w, portable);
   RECORD_FUNCTION("tandem::packed_matmul", c10::ArrayRef<const c10::IValue>{});
   TORCH_CHECK(packed_supported(w.type), "packed_matmul: unsupported type ", gguf::type_name(static_cast<uint32_t>(w.type)));
-  auto x = x_in.to(torch::kFloat).contiguous();
+  const auto x = as_float_rows(x_in);
   TORCH_CHECK(x.dim() == 2 && x.size(1) == w.cols, "packed_matmul: x must be [M, ", w.cols, "]");
   TORCH_CHECK(w.cols % gguf::type_traits(static_cast<uint32_t>(w.type))->block_size == 0, "packed_matmul: rows of ", w.cols,
               " weights are not whole blocks of ", gguf::type_name(static_cast<uint32_t>(w.type)));

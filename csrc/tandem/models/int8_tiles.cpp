@@ -12,6 +12,7 @@
 #include <ATen/Parallel.h>
 #include <torch/torch.h>
 
+#include "tandem/core/runtime.h"
 #include "tandem/models/block_codes.h"
 #include "tandem/models/packed_matmul.h"
 
@@ -60,7 +61,8 @@ void quantize_q8(const float* x, int64_t n_blocks, Q8Activations& r) {
   r.d.resize(static_cast<size_t>(n_blocks));
   r.s.resize(static_cast<size_t>(n_blocks));
   r.s16.resize(static_cast<size_t>(2 * n_blocks));
-  const auto block = cpu_has_avx512bw() ? quantize_block_avx512 : quantize_block_scalar;
+  // cpu_kernels: portable stands for a CPU without AVX-512: the scalar loop (the same values).
+  const auto block = cpu_has_avx512bw() && cpu_kernels() == CpuKernels::kAuto ? quantize_block_avx512 : quantize_block_scalar;
   for (int64_t b = 0; b < n_blocks; ++b) {
     float d;
     int sum[2];

@@ -18,8 +18,14 @@
 namespace tandem {
 namespace {
 
-using blocks::half_to_float;
 using blocks::scale_min_k4;
+
+// A block's float16 scale in one instruction (F16C; blocks::half_to_float is the portable
+// conversion, ~20 scalar operations where the file is not built for F16C, as this one is not:
+// two of them per Q4_1 block cost the single-row kernel more than its vector work).
+__attribute__((target("avx512f,avx512bw,f16c,fma"))) inline float f16_at(const uint8_t* p) {
+  return _cvtsh_ss(static_cast<uint16_t>(p[0] | (p[1] << 8)));
+}
 
 // Single-row products for the 4- and 8-bit legacy types on AVX-512 (the tiled kernels below
 // serve every other case): 32 weights per block are widened to two 16-lane float vectors and
@@ -27,7 +33,7 @@ using blocks::scale_min_k4;
 // Q4_1's offset terms into their own): one accumulator chained two FMAs per block, so the loop
 // waited on FMA latency (the AVX2 build of the portable kernels, four chains, ran it faster).
 template <typename Block>
-__attribute__((target("avx512f,avx512bw"))) inline float dot_blocks_avx512(const uint8_t* w, const float* x, int64_t n_blocks,
+__attribute__((target("avx512f,avx512bw,f16c,fma"))) inline float dot_blocks_avx512(const uint8_t* w, const float* x, int64_t n_blocks,
                                                                           int64_t block_bytes, Block block) {
   __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
   int64_t b = 0;
@@ -39,42 +45,42 @@ __attribute__((target("avx512f,avx512bw"))) inline float dot_blocks_avx512(const
   return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3])));
 }
 
-__attribute__((target("avx512f,avx512bw"))) float dot_q4_1_avx512(const uint8_t* w, const float* x, int64_t n_blocks) {
+__attribute__((target("avx512f,avx512bw,f16c,fma"))) float dot_q4_1_avx512(const uint8_t* w, const float* x, int64_t n_blocks) {
   return dot_blocks_avx512(w, x, n_blocks, 20, [](const uint8_t* p, const float* xb, __m512& scaled, __m512& offsets)
-                               __attribute__((target("avx512f,avx512bw"))) {
+                               __attribute__((target("avx512f,avx512bw,f16c,fma"))) {
     const __m128i low = _mm_set1_epi8(0x0F);
     const __m128i qs = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 4));
     const __m512 q0 = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_and_si128(qs, low)));
     const __m512 q1 = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_and_si128(_mm_srli_epi16(qs, 4), low)));
     const __m512 x0 = _mm512_loadu_ps(xb), x1 = _mm512_loadu_ps(xb + 16);
     const __m512 s = _mm512_fmadd_ps(q1, x1, _mm512_mul_ps(q0, x0));
-    scaled = _mm512_fmadd_ps(_mm512_set1_ps(half_to_float(p)), s, scaled);
-    offsets = _mm512_fmadd_ps(_mm512_set1_ps(half_to_float(p + 2)), _mm512_add_ps(x0, x1), offsets);
+    scaled = _mm512_fmadd_ps(_mm512_set1_ps(f16_at(p)), s, scaled);
+    offsets = _mm512_fmadd_ps(_mm512_set1_ps(f16_at(p + 2)), _mm512_add_ps(x0, x1), offsets);
   });
 }
 
-__attribute__((target("avx512f,avx512bw"))) float dot_q4_0_avx512(const uint8_t* w, const float* x, int64_t n_blocks) {
+__attribute__((target("avx512f,avx512bw,f16c,fma"))) float dot_q4_0_avx512(const uint8_t* w, const float* x, int64_t n_blocks) {
   return dot_blocks_avx512(w, x, n_blocks, 18, [](const uint8_t* p, const float* xb, __m512& scaled, __m512&)
-                               __attribute__((target("avx512f,avx512bw"))) {
+                               __attribute__((target("avx512f,avx512bw,f16c,fma"))) {
     const __m128i low = _mm_set1_epi8(0x0F);
     const __m512 eight = _mm512_set1_ps(8.f);
     const __m128i qs = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 2));
     const __m512 q0 = _mm512_sub_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_and_si128(qs, low))), eight);
     const __m512 q1 = _mm512_sub_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_and_si128(_mm_srli_epi16(qs, 4), low))), eight);
     const __m512 s = _mm512_fmadd_ps(q1, _mm512_loadu_ps(xb + 16), _mm512_mul_ps(q0, _mm512_loadu_ps(xb)));
-    scaled = _mm512_fmadd_ps(_mm512_set1_ps(half_to_float(p)), s, scaled);
+    scaled = _mm512_fmadd_ps(_mm512_set1_ps(f16_at(p)), s, scaled);
   });
 }
 
-__attribute__((target("avx512f,avx512bw"))) float dot_q8_0_avx512(const uint8_t* w, const float* x, int64_t n_blocks) {
+__attribute__((target("avx512f,avx512bw,f16c,fma"))) float dot_q8_0_avx512(const uint8_t* w, const float* x, int64_t n_blocks) {
   return dot_blocks_avx512(w, x, n_blocks, 34, [](const uint8_t* p, const float* xb, __m512& scaled, __m512&)
-                               __attribute__((target("avx512f,avx512bw"))) {
+                               __attribute__((target("avx512f,avx512bw,f16c,fma"))) {
     const __m128i a = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 2));
     const __m128i c = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 18));
     const __m512 q0 = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(a));
     const __m512 q1 = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(c));
     const __m512 s = _mm512_fmadd_ps(q1, _mm512_loadu_ps(xb + 16), _mm512_mul_ps(q0, _mm512_loadu_ps(xb)));
-    scaled = _mm512_fmadd_ps(_mm512_set1_ps(half_to_float(p)), s, scaled);
+    scaled = _mm512_fmadd_ps(_mm512_set1_ps(f16_at(p)), s, scaled);
   });
 }
 
@@ -114,9 +120,6 @@ __attribute__((target("avx512f,avx512bw,f16c,fma"))) inline void q4_codes(const 
   const __m128i low = _mm_set1_epi8(0x0F);
   lo = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_and_si128(q, low)));
   hi = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_and_si128(_mm_srli_epi16(q, 4), low)));
-}
-__attribute__((target("avx512f,avx512bw,f16c,fma"))) inline float f16_at(const uint8_t* p) {
-  return _cvtsh_ss(static_cast<uint16_t>(p[0] | (p[1] << 8)));
 }
 
 // Expanders: the 32 weights of 32-weight block `b` of a row, as two 16-lane vectors.

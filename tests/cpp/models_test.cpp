@@ -2,10 +2,15 @@
 // against decoding written out by hand (no cache, no padding, one sequence at a time).
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <cstring>
+#include <map>
+
 #include <torch/torch.h>
 #include <ATen/record_function.h>
 
 #include "tandem/collab/json_constraint.h"
+#include "tandem/core/runtime.h"
 #include "tandem/models/batching.h"
 #include "tandem/models/bf16_matmul.h"
 #include "tandem/core/formats/gguf_quants.h"
@@ -244,6 +249,124 @@ TEST(FusedDecodeStep, EqualsTheLayerLoop) {
     }
     EXPECT_EQ(fused.length(), 75);
   }
+}
+
+// A tiny Llama whose matrices come as Q8_0 blocks (quantized here: d = max|w| / 127 in float16,
+// q = round(w / d)), as from a GGUF file: the model then decodes one sequence with its team step
+// (step_team.h), which must give the layer loop's logits bit for bit, on either kernel path and
+// with the rows, heads and activations split among 1, 2 or 3 threads.
+class Q8TinySource : public WeightSource {
+ public:
+  explicit Q8TinySource(const ModelConfig& c) {
+    const int64_t H = c.hidden_size, D = c.head_dim, I = c.intermediate_size, V = c.vocab_size;
+    const int64_t q = c.num_heads * D, kv = c.num_kv_heads * D;
+    const std::string m = c.weight_prefix;
+    add(m + "embed_tokens.weight", {V, H});
+    add(m + "norm.weight", {H});
+    if (!c.tie_word_embeddings) add("lm_head.weight", {V, H});
+    for (int64_t i = 0; i < c.num_layers; ++i) {
+      const std::string s = m + "layers." + std::to_string(i) + ".";
+      add(s + "input_layernorm.weight", {H});
+      add(s + "post_attention_layernorm.weight", {H});
+      add(s + "self_attn.q_proj.weight", {q, H});
+      add(s + "self_attn.k_proj.weight", {kv, H});
+      add(s + "self_attn.v_proj.weight", {kv, H});
+      add(s + "self_attn.o_proj.weight", {H, q});
+      add(s + "mlp.gate_proj.weight", {I, H});
+      add(s + "mlp.up_proj.weight", {I, H});
+      add(s + "mlp.down_proj.weight", {H, I});
+      if (c.attention_bias) add(s + "self_attn.q_proj.bias", {q}), add(s + "self_attn.k_proj.bias", {kv}), add(s + "self_attn.v_proj.bias", {kv});
+      if (c.o_bias) add(s + "self_attn.o_proj.bias", {H});
+      if (c.mlp_bias) add(s + "mlp.gate_proj.bias", {I}), add(s + "mlp.up_proj.bias", {I}), add(s + "mlp.down_proj.bias", {H});
+      if (c.qk_norm) add(s + "self_attn.q_norm.weight", {D}), add(s + "self_attn.k_norm.weight", {D});
+    }
+  }
+  bool has(const std::string& name) const override { return values_.count(name) > 0; }
+  std::vector<std::string> names() const override {
+    std::vector<std::string> n;
+    for (const auto& [k, v] : values_) n.push_back(k);
+    return n;
+  }
+  std::string describe() const override { return "<q8 tiny llama>"; }
+  PackedWeight packed(const std::string& name) const override {
+    auto it = packed_.find(name);
+    return it == packed_.end() ? PackedWeight{} : it->second;
+  }
+
+ protected:
+  torch::Tensor get(const std::string& name, c10::ScalarType dtype) const override { return values_.at(name).to(dtype); }
+
+ private:
+  void add(const std::string& name, std::vector<int64_t> shape) {
+    auto w = torch::randn(shape) * 0.5;
+    if (shape.size() == 2 && name.find("norm") == std::string::npos) {
+      const int64_t rows = shape[0], cols = shape[1], blocks = cols / 32;
+      PackedWeight p;
+      p.type = gguf::GgmlType::Q8_0;
+      p.rows = rows;
+      p.cols = cols;
+      p.raw = torch::empty({rows, blocks * 34}, torch::kUInt8);
+      auto wa = w.accessor<float, 2>();
+      for (int64_t r = 0; r < rows; ++r)
+        for (int64_t b = 0; b < blocks; ++b) {
+          uint8_t* blk = p.raw.data_ptr<uint8_t>() + (r * blocks + b) * 34;
+          float amax = 0.f;
+          for (int64_t j = 0; j < 32; ++j) amax = std::max(amax, std::fabs(wa[r][b * 32 + j]));
+          const c10::Half d(amax / 127.f);
+          std::memcpy(blk, &d.x, 2);
+          for (int64_t j = 0; j < 32; ++j) {
+            const float qv = std::nearbyint(wa[r][b * 32 + j] / static_cast<float>(d));
+            blk[2 + j] = static_cast<uint8_t>(static_cast<int8_t>(qv));
+            wa[r][b * 32 + j] = static_cast<float>(d) * qv;  // the float weights are the dequantized ones
+          }
+        }
+      packed_[name] = p;
+    }
+    values_[name] = w;
+  }
+  std::map<std::string, torch::Tensor> values_;
+  std::map<std::string, PackedWeight> packed_;
+};
+
+TEST(TeamDecodeStep, EqualsTheLayerLoopOnPackedWeights) {
+  const int threads_before = at::get_num_threads();
+  for (int variant = 0; variant < 2; ++variant)
+    for (auto kernels : {DecodeKernels::kExact, DecodeKernels::kInt8Activations})
+      for (int threads : {1, 2, 3}) {
+        auto c = tiny_llama_config();
+        if (variant == 1) c.attention_bias = c.o_bias = c.mlp_bias = c.qk_norm = true, c.partial_rotary_factor = 0.5;
+        std::shared_ptr<CausalLM> m(create_named<CausalLM>(c.architecture, c).release());
+        torch::manual_seed(11);
+        m->load_weights(Q8TinySource(c));
+        m->eval();
+        set_decode_kernels(kernels);
+        at::set_num_threads(threads);
+        KVCache team, loop;
+        auto prompt = torch::tensor(std::vector<int64_t>{5, 9, 2, 30, 11}, torch::kLong).view({1, 5});
+        m->forward(prompt, {}, {}, &team, false, 1);
+        m->forward(prompt, {}, {}, &loop, false, 1);
+        int64_t token = 7;
+        const std::string what = "variant " + std::to_string(variant) + (kernels == DecodeKernels::kExact ? " exact" : " int8") +
+                                 ", " + std::to_string(threads) + " threads";
+        for (int step = 0; step < 40; ++step) {
+          auto ids = torch::full({1, 1}, token, torch::kLong);
+          seen_operations().clear();
+          auto handle = at::addThreadLocalCallback(at::RecordFunctionCallback(
+              [](const at::RecordFunction& fn) -> std::unique_ptr<at::ObserverContext> {
+                seen_operations().emplace_back(fn.name());
+                return nullptr;
+              }));
+          const auto a = m->forward(ids, {}, {}, &team, false, 1);
+          at::removeCallback(handle);
+          const auto b = m->forward(ids, {}, {}, &loop, true, 1);
+          ASSERT_EQ(std::count(seen_operations().begin(), seen_operations().end(), "tandem::team_step"), 1) << what;
+          ASSERT_TRUE(torch::equal(a.logits, b.logits)) << what << " step " << step << " max diff "
+                                                        << (a.logits - b.logits).abs().max().item<double>();
+          token = a.logits.argmax(-1).item<int64_t>();
+        }
+      }
+  set_decode_kernels(DecodeKernels::kExact);
+  at::set_num_threads(threads_before);
 }
 
 TEST(Generate, GreedyPolicyMatchesDecodingByHand) {

@@ -152,16 +152,12 @@ bool avx512_attention(int64_t D) {
   return cpu && D % 16 == 0 && cpu_kernels() == CpuKernels::kAuto;  // portable: as a CPU without AVX-512
 }
 
-}  // namespace
-
-void attend_rows(const float* q, int64_t B, int64_t H, int64_t D, KvView k, KvView v, int64_t Hkv, int64_t S, const bool* visible,
-                 float scale, float* out) {
+// (sequence, head) pairs [p0, p1) of attend_rows, on the calling thread; `p`: S + 16 floats.
+void attend_pairs(const float* q, int64_t H, int64_t D, KvView k, KvView v, int64_t Hkv, int64_t S, const bool* visible, float scale,
+                  float* out, int64_t p0, int64_t p1, float* p) {
   const int64_t group = H / Hkv;
   const bool vector = avx512_attention(D);
-  // (sequence, head) pairs split across the intra-op threads; each pair's work is independent
-  // (grain 1: Gemma 3 has 4 query heads, which a grain of 4 left to one thread).
-  at::parallel_for(0, B * H, 1, [&](int64_t p0, int64_t p1) {
-    std::vector<float> p(static_cast<size_t>(S + 16));
+  {
     for (int64_t bh = p0; bh < p1; ++bh) {
       const int64_t b = bh / H, h = bh % H;
       const bool* vis = visible ? visible + b * S : nullptr;
@@ -170,7 +166,7 @@ void attend_rows(const float* q, int64_t B, int64_t H, int64_t D, KvView k, KvVi
       const float* vh = v.data + b * v.batch_stride + (h / group) * v.head_stride;
       float* o = out + (b * H + h) * D;
       if (vector) {
-        attend_head_avx512(qh, kh, k.pos_stride, vh, v.pos_stride, vis, S, D, scale, p.data(), o);
+        attend_head_avx512(qh, kh, k.pos_stride, vh, v.pos_stride, vis, S, D, scale, p, o);
         continue;
       }
       float mx = -std::numeric_limits<float>::infinity();
@@ -199,6 +195,18 @@ void attend_rows(const float* q, int64_t B, int64_t H, int64_t D, KvView k, KvVi
       const float inv = 1.f / total;  // nothing visible: 0 * inf = NaN, as SDPA
       for (int64_t i = 0; i < D; ++i) o[i] *= inv;
     }
+  }
+}
+
+}  // namespace
+
+void attend_rows(const float* q, int64_t B, int64_t H, int64_t D, KvView k, KvView v, int64_t Hkv, int64_t S, const bool* visible,
+                 float scale, float* out) {
+  // (sequence, head) pairs split across the intra-op threads; each pair's work is independent
+  // (grain 1: Gemma 3 has 4 query heads, which a grain of 4 left to one thread).
+  at::parallel_for(0, B * H, 1, [&](int64_t p0, int64_t p1) {
+    std::vector<float> p(static_cast<size_t>(S + 16));
+    attend_pairs(q, H, D, k, v, Hkv, S, visible, scale, out, p0, p1, p.data());
   });
 }
 
@@ -219,7 +227,7 @@ void add_row(float* y, const float* t, int64_t n) {
   for (int64_t j = 0; j < n; ++j) y[j] = y[j] + t[j];
 }
 
-void attend_new_token(const TokenAttention& a, float* q, float* k, const float* v, KVCache& cache, int64_t layer, float* out) {
+NewTokenKeys store_new_token(const TokenAttention& a, float* q, float* k, const float* v, KVCache& cache, int64_t layer) {
   for (int64_t j = 0; j < a.nh + a.nkv; ++j) {
     float* head = j < a.nh ? q + j * a.D : k + (j - a.nh) * a.D;
     if (a.q_norm) rms_norm_row(head, j < a.nh ? a.q_norm : a.k_norm, a.D, a.eps, head);
@@ -233,8 +241,18 @@ void attend_new_token(const TokenAttention& a, float* q, float* k, const float* 
     std::copy(k + g * a.D, k + (g + 1) * a.D, kp + g * K.stride(1) + pos * K.stride(2));
     std::copy(v + g * a.D, v + (g + 1) * a.D, vp + g * V.stride(1) + pos * V.stride(2));
   }
-  attend_rows(q, 1, a.nh, a.D, {kp, K.stride(0), K.stride(1), K.stride(2)}, {vp, V.stride(0), V.stride(1), V.stride(2)}, a.nkv,
-              pos + 1, nullptr, a.scale, out);
+  return {{kp, K.stride(0), K.stride(1), K.stride(2)}, {vp, V.stride(0), V.stride(1), V.stride(2)}, pos + 1};
+}
+
+void attend_heads(const TokenAttention& a, const float* q, const NewTokenKeys& keys, float* out, int64_t h0, int64_t h1) {
+  thread_local std::vector<float> p;
+  p.resize(static_cast<size_t>(keys.S + 16));
+  attend_pairs(q, a.nh, a.D, keys.k, keys.v, a.nkv, keys.S, nullptr, a.scale, out, h0, h1, p.data());
+}
+
+void attend_new_token(const TokenAttention& a, float* q, float* k, const float* v, KVCache& cache, int64_t layer, float* out) {
+  const NewTokenKeys keys = store_new_token(a, q, k, v, cache, layer);
+  attend_rows(q, 1, a.nh, a.D, keys.k, keys.v, a.nkv, keys.S, nullptr, a.scale, out);
 }
 
 }  // namespace tandem::decoder

@@ -78,4 +78,14 @@ struct TokenAttention {
 /// of `layer`, and out [nh, D] is the attention over every cached position including it.
 void attend_new_token(const TokenAttention& a, float* q, float* k, const float* v, KVCache& cache, int64_t layer, float* out);
 
+/// attend_new_token in two halves, for a step that splits the heads among threads it holds
+/// itself (step_team.h): first the norms, RoPE and cache write (one thread), then the attention
+/// of query heads [h0, h1) over the keys the first half returns, on the calling thread.
+struct NewTokenKeys {
+  KvView k, v;
+  int64_t S;  ///< cached positions, the new one included
+};
+NewTokenKeys store_new_token(const TokenAttention& a, float* q, float* k, const float* v, KVCache& cache, int64_t layer);
+void attend_heads(const TokenAttention& a, const float* q, const NewTokenKeys& keys, float* out, int64_t h0, int64_t h1);
+
 }  // namespace tandem::decoder

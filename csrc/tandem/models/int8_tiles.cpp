@@ -15,6 +15,7 @@
 #include "tandem/core/runtime.h"
 #include "tandem/models/block_codes.h"
 #include "tandem/models/packed_matmul.h"
+#include "tandem/models/prefetch.h"
 
 namespace tandem {
 
@@ -213,6 +214,7 @@ __attribute__((target("avx512f,avx512bw,avx512vnni,fma"))) void tile(const Int8T
     if constexpr (T == GgmlType::Q4_K) dmin_super = halves_as_floats(p + 32);
     p += L::kHeader;
     for (int64_t i = 0; i < L::kBlocksPerUnit; ++i, p += L::kBlock) {
+      prefetch_ahead(p, L::kBlock);  // a core alone keeps too few misses in flight (prefetch.h)
       const int64_t b = u * L::kBlocksPerUnit + i;
       const uint8_t *high = p + L::kCodes, *scales = high + L::kHigh;
       // Integer accumulators: dot2 holds Q6_K's second half. With few activation rows the
@@ -376,6 +378,12 @@ void int8_tiles_matmul(const Int8Tiles& t, const Q8Activations* x, int64_t M, fl
   for (int64_t i = 0; i < M; ++i) xs[static_cast<size_t>(i)] = x + i;
   const auto run = tile_ops(t.type)->times;
   at::parallel_for(0, t.groups, 4, [&](int64_t g0, int64_t g1) { run(t, xs.data(), M, y, ldy, g0, g1); });
+}
+
+void int8_tiles_groups(const Int8Tiles& t, const Q8Activations& x, float* y, int64_t g0, int64_t g1) {
+  TORCH_CHECK(cpu_has_vnni(), "int8_tiles_groups: this CPU has no AVX512-VNNI");
+  const Q8Activations* xs[1] = {&x};
+  tile_ops(t.type)->times(t, xs, 1, y, 0, g0, g1);
 }
 
 const Int8Tiles& LazyInt8Tiles::get(const PackedWeight& w) {

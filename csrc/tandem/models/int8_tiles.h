@@ -61,6 +61,10 @@ std::shared_ptr<const Int8Tiles> make_int8_tiles(const PackedWeight& w);
 /// y [M, rows] (row stride ldy) = the M quantized activation rows x[0..M) times the weight's rows.
 void int8_tiles_matmul(const Int8Tiles& t, const Q8Activations* x, int64_t M, float* y, int64_t ldy);
 
+/// y[16 g0 ..] = groups [g0, g1) of the weight's rows times ONE quantized activation row, on the
+/// calling thread (no parallel region: a caller that splits the groups among its own threads).
+void int8_tiles_groups(const Int8Tiles& t, const Q8Activations& x, float* y, int64_t g0, int64_t g1);
+
 /// A weight's tiles, made on first use and shared by every copy of the PackedWeight (a weight
 /// decoded only through the exact path never pays for them: memory or time).
 class LazyInt8Tiles {

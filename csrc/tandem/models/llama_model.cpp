@@ -13,6 +13,8 @@
 #include "tandem/models/causal_lm.h"
 #include "tandem/models/decoder_common.h"
 #include "tandem/models/rope.h"
+#include "tandem/models/step_team.h"
+#include "tandem/models/team_products.h"
 
 namespace tandem {
 namespace F = torch::nn::functional;
@@ -31,6 +33,11 @@ struct Layer {
   bool sliding = false;
   PackedWeight pq, pk, pv, po, pgate, pup, pdown;  // quantized copies for small-batch steps
   PackedWeight pqkv, pgate_up;                      // q|k|v and gate|up stacked (decoder::stack_packed)
+  // The team step's products (team_products.h): q|k|v and gate|up stacked where they could be,
+  // with their biases likewise stacked.
+  std::vector<decoder::TeamPart> team_qkv, team_gate_up;
+  decoder::TeamPart team_o{}, team_down{};
+  torch::Tensor qkv_b, gate_up_b;
 };
 
 using decoder::proj_packed;
@@ -186,6 +193,8 @@ class LlamaModel : public CausalLM {
       }
     }
     if (packed) head_packed_ = src.packed(lm_head_.defined() ? "lm_head.weight" : m + "embed_tokens.weight");
+    team_ready_ = packed && !has_experts_;
+    for (auto& L : layers_) team_ready_ = team_ready_ && team_parts(L);
   }
 
   LMOutput forward(const torch::Tensor& input_ids, const torch::Tensor& attention_mask, const torch::Tensor& position_ids,
@@ -203,7 +212,7 @@ class LlamaModel : public CausalLM {
     torch::Tensor x = F::embedding(input_ids.to(dev), embed_);
     if (output_hidden_states) out.hidden_states.push_back(x);
     if (cache && fused_step_applies(in, output_hidden_states, am_full, am_window)) {
-      x = fused_step(x, cs, *cache);
+      x = team_ready_ ? team_step(x, cs, *cache) : fused_step(x, cs, *cache);
       cache->advance(T);
       if (logits_to_keep < 0) return out;
       TANDEM_SPAN("lm_head");
@@ -321,6 +330,115 @@ class LlamaModel : public CausalLM {
     return st.x;
   }
 
+  /// Sets the layer's team products when every matrix has quantized blocks; false otherwise.
+  static bool team_parts(Layer& L) {
+    for (const PackedWeight* w : {&L.pq, &L.pk, &L.pv, &L.po, &L.pgate, &L.pup, &L.pdown})
+      if (!w->defined()) return false;
+    auto data = [](const torch::Tensor& t) { return t.defined() ? t.data_ptr<float>() : nullptr; };
+    if (L.pqkv.defined()) {
+      if (L.qb.defined()) L.qkv_b = torch::cat({L.qb, L.kb, L.vb}).contiguous();
+      L.team_qkv = {{&L.pqkv, data(L.qkv_b)}};
+    } else {
+      L.team_qkv = {{&L.pq, data(L.qb)}, {&L.pk, data(L.kb)}, {&L.pv, data(L.vb)}};
+    }
+    if (L.pgate_up.defined()) {
+      if (L.gate_b.defined()) L.gate_up_b = torch::cat({L.gate_b, L.up_b}).contiguous();
+      L.team_gate_up = {{&L.pgate_up, data(L.gate_up_b)}};
+    } else {
+      L.team_gate_up = {{&L.pgate, data(L.gate_b)}, {&L.pup, data(L.up_b)}};
+    }
+    L.team_o = {&L.po, data(L.ob)};
+    L.team_down = {&L.pdown, data(L.down_b)};
+    return true;
+  }
+
+  /// fused_step on a team of threads (step_team.h) when every layer's matrices are packed: one
+  /// parallel region for the whole step, each thread its share of every product's rows, heads
+  /// and activations, the norms and quantization of each product's input done by every thread
+  /// on its own copy. The values are fused_step's, bit for bit: every row, head and element is
+  /// computed by the same code, only by another thread (tests/cpp/models_test.cpp).
+  torch::Tensor team_step(const torch::Tensor& x_in, const std::pair<torch::Tensor, torch::Tensor>& cs, KVCache& cache) {
+    TANDEM_SPAN("team_step");  // which path a step took, for the profiler (and the test)
+    const auto& cf = config_;
+    const int64_t H = cf.hidden_size, I = cf.intermediate_size, D = cf.head_dim, nh = cf.num_heads, nkv = cf.num_kv_heads;
+    auto x = x_in.contiguous().clone();
+    float* xs = x.data_ptr<float>();
+    std::vector<float> qkv(static_cast<size_t>((nh + 2 * nkv) * D)), a(static_cast<size_t>(nh * D)), gu(static_cast<size_t>(2 * I)),
+        act(static_cast<size_t>(I)), y(static_cast<size_t>(H));
+    float *q = qkv.data(), *k = q + nh * D, *v = k + nkv * D;
+    const auto cos = cs.first.to(torch::kFloat).contiguous(), sin = cs.second.to(torch::kFloat).contiguous();
+    decoder::TokenAttention attn{nh, nkv, D};
+    attn.eps = static_cast<float>(cf.rms_norm_eps);
+    attn.scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(D)));
+    attn.cos = cos.data_ptr<float>();
+    attn.sin = sin.data_ptr<float>();
+    attn.rd = cos.size(-1);
+    decoder::NewTokenKeys keys{};
+    const int threads = at::get_num_threads();
+    std::vector<decoder::TeamInput> inputs(static_cast<size_t>(threads));
+    StepTeam team;
+    team.run(threads, [&](int tid) {
+      decoder::TeamInput& in = inputs[static_cast<size_t>(tid)];
+      for (size_t i = 0; i < layers_.size(); ++i) {
+        const Layer& L = layers_[i];
+        // 1. Attention: each thread norms the stream and computes its rows of q|k|v; one thread
+        // applies the per-head norms and RoPE and writes the cache; each attends with its heads.
+        {
+          decoder::TeamSpan span(tid, "tandem::norm");
+          in.norm_of(xs, L.ln1.data_ptr<float>(), H, attn.eps);
+        }
+        {
+          decoder::TeamSpan span(tid, "tandem::qkv_proj");
+          decoder::team_rows(team, tid, L.team_qkv, in, qkv.data());
+          team.sync();
+        }
+        {
+          decoder::TeamSpan span(tid, "tandem::attention");
+          if (tid == 0) {
+            attn.q_norm = L.q_norm.defined() ? L.q_norm.data_ptr<float>() : nullptr;
+            attn.k_norm = L.k_norm.defined() ? L.k_norm.data_ptr<float>() : nullptr;
+            keys = decoder::store_new_token(attn, q, k, v, cache, static_cast<int64_t>(i));
+          }
+          team.sync();
+          const auto [h0, h1] = team.share(nh, tid);
+          decoder::attend_heads(attn, q, keys, a.data(), h0, h1);
+          team.sync();
+        }
+        // 2. o and the residual add, each thread its rows.
+        {
+          decoder::TeamSpan span(tid, "tandem::o_proj");
+          in.set(a.data(), nh * D);
+          decoder::team_rows_into_stream(team, tid, L.team_o, in, y.data(), xs);
+          team.sync();
+        }
+        // 3. MLP: norm, gate|up rows, the activation times up (each thread its share), down rows
+        // and the residual add.
+        {
+          decoder::TeamSpan span(tid, "tandem::norm");
+          in.norm_of(xs, L.ln2.data_ptr<float>(), H, attn.eps);
+        }
+        decoder::TeamSpan span(tid, "tandem::mlp");
+        decoder::team_rows(team, tid, L.team_gate_up, in, gu.data());
+        team.sync();
+        // Shares in units of 64: torch's elementwise loops take 32 values per vector step and
+        // the remainder through a scalar formula that may round differently; shares aligned so
+        // keep every value on the path the whole-row call puts it on.
+        const auto [j0, j1] = team.share(I, tid, 64);
+        if (j0 < j1) {
+          const auto opts = torch::TensorOptions().dtype(torch::kFloat);
+          auto out = torch::from_blob(act.data() + j0, {j1 - j0}, opts);
+          torch::mul_out(out, act_(torch::from_blob(gu.data() + j0, {j1 - j0}, opts)),
+                         torch::from_blob(gu.data() + I + j0, {j1 - j0}, opts));
+        }
+        team.sync();
+        in.set(act.data(), I);
+        decoder::team_rows_into_stream(team, tid, L.team_down, in, y.data(), xs);
+        team.sync();
+      }
+    });
+    return x;
+  }
+
   // Mixtral's MLP: softmax router over experts (float32), the top k renormalised, each token's
   // output the weighted sum of its experts' SwiGLU outputs.
   torch::Tensor sparse_moe(const torch::Tensor& h, const Layer& L) const {
@@ -350,6 +468,7 @@ class LlamaModel : public CausalLM {
   PackedWeight head_packed_;
   std::vector<Layer> layers_;
   bool has_experts_ = false;
+  bool team_ready_ = false;  // every layer's matrices packed: batch-1 steps take team_step
 };
 
 }  // namespace

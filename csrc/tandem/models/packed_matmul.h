@@ -42,4 +42,15 @@ at::Tensor packed_matmul(const at::Tensor& x, const PackedWeight& w, bool portab
 /// products with AVX512-VNNI where the CPU has it; `portable`: the scalar reference arithmetic).
 at::Tensor packed_matmul_int8(const at::Tensor& x, const PackedWeight& w, bool portable = false);
 
+/// Whether packed_row_range reads the weight's product from quantized activations (decode_kernels:
+/// int8_activations and a type with an 8-bit kernel): then its caller passes x through quantize_q8.
+bool packed_reads_q8(const PackedWeight& w);
+
+/// Rows [r0, r1) of the product of ONE activation row x [cols] with `w`, into y[r0..r1), on the
+/// calling thread: for a decode step that splits a product's rows among threads it holds itself
+/// (step_team.h). Each row's value is the one packed_matmul (or packed_matmul_int8, reading `xq`)
+/// gives for it under the current settings. Where the tiles serve (int8), r0 and r1 fall on their
+/// groups of 16 rows (r1 may be w.rows).
+void packed_row_range(const PackedWeight& w, const float* x, const Q8Activations& xq, float* y, int64_t r0, int64_t r1);
+
 }  // namespace tandem

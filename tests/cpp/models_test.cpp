@@ -251,10 +251,10 @@ TEST(FusedDecodeStep, EqualsTheLayerLoop) {
   }
 }
 
-// A tiny Llama whose matrices come as Q8_0 blocks (quantized here: d = max|w| / 127 in float16,
-// q = round(w / d)), as from a GGUF file: the model then decodes one sequence with its team step
-// (step_team.h), which must give the layer loop's logits bit for bit, on either kernel path and
-// with the rows, heads and activations split among 1, 2 or 3 threads.
+// A tiny Llama (or Gemma 3) whose matrices come as Q8_0 blocks (quantized here: d = max|w| / 127
+// in float16, q = round(w / d)), as from a GGUF file: the model then decodes one sequence with its
+// team step (team_step.h), which must give the layer loop's logits bit for bit, on either kernel
+// path and with the rows, heads and activations split among 1, 2 or 3 threads.
 class Q8TinySource : public WeightSource {
  public:
   explicit Q8TinySource(const ModelConfig& c) {
@@ -263,11 +263,12 @@ class Q8TinySource : public WeightSource {
     const std::string m = c.weight_prefix;
     add(m + "embed_tokens.weight", {V, H});
     add(m + "norm.weight", {H});
-    if (!c.tie_word_embeddings) add("lm_head.weight", {V, H});
+    if (!c.tie_word_embeddings && c.architecture != "gemma3_text") add("lm_head.weight", {V, H});
     for (int64_t i = 0; i < c.num_layers; ++i) {
       const std::string s = m + "layers." + std::to_string(i) + ".";
       add(s + "input_layernorm.weight", {H});
       add(s + "post_attention_layernorm.weight", {H});
+      if (c.architecture == "gemma3_text") add(s + "pre_feedforward_layernorm.weight", {H}), add(s + "post_feedforward_layernorm.weight", {H});
       add(s + "self_attn.q_proj.weight", {q, H});
       add(s + "self_attn.k_proj.weight", {kv, H});
       add(s + "self_attn.v_proj.weight", {kv, H});
@@ -330,11 +331,18 @@ class Q8TinySource : public WeightSource {
 
 TEST(TeamDecodeStep, EqualsTheLayerLoopOnPackedWeights) {
   const int threads_before = at::get_num_threads();
-  for (int variant = 0; variant < 2; ++variant)
+  for (int variant = 0; variant < 3; ++variant)
     for (auto kernels : {DecodeKernels::kExact, DecodeKernels::kInt8Activations})
       for (int threads : {1, 2, 3}) {
         auto c = tiny_llama_config();
         if (variant == 1) c.attention_bias = c.o_bias = c.mlp_bias = c.qk_norm = true, c.partial_rotary_factor = 0.5;
+        if (variant == 2) {  // sandwich norms, GELU, local and global RoPE tables, a window
+          c.architecture = "gemma3_text";
+          c.qk_norm = true;
+          c.sliding_window = 40;
+          c.sliding_layers = {true, false, true};
+          c.rope_local_theta = 100.0;
+        }
         std::shared_ptr<CausalLM> m(create_named<CausalLM>(c.architecture, c).release());
         torch::manual_seed(11);
         m->load_weights(Q8TinySource(c));
@@ -348,7 +356,7 @@ TEST(TeamDecodeStep, EqualsTheLayerLoopOnPackedWeights) {
         int64_t token = 7;
         const std::string what = "variant " + std::to_string(variant) + (kernels == DecodeKernels::kExact ? " exact" : " int8") +
                                  ", " + std::to_string(threads) + " threads";
-        for (int step = 0; step < 40; ++step) {
+        for (int step = 0; step < 45; ++step) {
           auto ids = torch::full({1, 1}, token, torch::kLong);
           seen_operations().clear();
           auto handle = at::addThreadLocalCallback(at::RecordFunctionCallback(
@@ -359,7 +367,9 @@ TEST(TeamDecodeStep, EqualsTheLayerLoopOnPackedWeights) {
           const auto a = m->forward(ids, {}, {}, &team, false, 1);
           at::removeCallback(handle);
           const auto b = m->forward(ids, {}, {}, &loop, true, 1);
-          ASSERT_EQ(std::count(seen_operations().begin(), seen_operations().end(), "tandem::team_step"), 1) << what;
+          const bool windowed = c.sliding_window > 0 && 5 + step + 1 > c.sliding_window;  // the loop's masks then
+          ASSERT_EQ(std::count(seen_operations().begin(), seen_operations().end(), "tandem::team_step"), windowed ? 0 : 1)
+              << what << " step " << step;
           ASSERT_TRUE(torch::equal(a.logits, b.logits)) << what << " step " << step << " max diff "
                                                         << (a.logits - b.logits).abs().max().item<double>();
           token = a.logits.argmax(-1).item<int64_t>();

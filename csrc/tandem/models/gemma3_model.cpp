@@ -10,6 +10,7 @@
 #include "tandem/models/causal_lm.h"
 #include "tandem/models/decoder_common.h"
 #include "tandem/models/rope.h"
+#include "tandem/models/team_step.h"
 
 namespace tandem {
 namespace F = torch::nn::functional;
@@ -102,6 +103,9 @@ class Gemma3Model : public CausalLM {
       }
     }
     if (embed_.scalar_type() == torch::kFloat) head_packed_ = src.packed(m + "embed_tokens.weight");
+    team_ready_ = embed_.scalar_type() == torch::kFloat;  // every matrix packed: batch-1 steps take team_step
+    for (const auto& L : layers_)
+      for (const PackedWeight* w : {&L.pq, &L.pk, &L.pv, &L.po, &L.pgate, &L.pup, &L.pdown}) team_ready_ = team_ready_ && w->defined();
   }
 
   LMOutput forward(const torch::Tensor& input_ids, const torch::Tensor& attention_mask,
@@ -126,7 +130,7 @@ class Gemma3Model : public CausalLM {
     if (output_hidden_states) out.hidden_states.push_back(x);
     const double eps = cf.rms_norm_eps;
     if (cache && fused_step_applies(in, output_hidden_states, m_global, m_local)) {
-      x = fused_step(x, cs_global, cs_local, *cache);
+      x = team_ready_ ? team_step(x, cs_global, cs_local, *cache) : fused_step(x, cs_global, cs_local, *cache);
       cache->advance(T);
       if (logits_to_keep < 0) return out;
       TANDEM_SPAN("lm_head");
@@ -248,8 +252,55 @@ class Gemma3Model : public CausalLM {
     return st.x;
   }
 
+  /// fused_step on a team of threads when every matrix is packed (team_step.h, as LlamaModel's):
+  /// the same values, bit for bit (tests/cpp/models_test.cpp).
+  torch::Tensor team_step(const torch::Tensor& x_in, const std::pair<torch::Tensor, torch::Tensor>& cs_global,
+                          const std::pair<torch::Tensor, torch::Tensor>& cs_local, KVCache& cache) {
+    TANDEM_SPAN("team_step");  // which path a step took, for the profiler (and the test)
+    const auto& cf = config_;
+    auto x = x_in.contiguous().clone();
+    const auto table = [](const torch::Tensor& t) { return t.to(torch::kFloat).contiguous(); };
+    const torch::Tensor cos_g = table(cs_global.first), sin_g = table(cs_global.second), cos_l = table(cs_local.first),
+                        sin_l = table(cs_local.second);
+    decoder::TeamModel m;
+    m.hidden = cf.hidden_size;
+    m.intermediate = cf.intermediate_size;
+    m.heads = cf.num_heads;
+    m.kv_heads = cf.num_kv_heads;
+    m.head_dim = cf.head_dim;
+    m.eps = static_cast<float>(cf.rms_norm_eps);
+    m.scale = static_cast<float>(scale_);
+    m.act = [](const torch::Tensor& g) { return torch::gelu(g, "tanh"); };
+    m.cos = cos_g.data_ptr<float>();
+    m.sin = sin_g.data_ptr<float>();
+    m.rd = cos_g.size(-1);
+    m.cos_local = cos_l.data_ptr<float>();
+    m.sin_local = sin_l.data_ptr<float>();
+    m.rd_local = cos_l.size(-1);
+    std::vector<decoder::TeamLayer> layers;  // made per step, as fused_step reads its weights
+    for (const auto& L : layers_) {
+      decoder::TeamLayer t;
+      t.ln_in = L.ln_in.data_ptr<float>();
+      t.ln_post_attn = L.ln_post_attn.data_ptr<float>();
+      t.ln_pre_ff = L.ln_pre_ff.data_ptr<float>();
+      t.ln_post_ff = L.ln_post_ff.data_ptr<float>();
+      t.q_norm = L.q_norm.defined() ? L.q_norm.data_ptr<float>() : nullptr;
+      t.k_norm = L.k_norm.defined() ? L.k_norm.data_ptr<float>() : nullptr;
+      t.local_rope = L.sliding;
+      using Part = decoder::TeamPart;
+      t.qkv = L.pqkv.defined() ? std::vector<Part>{Part{&L.pqkv}} : std::vector<Part>{Part{&L.pq}, Part{&L.pk}, Part{&L.pv}};
+      t.gate_up = L.pgate_up.defined() ? std::vector<Part>{Part{&L.pgate_up}} : std::vector<Part>{Part{&L.pgate}, Part{&L.pup}};
+      t.o = Part{&L.po};
+      t.down = Part{&L.pdown};
+      layers.push_back(std::move(t));
+    }
+    decoder::team_step(x.data_ptr<float>(), m, layers, cache);
+    return x;
+  }
+
   torch::Tensor embed_, norm_;
   decoder::RotaryEmbedding rope_global_, rope_local_;
+  bool team_ready_ = false;
   std::vector<GemmaLayer> layers_;
   double scale_ = 1.0;
   decoder::TransposedHead head_t_;

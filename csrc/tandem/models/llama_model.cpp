@@ -13,8 +13,7 @@
 #include "tandem/models/causal_lm.h"
 #include "tandem/models/decoder_common.h"
 #include "tandem/models/rope.h"
-#include "tandem/models/step_team.h"
-#include "tandem/models/team_products.h"
+#include "tandem/models/team_step.h"
 
 namespace tandem {
 namespace F = torch::nn::functional;
@@ -33,11 +32,7 @@ struct Layer {
   bool sliding = false;
   PackedWeight pq, pk, pv, po, pgate, pup, pdown;  // quantized copies for small-batch steps
   PackedWeight pqkv, pgate_up;                      // q|k|v and gate|up stacked (decoder::stack_packed)
-  // The team step's products (team_products.h): q|k|v and gate|up stacked where they could be,
-  // with their biases likewise stacked.
-  std::vector<decoder::TeamPart> team_qkv, team_gate_up;
-  decoder::TeamPart team_o{}, team_down{};
-  torch::Tensor qkv_b, gate_up_b;
+  torch::Tensor qkv_b, gate_up_b;  // q|k|v's and gate|up's biases stacked, for the team step's stacked products
 };
 
 using decoder::proj_packed;
@@ -193,8 +188,14 @@ class LlamaModel : public CausalLM {
       }
     }
     if (packed) head_packed_ = src.packed(lm_head_.defined() ? "lm_head.weight" : m + "embed_tokens.weight");
+    // The team step serves a model whose every matrix has quantized blocks; its stacked products
+    // take the biases stacked too.
     team_ready_ = packed && !has_experts_;
-    for (auto& L : layers_) team_ready_ = team_ready_ && team_parts(L);
+    for (auto& L : layers_) {
+      for (const PackedWeight* w : {&L.pq, &L.pk, &L.pv, &L.po, &L.pgate, &L.pup, &L.pdown}) team_ready_ = team_ready_ && w->defined();
+      if (L.pqkv.defined() && L.qb.defined()) L.qkv_b = torch::cat({L.qb, L.kb, L.vb}).contiguous();
+      if (L.pgate_up.defined() && L.gate_b.defined()) L.gate_up_b = torch::cat({L.gate_b, L.up_b}).contiguous();
+    }
   }
 
   LMOutput forward(const torch::Tensor& input_ids, const torch::Tensor& attention_mask, const torch::Tensor& position_ids,
@@ -330,112 +331,47 @@ class LlamaModel : public CausalLM {
     return st.x;
   }
 
-  /// Sets the layer's team products when every matrix has quantized blocks; false otherwise.
-  static bool team_parts(Layer& L) {
-    for (const PackedWeight* w : {&L.pq, &L.pk, &L.pv, &L.po, &L.pgate, &L.pup, &L.pdown})
-      if (!w->defined()) return false;
+  /// The team step's view of layer L (team_step.h; its matrices all packed). Made per step, as
+  /// fused_step reads its weights: pointers kept across steps would outlive a dtype change.
+  static decoder::TeamLayer team_layer(const Layer& L) {
     auto data = [](const torch::Tensor& t) { return t.defined() ? t.data_ptr<float>() : nullptr; };
-    if (L.pqkv.defined()) {
-      if (L.qb.defined()) L.qkv_b = torch::cat({L.qb, L.kb, L.vb}).contiguous();
-      L.team_qkv = {{&L.pqkv, data(L.qkv_b)}};
-    } else {
-      L.team_qkv = {{&L.pq, data(L.qb)}, {&L.pk, data(L.kb)}, {&L.pv, data(L.vb)}};
-    }
-    if (L.pgate_up.defined()) {
-      if (L.gate_b.defined()) L.gate_up_b = torch::cat({L.gate_b, L.up_b}).contiguous();
-      L.team_gate_up = {{&L.pgate_up, data(L.gate_up_b)}};
-    } else {
-      L.team_gate_up = {{&L.pgate, data(L.gate_b)}, {&L.pup, data(L.up_b)}};
-    }
-    L.team_o = {&L.po, data(L.ob)};
-    L.team_down = {&L.pdown, data(L.down_b)};
-    return true;
+    decoder::TeamLayer t;
+    t.ln_in = data(L.ln1);
+    t.ln_pre_ff = data(L.ln2);
+    t.q_norm = data(L.q_norm);
+    t.k_norm = data(L.k_norm);
+    t.qkv = L.pqkv.defined() ? std::vector<decoder::TeamPart>{{&L.pqkv, data(L.qkv_b)}}
+                             : std::vector<decoder::TeamPart>{{&L.pq, data(L.qb)}, {&L.pk, data(L.kb)}, {&L.pv, data(L.vb)}};
+    t.gate_up = L.pgate_up.defined() ? std::vector<decoder::TeamPart>{{&L.pgate_up, data(L.gate_up_b)}}
+                                     : std::vector<decoder::TeamPart>{{&L.pgate, data(L.gate_b)}, {&L.pup, data(L.up_b)}};
+    t.o = {&L.po, data(L.ob)};
+    t.down = {&L.pdown, data(L.down_b)};
+    return t;
   }
 
-  /// fused_step on a team of threads (step_team.h) when every layer's matrices are packed: one
-  /// parallel region for the whole step, each thread its share of every product's rows, heads
-  /// and activations, the norms and quantization of each product's input done by every thread
-  /// on its own copy. The values are fused_step's, bit for bit: every row, head and element is
-  /// computed by the same code, only by another thread (tests/cpp/models_test.cpp).
+  /// fused_step on a team of threads (team_step.h) when every layer's matrices are packed: one
+  /// parallel region for the whole step instead of ~5 per layer, and no torch dispatch but the
+  /// activation's. Same values as fused_step, bit for bit (tests/cpp/models_test.cpp).
   torch::Tensor team_step(const torch::Tensor& x_in, const std::pair<torch::Tensor, torch::Tensor>& cs, KVCache& cache) {
     TANDEM_SPAN("team_step");  // which path a step took, for the profiler (and the test)
     const auto& cf = config_;
-    const int64_t H = cf.hidden_size, I = cf.intermediate_size, D = cf.head_dim, nh = cf.num_heads, nkv = cf.num_kv_heads;
     auto x = x_in.contiguous().clone();
-    float* xs = x.data_ptr<float>();
-    std::vector<float> qkv(static_cast<size_t>((nh + 2 * nkv) * D)), a(static_cast<size_t>(nh * D)), gu(static_cast<size_t>(2 * I)),
-        act(static_cast<size_t>(I)), y(static_cast<size_t>(H));
-    float *q = qkv.data(), *k = q + nh * D, *v = k + nkv * D;
     const auto cos = cs.first.to(torch::kFloat).contiguous(), sin = cs.second.to(torch::kFloat).contiguous();
-    decoder::TokenAttention attn{nh, nkv, D};
-    attn.eps = static_cast<float>(cf.rms_norm_eps);
-    attn.scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(D)));
-    attn.cos = cos.data_ptr<float>();
-    attn.sin = sin.data_ptr<float>();
-    attn.rd = cos.size(-1);
-    decoder::NewTokenKeys keys{};
-    const int threads = at::get_num_threads();
-    std::vector<decoder::TeamInput> inputs(static_cast<size_t>(threads));
-    StepTeam team;
-    team.run(threads, [&](int tid) {
-      decoder::TeamInput& in = inputs[static_cast<size_t>(tid)];
-      for (size_t i = 0; i < layers_.size(); ++i) {
-        const Layer& L = layers_[i];
-        // 1. Attention: each thread norms the stream and computes its rows of q|k|v; one thread
-        // applies the per-head norms and RoPE and writes the cache; each attends with its heads.
-        {
-          decoder::TeamSpan span(tid, "tandem::norm");
-          in.norm_of(xs, L.ln1.data_ptr<float>(), H, attn.eps);
-        }
-        {
-          decoder::TeamSpan span(tid, "tandem::qkv_proj");
-          decoder::team_rows(team, tid, L.team_qkv, in, qkv.data());
-          team.sync();
-        }
-        {
-          decoder::TeamSpan span(tid, "tandem::attention");
-          if (tid == 0) {
-            attn.q_norm = L.q_norm.defined() ? L.q_norm.data_ptr<float>() : nullptr;
-            attn.k_norm = L.k_norm.defined() ? L.k_norm.data_ptr<float>() : nullptr;
-            keys = decoder::store_new_token(attn, q, k, v, cache, static_cast<int64_t>(i));
-          }
-          team.sync();
-          const auto [h0, h1] = team.share(nh, tid);
-          decoder::attend_heads(attn, q, keys, a.data(), h0, h1);
-          team.sync();
-        }
-        // 2. o and the residual add, each thread its rows.
-        {
-          decoder::TeamSpan span(tid, "tandem::o_proj");
-          in.set(a.data(), nh * D);
-          decoder::team_rows_into_stream(team, tid, L.team_o, in, y.data(), xs);
-          team.sync();
-        }
-        // 3. MLP: norm, gate|up rows, the activation times up (each thread its share), down rows
-        // and the residual add.
-        {
-          decoder::TeamSpan span(tid, "tandem::norm");
-          in.norm_of(xs, L.ln2.data_ptr<float>(), H, attn.eps);
-        }
-        decoder::TeamSpan span(tid, "tandem::mlp");
-        decoder::team_rows(team, tid, L.team_gate_up, in, gu.data());
-        team.sync();
-        // Shares in units of 64: torch's elementwise loops take 32 values per vector step and
-        // the remainder through a scalar formula that may round differently; shares aligned so
-        // keep every value on the path the whole-row call puts it on.
-        const auto [j0, j1] = team.share(I, tid, 64);
-        if (j0 < j1) {
-          const auto opts = torch::TensorOptions().dtype(torch::kFloat);
-          auto out = torch::from_blob(act.data() + j0, {j1 - j0}, opts);
-          torch::mul_out(out, act_(torch::from_blob(gu.data() + j0, {j1 - j0}, opts)),
-                         torch::from_blob(gu.data() + I + j0, {j1 - j0}, opts));
-        }
-        team.sync();
-        in.set(act.data(), I);
-        decoder::team_rows_into_stream(team, tid, L.team_down, in, y.data(), xs);
-        team.sync();
-      }
-    });
+    decoder::TeamModel m;
+    m.hidden = cf.hidden_size;
+    m.intermediate = cf.intermediate_size;
+    m.heads = cf.num_heads;
+    m.kv_heads = cf.num_kv_heads;
+    m.head_dim = cf.head_dim;
+    m.eps = static_cast<float>(cf.rms_norm_eps);
+    m.scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(cf.head_dim)));
+    m.act = act_;
+    m.cos = cos.data_ptr<float>();
+    m.sin = sin.data_ptr<float>();
+    m.rd = cos.size(-1);
+    std::vector<decoder::TeamLayer> layers;
+    for (const auto& L : layers_) layers.push_back(team_layer(L));
+    decoder::team_step(x.data_ptr<float>(), m, layers, cache);
     return x;
   }
 

@@ -13,9 +13,10 @@ its clock after the prompt's llama_decode). An earlier version subtracted the ti
 run from a NEW-token run; a slow prefill in one of the two then moved the rate by up to 40%.
 
 The bandwidth bound: bytes of weights one decode step reads (every matrix once; a tied embedding
-once, as the head) / the machine's read bandwidth, measured here as the median of five 2-thread
-streaming sums over 1 GiB, in every round beside the engines (it moves on this shared machine);
-the bound uses the median over rounds.
+once, as the head) / the machine's read bandwidth, measured in every round beside the engines (it
+moves on this shared machine) as the better of two meters (bandwidth_gbs) over 1 GiB: the memory's
+rate. A step's weights (96 MB for SmolLM2) fit in part in this CPU's 260 MB L3, so the table also
+gives the same-size bound: the rate of reading a buffer of the step's weight bytes again and again.
 
     python benchmarks/bench_decode_models.py [--threads 2] [--repeats 3] [--quick]
 
@@ -45,16 +46,22 @@ def timed(fn) -> float:
     return time.perf_counter() - t
 
 
-def bandwidth_gbs(repeats: int = 5) -> float:
-    """Read bandwidth (GB/s): the median of `repeats` 2-thread streaming sums over 1 GiB of
-    random floats (fp32 matrix-vector products, the old measure, are compute-bound here and
-    read 7x lower). On this shared machine it moves between runs (41 to 62 GB/s within an hour,
-    with torch.amax and torch.dot moving alike), so the decode benchmark measures it in every
-    round, between the engines."""
-    big = torch.randn(256 * 1024 * 1024)  # 1 GiB float32
+def bandwidth_gbs(repeats: int = 5, nbytes: int = 1 << 30) -> float:
+    """Read bandwidth (GB/s) over a buffer of `nbytes`: the better of two meters, each the median
+    of `repeats` reads with every thread: torch.sum, and a streaming read that prefetches as the
+    decode kernels do (_C._testing.stream_read_gbs; torch.sum alone read a 96 MB buffer slower
+    than the int8 decode step streamed its weights on some days). Over 1 GiB it is the memory's
+    rate; on this shared machine it moves between runs (41 to 78 GB/s on some days, 20-29 GB/s on
+    others), so the decode benchmark measures it in every round, between the engines. Over the
+    bytes one decode step reads (a buffer read again and again, as the step re-reads its weights)
+    it is the rate at which the machine re-reads a working set that size, part of which this
+    CPU's 260 MB L3 holds: the stricter bound."""
+    from tandem import _C
+
+    big = torch.randn(nbytes // 4)
     big.sum()
     rates = [big.numel() * 4 / timed(lambda: big.sum()) / 1e9 for _ in range(repeats)]
-    return statistics.median(rates)
+    return max(statistics.median(rates), _C._testing.stream_read_gbs(big, repeats))
 
 
 def weight_bytes(path: Path, dtype: str) -> int:
@@ -177,11 +184,21 @@ def main() -> int:
         if name == "smollm2-135m" and not args.quick:
             cells[(name, "tandem", "exact", "bfloat16", 1)] = tandem_decoder(path, 1, dtype="bfloat16")[0]
     rates = {k: [] for k in cells}
+    nbytes = {}
+    for name in models:
+        path = tandem.models.resolve(name).resolve()
+        for w in ("GGUF blocks", "bfloat16"):
+            nbytes[(name, w)] = weight_bytes(path, w)
     start = time.time()
     bws = []
+    same = {k: [] for k in nbytes}  # same-size stream rates per round
     for r in range(args.repeats):  # interleaved: a load swing hits every engine alike
         bws.append(bandwidth_gbs())
-        print(f"[decode round {r + 1}] read bandwidth {bws[-1]:.1f} GB/s", file=sys.stderr, flush=True)
+        for k in same:
+            same[k].append(bandwidth_gbs(nbytes=nbytes[k]))
+        print(f"[decode round {r + 1}] read bandwidth {bws[-1]:.1f} GB/s (1 GiB); "
+              + ", ".join(f"{k[0]} {k[1]} {nbytes[k] / 1e6:.0f} MB: {v[-1]:.1f}" for k, v in same.items()),
+              file=sys.stderr, flush=True)
         for i, (k, fn) in enumerate(cells.items()):
             rates[k].append(fn())
             done = r * len(cells) + i + 1
@@ -190,23 +207,21 @@ def main() -> int:
                   f"(ETA {eta:.0f} s)", file=sys.stderr, flush=True)
     bw = statistics.median(bws)
     med = {k: statistics.median(v) for k, v in rates.items()}
-    nbytes = {}
-    for name in models:
-        path = tandem.models.resolve(name).resolve()
-        for w in ("GGUF blocks", "bfloat16"):
-            nbytes[(name, w)] = weight_bytes(path, w)
-
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    fields = ["model", "engine", "kernels", "weights", "batch", "median_tok_s", "runs", "bound_tok_s", "share_of_bound"]
+    fields = ["model", "engine", "kernels", "weights", "batch", "median_tok_s", "runs", "bound_tok_s", "share_of_bound",
+              "same_size_bound_tok_s", "share_of_same_size_bound"]
     rows = []
     for k, v in rates.items():
         name, engine, kernels, weights, b = k
+        n, ws = nbytes[(name, weights)], same[(name, weights)]
         # Each run against the bandwidth measured in its own round (the bound moves with the
         # machine's load); the median of those shares.
-        share = statistics.median(x * nbytes[(name, weights)] / (g * 1e9) for x, g in zip(v, bws))
+        share = statistics.median(x * n / (g * 1e9) for x, g in zip(v, bws))
+        share_same = statistics.median(x * n / (g * 1e9) for x, g in zip(v, ws))
         rows.append(dict(zip(fields, [name, engine, kernels, weights, b, f"{med[k]:.1f}", " ".join(f"{x:.1f}" for x in v),
-                                      f"{bw * 1e9 / nbytes[(name, weights)]:.1f}", f"{share:.2f}" if b == 1 else ""])))
+                                      f"{bw * 1e9 / n:.1f}", f"{share:.2f}" if b == 1 else "",
+                                      f"{statistics.median(ws) * 1e9 / n:.1f}", f"{share_same:.2f}" if b == 1 else ""])))
     tmp = out / f".decode_models.csv.tmp-{os.getpid()}"
     with open(tmp, "w", newline="") as f:
         w = csv.DictWriter(f, fields)
@@ -217,11 +232,14 @@ def main() -> int:
     md = ["# Decode: tandem vs llama.cpp on the same GGUF", "",
           f"{args.threads} threads, prompt {PROMPT}, {NEW} new tokens, greedy, {args.repeats} interleaved rounds; "
           f"torch {torch.__version__}; portable kernels here: {_C.portable_kernels_build()}. Read bandwidth measured "
-          f"{bw:.1f} GB/s (median of the rounds: {' '.join(f'{b:.1f}' for b in bws)}); bound = weight bytes per step / bandwidth (batch 1; the table's bound at the median bandwidth, each "
-          f"share the median over rounds of a run's rate against its own round's bound). "
+          f"{bw:.1f} GB/s over 1 GiB (median of the rounds: {' '.join(f'{b:.1f}' for b in bws)}); bound = weight bytes per step / bandwidth (batch 1; the table's bound at the median bandwidth, each "
+          f"share the median over rounds of a run's rate against its own round's bound). The same-size bound streams a buffer of the step's "
+          f"weight bytes instead ("
+          + ", ".join(f"{k[0]} {k[1]} {nbytes[k] / 1e6:.0f} MB: {statistics.median(v):.1f} GB/s" for k, v in same.items())
+          + "): the rate at which this machine re-reads a working set that size, part of which its L3 holds. "
           f"`python benchmarks/bench_decode_models.py --threads {args.threads} --repeats {args.repeats}`", "",
-          "| model | engine | kernels | weights | batch | median tok/s | runs | bound tok/s | share of bound |",
-          "| --- | --- | --- | --- | ---: | ---: | --- | ---: | ---: |"]
+          "| model | engine | kernels | weights | batch | median tok/s | runs | bound tok/s | share of bound | same-size bound tok/s | share of same-size bound |",
+          "| --- | --- | --- | --- | ---: | ---: | --- | ---: | ---: | ---: | ---: |"]
     md += [f"| {' | '.join(str(r[f]) for f in fields)} |" for r in rows]
     md += ["", "Ratios (medians):", ""]
     for name in models:

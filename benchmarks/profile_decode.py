@@ -79,6 +79,9 @@ def main() -> int:
     ap.add_argument("--out", default=str(ROOT / "results" / "bench"))
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    from bench_decode_models import bandwidth_gbs  # the same meter as the speed tables
+
+    bw = bandwidth_gbs()
     rows = [profile_model(n, args.tokens, k) for n in ("smollm2-135m", "gemma3-270m") for k in ("exact", "int8_activations")]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -91,8 +94,11 @@ def main() -> int:
           f"`python benchmarks/profile_decode.py` ({args.threads} threads, prompt 64, {args.tokens} new tokens, torch "
           f"{torch.__version__}; the profiler itself adds some time). Spans are tandem's own (decoder_common.h "
           "TANDEM_SPAN); `other` is what no span covers: the loop's step setup, masks, dispatch and allocation. "
-          "Batch-1 steps take the fused decode step (llama_model.cpp, gemma3_model.cpp), whose `attention` span "
-          "holds RoPE and the cache write too (`rope` then reads 0).", "",
+          "Batch-1 steps of a packed model take the team step (team_step.cpp: both threads in one parallel region "
+          "per step), whose spans the first thread times, barrier waits included; its `attention` span holds the "
+          "q/k norms, RoPE and the cache write too (`rope` then reads 0). "
+          "The last column sums the packed_matmul calls, which the team step's products are not (there it holds "
+          f"the head alone). Read bandwidth in this run (1 GiB): {bw:.1f} GB/s.", "",
           "| model | kernels | tok/s | ms/token | " + " | ".join(SPANS) + " | other | (packed matmuls within) |",
           "| --- | --- | ---: | ---: | " + " | ".join("---:" for _ in SPANS) + " | ---: | ---: |"]
     for r in rows:
@@ -108,7 +114,9 @@ def main() -> int:
             old = {r["model"]: r for r in csv.DictReader(f)}
         md += ["", "Against the profile before the packed products used both cores (they ran serially: built "
                "without OpenMP, at::parallel_for did not split) and before q|k|v and gate|up were read as one stacked "
-               "product (decode_profile_before.md):", ""]
+               "product (decode_profile_before.md). That profile was taken on another day; this shared machine's "
+               "speed moves by up to 2-3x between days (its read bandwidth 20-78 GB/s), so the ratios below mix "
+               "code and machine: the same-day comparison of the last change is in the README.", ""]
         for r in rows:
             if r["model"] in old and r["kernels"] == "exact":
                 o = old[r["model"]]

@@ -14,6 +14,7 @@ set(TANDEM_BINDING_SOURCES
   csrc/bindings/collab.cpp
   csrc/bindings/testing.cpp
   benchmarks/adapter_bench.cpp   # timing helper for benchmarks/bench_spa_step.py (_C._testing)
+  benchmarks/read_bandwidth.cpp  # the decode benchmarks' bandwidth meter (_C._testing)
 )
 # tests/cpp/<folder>_test.cpp: one file per source folder.
 file(GLOB TANDEM_TEST_SOURCES CONFIGURE_DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/tests/cpp/*_test.cpp)

@@ -24,6 +24,7 @@
 #include "tandem/spa/router.h"
 #include "tandem/peft/adapter.h"
 #include "benchmarks/adapter_bench.h"
+#include "benchmarks/read_bandwidth.h"
 #include "tandem/moe/model_pool.h"
 #include "tandem/moe/profiles.h"
 
@@ -47,6 +48,8 @@ void bind_testing(py::module_& m) {
       .def_readonly("seconds_per_step", &AdapterStepTiming::seconds_per_step)
       .def_readonly("final_loss", &AdapterStepTiming::final_loss)
       .def_readonly("trainable_parameters", &AdapterStepTiming::trainable_parameters);
+  m.def("stream_read_gbs", &stream_read_gbs, py::arg("buffer"), py::arg("repeats") = 5,
+        "GB/s of a streaming read of `buffer` (all intra-op threads, prefetching as the decode kernels), median of repeats.");
   m.def("time_adapter_steps", &time_adapter_steps, py::arg("model"), py::arg("adapter_yaml"), py::arg("inputs"),
         py::arg("final_normed"), py::arg("gold"), py::arg("warmup") = 2, py::arg("steps") = 10, py::arg("lr") = 1e-3,
         py::arg("bf16_autocast") = false, py::call_guard<py::gil_scoped_release>(),

@@ -157,44 +157,42 @@ void attend_pairs(const float* q, int64_t H, int64_t D, KvView k, KvView v, int6
                   float* out, int64_t p0, int64_t p1, float* p) {
   const int64_t group = H / Hkv;
   const bool vector = avx512_attention(D);
-  {
-    for (int64_t bh = p0; bh < p1; ++bh) {
-      const int64_t b = bh / H, h = bh % H;
-      const bool* vis = visible ? visible + b * S : nullptr;
-      const float* qh = q + (b * H + h) * D;
-      const float* kh = k.data + b * k.batch_stride + (h / group) * k.head_stride;
-      const float* vh = v.data + b * v.batch_stride + (h / group) * v.head_stride;
-      float* o = out + (b * H + h) * D;
-      if (vector) {
-        attend_head_avx512(qh, kh, k.pos_stride, vh, v.pos_stride, vis, S, D, scale, p, o);
+  for (int64_t bh = p0; bh < p1; ++bh) {
+    const int64_t b = bh / H, h = bh % H;
+    const bool* vis = visible ? visible + b * S : nullptr;
+    const float* qh = q + (b * H + h) * D;
+    const float* kh = k.data + b * k.batch_stride + (h / group) * k.head_stride;
+    const float* vh = v.data + b * v.batch_stride + (h / group) * v.head_stride;
+    float* o = out + (b * H + h) * D;
+    if (vector) {
+      attend_head_avx512(qh, kh, k.pos_stride, vh, v.pos_stride, vis, S, D, scale, p, o);
+      continue;
+    }
+    float mx = -std::numeric_limits<float>::infinity();
+    for (int64_t s = 0; s < S; ++s) {
+      if (vis && !vis[s]) {
+        p[static_cast<size_t>(s)] = -std::numeric_limits<float>::infinity();
         continue;
       }
-      float mx = -std::numeric_limits<float>::infinity();
-      for (int64_t s = 0; s < S; ++s) {
-        if (vis && !vis[s]) {
-          p[static_cast<size_t>(s)] = -std::numeric_limits<float>::infinity();
-          continue;
-        }
-        const float* ks = kh + s * k.pos_stride;
-        float dot = 0.f;
+      const float* ks = kh + s * k.pos_stride;
+      float dot = 0.f;
 #pragma omp simd reduction(+ : dot)
-        for (int64_t i = 0; i < D; ++i) dot += qh[i] * ks[i];
-        p[static_cast<size_t>(s)] = dot * scale;
-        mx = std::max(mx, p[static_cast<size_t>(s)]);
-      }
-      std::fill(o, o + D, 0.f);
-      float total = 0.f;
-      for (int64_t s = 0; s < S; ++s) {
-        const float e = std::exp(p[static_cast<size_t>(s)] - mx);  // exp(-inf) = 0 for the hidden
-        if (e == 0.f) continue;
-        total += e;
-        const float* vs = vh + s * v.pos_stride;
-#pragma omp simd
-        for (int64_t i = 0; i < D; ++i) o[i] += e * vs[i];
-      }
-      const float inv = 1.f / total;  // nothing visible: 0 * inf = NaN, as SDPA
-      for (int64_t i = 0; i < D; ++i) o[i] *= inv;
+      for (int64_t i = 0; i < D; ++i) dot += qh[i] * ks[i];
+      p[static_cast<size_t>(s)] = dot * scale;
+      mx = std::max(mx, p[static_cast<size_t>(s)]);
     }
+    std::fill(o, o + D, 0.f);
+    float total = 0.f;
+    for (int64_t s = 0; s < S; ++s) {
+      const float e = std::exp(p[static_cast<size_t>(s)] - mx);  // exp(-inf) = 0 for the hidden
+      if (e == 0.f) continue;
+      total += e;
+      const float* vs = vh + s * v.pos_stride;
+#pragma omp simd
+      for (int64_t i = 0; i < D; ++i) o[i] += e * vs[i];
+    }
+    const float inv = 1.f / total;  // nothing visible: 0 * inf = NaN, as SDPA
+    for (int64_t i = 0; i < D; ++i) o[i] *= inv;
   }
 }
 

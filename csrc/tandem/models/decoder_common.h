@@ -148,10 +148,7 @@ struct FusedStep {
   /// as the layer loop computes them), then attend_new_token into a.
   void attend(const torch::Tensor& ln, const PackedWeight& stacked, std::initializer_list<StackedPart> parts, KVCache& cache,
               int64_t layer) {
-    {
-      TANDEM_SPAN("norm");
-      rms_norm_row(stream(), ln.data_ptr<float>(), x.size(-1), attention.eps, h.data_ptr<float>());
-    }
+    norm_into_h(ln);
     std::vector<torch::Tensor> qkv;
     {
       TANDEM_SPAN("qkv_proj");

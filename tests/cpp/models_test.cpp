@@ -198,6 +198,19 @@ std::vector<std::string>& seen_operations() {
   return names;
 }
 
+// m's forward of one token with `cache`, and how many times the calling thread entered span `name`.
+std::pair<LMOutput, int64_t> forward_counting(CausalLM& m, int64_t token, KVCache& cache, const std::string& name) {
+  seen_operations().clear();
+  auto handle = at::addThreadLocalCallback(at::RecordFunctionCallback(
+      [](const at::RecordFunction& fn) -> std::unique_ptr<at::ObserverContext> {
+        seen_operations().emplace_back(fn.name());
+        return nullptr;
+      }));
+  auto out = m.forward(torch::full({1, 1}, token, torch::kLong), {}, {}, &cache, false, 1);
+  at::removeCallback(handle);
+  return {std::move(out), std::count(seen_operations().begin(), seen_operations().end(), name)};
+}
+
 // A decode step of one sequence takes the fused step (llama_model.cpp, gemma3_model.cpp): its
 // logits equal the layer loop's bit for bit, step after step (past the cache's first 64 extra
 // positions, so its buffers grow): the plain Llama family; with every option its fused step
@@ -230,15 +243,8 @@ TEST(FusedDecodeStep, EqualsTheLayerLoop) {
     int64_t token = 7;
     for (int step = 0; step < 70; ++step) {
       auto ids = torch::full({1, 1}, token, torch::kLong);
-      seen_operations().clear();
-      auto handle = at::addThreadLocalCallback(at::RecordFunctionCallback(
-          [](const at::RecordFunction& fn) -> std::unique_ptr<at::ObserverContext> {
-            seen_operations().emplace_back(fn.name());
-            return nullptr;
-          }));
-      const auto a = m->forward(ids, {}, {}, &fused, false, 1);
-      at::removeCallback(handle);
-      const bool took_fused = std::count(seen_operations().begin(), seen_operations().end(), "tandem::fused_step") == 1;
+      const auto [a, fused_steps] = forward_counting(*m, token, fused, "tandem::fused_step");
+      const bool took_fused = fused_steps == 1;
       const auto b = m->forward(ids, {}, {}, &loop, true, 1);
       ASSERT_TRUE(a.hidden_states.empty() && !b.hidden_states.empty());
       const bool windowed = c.sliding_window > 0 && 5 + step + 1 > c.sliding_window;
@@ -357,19 +363,10 @@ TEST(TeamDecodeStep, EqualsTheLayerLoopOnPackedWeights) {
         const std::string what = "variant " + std::to_string(variant) + (kernels == DecodeKernels::kExact ? " exact" : " int8") +
                                  ", " + std::to_string(threads) + " threads";
         for (int step = 0; step < 45; ++step) {
-          auto ids = torch::full({1, 1}, token, torch::kLong);
-          seen_operations().clear();
-          auto handle = at::addThreadLocalCallback(at::RecordFunctionCallback(
-              [](const at::RecordFunction& fn) -> std::unique_ptr<at::ObserverContext> {
-                seen_operations().emplace_back(fn.name());
-                return nullptr;
-              }));
-          const auto a = m->forward(ids, {}, {}, &team, false, 1);
-          at::removeCallback(handle);
-          const auto b = m->forward(ids, {}, {}, &loop, true, 1);
+          const auto [a, team_steps] = forward_counting(*m, token, team, "tandem::team_step");
+          const auto b = m->forward(torch::full({1, 1}, token, torch::kLong), {}, {}, &loop, true, 1);
           const bool windowed = c.sliding_window > 0 && 5 + step + 1 > c.sliding_window;  // the loop's masks then
-          ASSERT_EQ(std::count(seen_operations().begin(), seen_operations().end(), "tandem::team_step"), windowed ? 0 : 1)
-              << what << " step " << step;
+          ASSERT_EQ(team_steps, windowed ? 0 : 1) << what << " step " << step;
           ASSERT_TRUE(torch::equal(a.logits, b.logits)) << what << " step " << step << " max diff "
                                                         << (a.logits - b.logits).abs().max().item<double>();
           token = a.logits.argmax(-1).item<int64_t>();

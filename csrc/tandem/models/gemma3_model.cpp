@@ -262,14 +262,7 @@ class Gemma3Model : public CausalLM {
     const auto table = [](const torch::Tensor& t) { return t.to(torch::kFloat).contiguous(); };
     const torch::Tensor cos_g = table(cs_global.first), sin_g = table(cs_global.second), cos_l = table(cs_local.first),
                         sin_l = table(cs_local.second);
-    decoder::TeamModel m;
-    m.hidden = cf.hidden_size;
-    m.intermediate = cf.intermediate_size;
-    m.heads = cf.num_heads;
-    m.kv_heads = cf.num_kv_heads;
-    m.head_dim = cf.head_dim;
-    m.eps = static_cast<float>(cf.rms_norm_eps);
-    m.scale = static_cast<float>(scale_);
+    decoder::TeamModel m = decoder::team_model(cf, scale_);
     m.act = [](const torch::Tensor& g) { return torch::gelu(g, "tanh"); };
     m.cos = cos_g.data_ptr<float>();
     m.sin = sin_g.data_ptr<float>();

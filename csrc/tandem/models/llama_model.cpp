@@ -357,14 +357,7 @@ class LlamaModel : public CausalLM {
     const auto& cf = config_;
     auto x = x_in.contiguous().clone();
     const auto cos = cs.first.to(torch::kFloat).contiguous(), sin = cs.second.to(torch::kFloat).contiguous();
-    decoder::TeamModel m;
-    m.hidden = cf.hidden_size;
-    m.intermediate = cf.intermediate_size;
-    m.heads = cf.num_heads;
-    m.kv_heads = cf.num_kv_heads;
-    m.head_dim = cf.head_dim;
-    m.eps = static_cast<float>(cf.rms_norm_eps);
-    m.scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(cf.head_dim)));
+    decoder::TeamModel m = decoder::team_model(cf, 1.0 / std::sqrt(static_cast<double>(cf.head_dim)));
     m.act = act_;
     m.cos = cos.data_ptr<float>();
     m.sin = sin.data_ptr<float>();

@@ -77,6 +77,18 @@ class TeamSpan {
 
 }  // namespace
 
+TeamModel team_model(const ModelConfig& cf, double scale) {
+  TeamModel m;
+  m.hidden = cf.hidden_size;
+  m.intermediate = cf.intermediate_size;
+  m.heads = cf.num_heads;
+  m.kv_heads = cf.num_kv_heads;
+  m.head_dim = cf.head_dim;
+  m.eps = static_cast<float>(cf.rms_norm_eps);
+  m.scale = static_cast<float>(scale);
+  return m;
+}
+
 void team_step(float* x, const TeamModel& m, const std::vector<TeamLayer>& layers, KVCache& cache) {
   const int64_t H = m.hidden, I = m.intermediate, D = m.head_dim, nh = m.heads, nkv = m.kv_heads;
   std::vector<float> qkv(static_cast<size_t>((nh + 2 * nkv) * D)), a(static_cast<size_t>(nh * D)), gu(static_cast<size_t>(2 * I)),

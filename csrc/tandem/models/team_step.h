@@ -15,6 +15,7 @@
 
 #include <torch/torch.h>
 
+#include "tandem/models/causal_lm.h"
 #include "tandem/models/packed_matmul.h"
 
 namespace tandem {
@@ -42,6 +43,10 @@ struct TeamModel {
   const float *cos_local = nullptr, *sin_local = nullptr;
   int64_t rd_local = 0;
 };
+
+/// The shape and norm settings of `cf`'s layers, attention scores scaled by `scale`; the caller
+/// adds the activation and this position's RoPE tables.
+TeamModel team_model(const ModelConfig& cf, double scale);
 
 /// One layer. q|k|v and gate|up: one stacked part, or one part each (outputs in that order).
 struct TeamLayer {

@@ -198,6 +198,22 @@ std::vector<std::string>& seen_operations() {
   return names;
 }
 
+// The decode-step tests' three models: a plain tiny Llama; one with q/k/v, o and MLP biases,
+// per-head q/k norms and half the head rotated; a tiny Gemma 3 (sandwich norms, GELU, local and
+// global RoPE tables, a 40-token window).
+ModelConfig decode_step_variant(int variant) {
+  auto c = tiny_llama_config();
+  if (variant == 1) c.attention_bias = c.o_bias = c.mlp_bias = c.qk_norm = true, c.partial_rotary_factor = 0.5;
+  if (variant == 2) {
+    c.architecture = "gemma3_text";
+    c.qk_norm = true;
+    c.sliding_window = 40;
+    c.sliding_layers = {true, false, true};
+    c.rope_local_theta = 100.0;
+  }
+  return c;
+}
+
 // m's forward of one token with `cache`, and how many times the calling thread entered span `name`.
 std::pair<LMOutput, int64_t> forward_counting(CausalLM& m, int64_t token, KVCache& cache, const std::string& name) {
   seen_operations().clear();
@@ -220,15 +236,7 @@ std::pair<LMOutput, int64_t> forward_counting(CausalLM& m, int64_t token, KVCach
 // layer loop, which is how the two are compared (the fused step marks itself for the profiler).
 TEST(FusedDecodeStep, EqualsTheLayerLoop) {
   for (int variant = 0; variant < 3; ++variant) {
-    auto c = tiny_llama_config();
-    if (variant == 1) c.attention_bias = c.o_bias = c.mlp_bias = c.qk_norm = true, c.partial_rotary_factor = 0.5;
-    if (variant == 2) {
-      c.architecture = "gemma3_text";
-      c.qk_norm = true;
-      c.sliding_window = 40;
-      c.sliding_layers = {true, false, true};
-      c.rope_local_theta = 100.0;
-    }
+    const auto c = decode_step_variant(variant);
     std::shared_ptr<CausalLM> m(create_named<CausalLM>(c.architecture, c).release());
     torch::manual_seed(3);
     {
@@ -340,15 +348,7 @@ TEST(TeamDecodeStep, EqualsTheLayerLoopOnPackedWeights) {
   for (int variant = 0; variant < 3; ++variant)
     for (auto kernels : {DecodeKernels::kExact, DecodeKernels::kInt8Activations})
       for (int threads : {1, 2, 3}) {
-        auto c = tiny_llama_config();
-        if (variant == 1) c.attention_bias = c.o_bias = c.mlp_bias = c.qk_norm = true, c.partial_rotary_factor = 0.5;
-        if (variant == 2) {  // sandwich norms, GELU, local and global RoPE tables, a window
-          c.architecture = "gemma3_text";
-          c.qk_norm = true;
-          c.sliding_window = 40;
-          c.sliding_layers = {true, false, true};
-          c.rope_local_theta = 100.0;
-        }
+        const auto c = decode_step_variant(variant);
         std::shared_ptr<CausalLM> m(create_named<CausalLM>(c.architecture, c).release());
         torch::manual_seed(11);
         m->load_weights(Q8TinySource(c));

@@ -18,6 +18,7 @@
 #include "tandem/models/decoder_common.h"
 #include "tandem/models/portable_kernels.h"
 #include "tandem/models/generation.h"
+#include "tandem/models/greedy_argmax.h"
 #include "test_helpers.h"
 #include "tiny_models.h"
 
@@ -120,6 +121,38 @@ TEST(DecodeStepOps, OneQueryAttentionEqualsSdpa) {
   }
   auto k = torch::randn({1, 2, 29, 16}), v = torch::randn({1, 2, 29, 16});
   EXPECT_FALSE(decoder::one_query_attention(torch::randn({1, 6, 2, 16}), k, v, {}));  // two queries
+}
+
+// The vector argmax against torch's on the rows that tell them apart: ties (the first wins, in any
+// lane), the maximum in the tail past the last whole 16, -inf rows, NaN rows (torch's rule: the
+// first NaN), -0 against +0, widths 16 to Gemma 3's vocabulary, batch dimensions, a strided view;
+// and under the portable kernels (torch's argmax itself).
+TEST(GreedyArgmax, EqualsTorchArgmax) {
+  torch::manual_seed(3);
+  const float inf = std::numeric_limits<float>::infinity(), nan = std::numeric_limits<float>::quiet_NaN();
+  for (int64_t V : {16, 17, 31, 33, 49152, 262144}) {
+    // Rounded values: many exact ties, spread over lanes and blocks.
+    auto rows = (torch::randn({9, V}) * 4).round();
+    rows[1].fill_(-inf);
+    rows[2].fill_(7.f);                  // all equal: index 0
+    rows[3][V - 1] = 100.f;              // the last element, in the tail when V % 16 != 0
+    rows[4][V / 2] = nan, rows[4][V - 1] = nan;
+    rows[5].fill_(0.f), rows[5][V - 2] = -0.f, rows[5][1] = -0.f;
+    rows[6][V - 3] = 50.f, rows[6][5] = 50.f;  // a tie far apart: the first
+    rows[7][0] = nan;
+    rows[8][V - 1] = inf, rows[8][3] = inf;
+    EXPECT_TRUE(torch::equal(greedy_argmax(rows), rows.argmax(-1))) << "V = " << V;
+    const auto batched = rows.view({3, 3, V});
+    EXPECT_TRUE(torch::equal(greedy_argmax(batched), batched.argmax(-1))) << "V = " << V;
+    const auto strided = torch::randn({4, 2, V}).select(1, 1);  // rows 2V apart
+    EXPECT_TRUE(torch::equal(greedy_argmax(strided), strided.argmax(-1))) << "V = " << V;
+  }
+  const auto one = torch::randn({1000});
+  EXPECT_EQ(greedy_argmax(one).item<int64_t>(), one.argmax(-1).item<int64_t>());
+  set_cpu_kernels(CpuKernels::kPortable);
+  const auto r = torch::randn({2, 300});
+  EXPECT_TRUE(torch::equal(greedy_argmax(r), r.argmax(-1)));
+  set_cpu_kernels(CpuKernels::kAuto);
 }
 
 // Every build of the portable kernels (the SSE2/plain-C++ baseline, which no run here picks, and

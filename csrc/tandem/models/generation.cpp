@@ -8,6 +8,8 @@
 #include <ATen/record_function.h>
 #include <torch/torch.h>
 
+#include "tandem/models/greedy_argmax.h"
+
 namespace tandem {
 namespace {
 
@@ -79,7 +81,7 @@ PrefillResult prefill(CausalLM& model, const std::vector<std::vector<int64_t>>& 
 }
 
 torch::Tensor sample_next(const torch::Tensor& logits, const SamplingOptions& o, at::Generator& gen) {
-  if (is_greedy(o.temperature)) return logits.argmax(-1);
+  if (is_greedy(o.temperature)) return greedy_argmax(logits);
   auto l = logits.to(torch::kFloat) / o.temperature;
   if (o.top_k > 0 && o.top_k < l.size(-1)) {
     auto kth = std::get<0>(l.topk(o.top_k, -1)).narrow(-1, o.top_k - 1, 1);

@@ -6,6 +6,7 @@
 #include <torch/torch.h>
 
 #include "tandem/core/progress.h"
+#include "tandem/models/greedy_argmax.h"
 
 namespace tandem::spa {
 
@@ -20,7 +21,7 @@ void RoutedDecoding::choose(const DecodeStep& step, std::vector<TokenChoice>& ch
   const torch::Tensor next_logits = lm_ ? lm_->next_token(o.hidden_states, step.fed_mask, &state_, &chose)
                                         : o.logits.select(1, -1);
   // 3. Greedy; a stop token ends the row.
-  auto next = next_logits.argmax(-1).to(torch::kCPU);
+  auto next = greedy_argmax(next_logits).to(torch::kCPU);
   for (int64_t b = 0; b < B; ++b) {
     const int64_t t = next[b].item<int64_t>();
     choices[static_cast<size_t>(b)].feed = t;

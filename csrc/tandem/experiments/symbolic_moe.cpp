@@ -123,7 +123,10 @@ class SymbolicMoe : public Experiment {
     // `compare_dataset` (its own test file, read further than the accuracy table's share).
     std::vector<McInstance> ci = test;
     std::vector<SkillTags> ct = test_tags;
-    if (!compare_dataset_.empty()) {
+    if (compare_ == 0) {  // no comparison: a limit of 0 would read (and tag) the whole file
+      ci.clear();
+      ct.clear();
+    } else if (!compare_dataset_.empty()) {
       ci = read_mc_instances(resolve_data_path(dir_ + "/" + compare_dataset_ + "_test.jsonl"), compare_dataset_, compare_, skip_bad_);
       ct = pipe.tag(ci);
     }

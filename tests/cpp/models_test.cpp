@@ -149,6 +149,21 @@ TEST(GreedyArgmax, EqualsTorchArgmax) {
   }
   const auto one = torch::randn({1000});
   EXPECT_EQ(greedy_argmax(one).item<int64_t>(), one.argmax(-1).item<int64_t>());
+  // One long row splits across threads: equal maxima in both halves (the first half's wins), the
+  // maximum in the last element, a NaN in the second half only; 1, 2 and 3 threads.
+  const int threads = at::get_num_threads();
+  for (int t : {1, 2, 3}) {
+    at::set_num_threads(t);
+    for (int c = 0; c < 4; ++c) {
+      auto row = torch::randn({1, 262144 + 5});
+      if (c == 0) row[0][100] = 9.f, row[0][200000] = 9.f;
+      if (c == 1) row[0][262148] = 9.f;
+      if (c == 2) row[0][200001] = nan;
+      if (c == 3) row[0][131071] = 9.f, row[0][131072] = 9.f;
+      EXPECT_EQ(greedy_argmax(row).item<int64_t>(), row.argmax(-1).item<int64_t>()) << t << " threads, case " << c;
+    }
+  }
+  at::set_num_threads(threads);
   set_cpu_kernels(CpuKernels::kPortable);
   const auto r = torch::randn({2, 300});
   EXPECT_TRUE(torch::equal(greedy_argmax(r), r.argmax(-1)));

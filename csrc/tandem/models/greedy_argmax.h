@@ -5,7 +5,7 @@
 // 16 lanes at once.
 #pragma once
 
-#include <torch/torch.h>
+#include <ATen/core/Tensor.h>
 
 namespace tandem {
 
@@ -13,6 +13,6 @@ namespace tandem {
 /// maxima; a NaN is the largest value, the first NaN wins). Float32 rows on a CPU with AVX-512
 /// take a vector pass; anything else (another dtype or device, the portable kernels) is
 /// torch's argmax itself.
-torch::Tensor greedy_argmax(const torch::Tensor& logits);
+at::Tensor greedy_argmax(const at::Tensor& logits);
 
 }  // namespace tandem
